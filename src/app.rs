@@ -1,0 +1,116 @@
+//! Builds and runs the server: store, key ring, HTTP server, background key-ring refresher.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+
+use crate::config::Config;
+use crate::http::{self, AppState, unix_now};
+use crate::keys::KeyRing;
+use crate::protocol::Ctx;
+use crate::store::Store;
+
+/// How often a running server re-reads the key schedule (rotations by the CLI or another
+/// replica, keys reaching activation or retirement).
+pub const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(2);
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Opens storage and keys and binds `config.listen`.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(&config.listen)
+            .map_err(|e| anyhow::anyhow!("listen: cannot bind {}: {e}", config.listen))?;
+        Self::build_with_listener(config, listener).await
+    }
+
+    /// As [`build`](Self::build), on a listener the caller bound (tests bind port 0).
+    pub async fn build_with_listener(
+        config: Config,
+        listener: TcpListener,
+    ) -> anyhow::Result<Application> {
+        config.validate()?;
+        let config = Arc::new(config);
+        let (store, keys) = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<(Store, KeyRing)> {
+                let store = Store::open(&config.database_url, config.db_pool_size)?;
+                let keys = KeyRing::open(&store, &config, unix_now())?;
+                Ok((store, keys))
+            })
+            .await??
+        };
+        let ctx = Ctx {
+            config: config.clone(),
+            store,
+            keys: Arc::new(keys),
+        };
+        let state = web::Data::new(AppState::new(ctx.clone())?);
+        let port = listener.local_addr()?.port();
+        let workers = match config.workers {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            n => n,
+        };
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .configure(http::routes)
+        })
+        .workers(workers)
+        .listen(listener)?
+        .run();
+        Ok(Application {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until the process is told to stop, refreshing the key ring in the background.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let refresher = actix_web::rt::spawn(housekeeping(self.state.clone()));
+        let result = self.server.await;
+        refresher.abort();
+        result
+    }
+}
+
+/// Every tick: reload the key ring; now and then, drop idle login-throttle entries.
+async fn housekeeping(state: web::Data<AppState>) {
+    let ctx: Ctx = state.ctx.clone();
+    let mut n: u64 = 0;
+    let mut tick = tokio::time::interval(KEY_REFRESH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        n += 1;
+        if n.is_multiple_of(30) {
+            state.throttle.prune();
+        }
+        let keys = ctx.keys.clone();
+        let result = ctx
+            .store
+            .blocking(move |s| {
+                keys.reload(s, unix_now())
+                    .map_err(|e| crate::store::StoreError::Other(e.to_string()))
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "key ring refresh failed; keeping the current keys");
+        }
+    }
+}

@@ -1,0 +1,154 @@
+use clap::{Subcommand, ValueEnum};
+use serde_json::json;
+
+use super::{now, print_json};
+use crate::model::ClientType;
+use crate::protocol::clients::{self, ClientSpec};
+use crate::secret;
+use crate::store::Store;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum TypeArg {
+    Public,
+    Confidential,
+}
+
+#[derive(Subcommand)]
+pub enum ClientCommand {
+    /// Register a client application. A confidential client's secret is printed once.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long = "type", value_enum)]
+        client_type: TypeArg,
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Vec<String>,
+        /// Where RP-initiated logout may send the browser afterwards.
+        #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+        post_logout_redirect_uris: Vec<String>,
+        #[arg(long = "grant", value_name = "GRANT")]
+        grants: Vec<String>,
+        /// Allowed scopes, space-separated.
+        #[arg(long)]
+        scope: Option<String>,
+        /// Resource indicator(s) (RFC 8707) tokens may be issued for.
+        #[arg(long = "audience", value_name = "URI")]
+        audiences: Vec<String>,
+        /// Skip the consent page for this client.
+        #[arg(long)]
+        first_party: bool,
+        /// Allow the client to obtain the latchkey:admin scope via client_credentials.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List clients (never secrets).
+    List,
+    /// Show one client (never its secret).
+    Show { client_id: String },
+    /// Disable a client: its credentials and tokens stop working for new requests.
+    Disable { client_id: String },
+    /// Issue a new secret for a confidential client; the old one stops working at once.
+    RotateSecret { client_id: String },
+}
+
+pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<()> {
+    match cmd {
+        ClientCommand::Add {
+            name,
+            client_type,
+            redirect_uris,
+            post_logout_redirect_uris,
+            grants,
+            scope,
+            audiences,
+            first_party,
+            admin,
+        } => {
+            let spec = ClientSpec {
+                client_name: name,
+                client_type: Some(match client_type {
+                    TypeArg::Public => ClientType::Public,
+                    TypeArg::Confidential => ClientType::Confidential,
+                }),
+                redirect_uris,
+                post_logout_redirect_uris,
+                grant_types: grants,
+                scope,
+                audiences,
+                first_party,
+                is_admin: admin,
+            };
+            let new = clients::create(spec, now())
+                .map_err(|e| anyhow::anyhow!("{}: {}", e.code.as_str(), e.description))?;
+            store.insert_client(&new.client)?;
+            let mut view = clients::metadata(&new.client);
+            view["client_secret"] = json!(new.secret);
+            view["client_secret_expires_at"] = json!(0);
+            if as_json {
+                print_json(&view)?;
+            } else {
+                println!("client_id:     {}", new.client.client_id);
+                if let Some(s) = &new.secret {
+                    println!("client_secret: {s}");
+                    println!("(the secret is shown only now; store it safely)");
+                }
+            }
+        }
+        ClientCommand::List => {
+            let all = store.clients()?;
+            if as_json {
+                print_json(&json!(
+                    all.iter().map(clients::metadata).collect::<Vec<_>>()
+                ))?;
+            } else {
+                for c in all {
+                    let state = if c.disabled { "disabled" } else { "active" };
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        c.client_id,
+                        c.client_type.as_str(),
+                        c.client_name,
+                        state
+                    );
+                }
+            }
+        }
+        ClientCommand::Show { client_id } => {
+            let c = store
+                .client(&client_id)?
+                .ok_or_else(|| anyhow::anyhow!("no client {client_id:?}"))?;
+            if as_json {
+                print_json(&clients::metadata(&c))?;
+            } else {
+                println!("{}", serde_json::to_string_pretty(&clients::metadata(&c))?);
+            }
+        }
+        ClientCommand::Disable { client_id } => {
+            if !store.set_client_disabled(&client_id, true, now())? {
+                anyhow::bail!("no client {client_id:?}");
+            }
+            if as_json {
+                print_json(&json!({ "client_id": client_id, "disabled": true }))?;
+            } else {
+                println!("disabled client {client_id}");
+            }
+        }
+        ClientCommand::RotateSecret { client_id } => {
+            let c = store
+                .client(&client_id)?
+                .ok_or_else(|| anyhow::anyhow!("no client {client_id:?}"))?;
+            if c.client_type != ClientType::Confidential {
+                anyhow::bail!("client {client_id:?} is public: it has no secret");
+            }
+            let new_secret = secret::new_secret();
+            store.set_client_secret_hash(&client_id, &secret::hash_token(&new_secret), now())?;
+            if as_json {
+                print_json(&json!({ "client_id": client_id, "client_secret": new_secret }))?;
+            } else {
+                println!("client_secret: {new_secret}");
+                println!("(the secret is shown only now; the previous one no longer works)");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! The `latchkey` command line. Every subcommand reads the same configuration and opens (and
+//! migrates) the same database; `--json` prints machine-readable output on stdout; errors go
+//! to stderr with a non-zero exit code.
+
+mod client;
+mod keys;
+mod serve;
+mod user;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, LogFormat};
+use crate::store::Store;
+
+#[derive(Parser)]
+#[command(
+    name = "latchkey",
+    version,
+    about = "OAuth 2.1 / OpenID Connect authorization server"
+)]
+struct Cli {
+    /// Configuration file (default: ./latchkey.toml if present). LATCHKEY_<KEY> env vars override it.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: user::UserCommand,
+    },
+    /// Manage client applications.
+    Client {
+        #[command(subcommand)]
+        command: client::ClientCommand,
+    },
+    /// Manage signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("latchkey: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let serving = matches!(cli.command, Command::Serve);
+    init_logging(&config, serving);
+    let result = match cli.command {
+        Command::Serve => serve::run(config),
+        Command::User { command } => {
+            with_store(&config).and_then(|s| user::run(&s, command, cli.json))
+        }
+        Command::Client { command } => {
+            with_store(&config).and_then(|s| client::run(&s, command, cli.json))
+        }
+        Command::Keys { command } => {
+            with_store(&config).and_then(|s| keys::run(&s, &config, command, cli.json))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("latchkey: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn with_store(config: &Config) -> anyhow::Result<Store> {
+    Store::open(&config.database_url, 2)
+}
+
+fn init_logging(config: &Config, serving: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if serving { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Reads a password from standard input: the whole input, minus one trailing newline.
+fn read_password_stdin() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut s = String::new();
+    std::io::stdin()
+        .take(4096)
+        .read_to_string(&mut s)
+        .map_err(|e| anyhow::anyhow!("cannot read the password from stdin: {e}"))?;
+    let s = s.strip_suffix('\n').unwrap_or(&s);
+    let s = s.strip_suffix('\r').unwrap_or(s);
+    if s.chars().count() < 8 {
+        anyhow::bail!("the password must be at least 8 characters");
+    }
+    Ok(s.to_owned())
+}
+
+fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn now() -> i64 {
+    crate::http::unix_now()
+}

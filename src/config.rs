@@ -1,0 +1,332 @@
+//! Layered configuration: built-in defaults, then a TOML file (`--config PATH`, or
+//! `./latchkey.toml` if present), then `LATCHKEY_<KEY>` environment variables.
+//! Every value is validated at start-up; an error names the key and what is wrong.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Signing algorithms Latchkey can issue tokens with (RFC 7518 names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SigningAlg {
+    ES256,
+    RS256,
+    EdDSA,
+}
+
+impl SigningAlg {
+    pub const ALL: [SigningAlg; 3] = [SigningAlg::ES256, SigningAlg::RS256, SigningAlg::EdDSA];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::ES256 => "ES256",
+            SigningAlg::RS256 => "RS256",
+            SigningAlg::EdDSA => "EdDSA",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        SigningAlg::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Issuer identifier: an http(s) URL with no query, fragment or trailing slash.
+    pub issuer: String,
+    /// Address to listen on, `host:port`.
+    pub listen: String,
+    /// `sqlite://path/to/file.db` (PostgreSQL arrives with the scale-out work).
+    pub database_url: String,
+    /// Directory holding private signing keys (created with mode 0700).
+    pub keys_dir: PathBuf,
+    /// Lifetimes, in seconds.
+    pub access_token_ttl: u64,
+    pub refresh_token_ttl: u64,
+    pub id_token_ttl: u64,
+    pub code_ttl: u64,
+    /// Algorithm for access tokens (default ES256) and ID tokens (default RS256, the OIDC default).
+    pub access_token_alg: SigningAlg,
+    pub id_token_alg: SigningAlg,
+    /// `Cache-Control: max-age` of the JWKS, in seconds.
+    pub jwks_max_age: u64,
+    /// A rotated key is published this many seconds before it signs. Should be at least
+    /// `jwks_max_age` so that verifiers holding a cached JWKS know the key before they see it
+    /// (start-up logs a warning otherwise; a verifier then refetches on the unknown `kid`).
+    pub key_publish_ahead: u64,
+    /// Absolute lifetime of a refresh token family (idle lifetime is `refresh_token_ttl`).
+    pub refresh_token_absolute_ttl: u64,
+    /// A rotated refresh token presented again within this many seconds is treated as a
+    /// retry after a lost response (mobile networks), not as theft. 0 disables the window.
+    pub refresh_reuse_grace: u64,
+    /// Browser login session lifetime, in seconds.
+    pub session_ttl: u64,
+    /// Login attempts allowed per account and per client IP before throttling (burst), and
+    /// the seconds after which one more attempt is allowed.
+    pub login_burst_per_account: u32,
+    pub login_burst_per_ip: u32,
+    pub login_replenish_secs: u64,
+    /// Database connection pool size.
+    pub db_pool_size: u32,
+    /// HTTP worker threads (0: one per CPU available to the process).
+    pub workers: usize,
+    /// `text` or `json` logs on stderr.
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            issuer: "http://127.0.0.1:8080".into(),
+            listen: "127.0.0.1:8080".into(),
+            database_url: "sqlite://./data/latchkey.db".into(),
+            keys_dir: PathBuf::from("./keys"),
+            access_token_ttl: 600,
+            refresh_token_ttl: 30 * 24 * 3600,
+            id_token_ttl: 600,
+            code_ttl: 60,
+            access_token_alg: SigningAlg::ES256,
+            id_token_alg: SigningAlg::RS256,
+            jwks_max_age: 300,
+            key_publish_ahead: 300,
+            refresh_token_absolute_ttl: 90 * 24 * 3600,
+            refresh_reuse_grace: 30,
+            session_ttl: 24 * 3600,
+            login_burst_per_account: 10,
+            login_burst_per_ip: 30,
+            login_replenish_secs: 6,
+            db_pool_size: 8,
+            workers: 0,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Keys that may be set through `LATCHKEY_<KEY>`; other `LATCHKEY_*` variables (used by the
+/// example resource API or the test suite) are not configuration and are ignored.
+const KEYS: &[&str] = &[
+    "issuer",
+    "listen",
+    "database_url",
+    "keys_dir",
+    "access_token_ttl",
+    "refresh_token_ttl",
+    "id_token_ttl",
+    "code_ttl",
+    "access_token_alg",
+    "id_token_alg",
+    "jwks_max_age",
+    "key_publish_ahead",
+    "refresh_token_absolute_ttl",
+    "refresh_reuse_grace",
+    "session_ttl",
+    "login_burst_per_account",
+    "login_burst_per_ip",
+    "login_replenish_secs",
+    "db_pool_size",
+    "workers",
+    "log_format",
+];
+
+impl Config {
+    /// Loads configuration: defaults, then `path` (or `./latchkey.toml` if it exists), then env.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match path {
+            Some(p) => {
+                if !p.exists() {
+                    anyhow::bail!("configuration file {} does not exist", p.display());
+                }
+                fig = fig.merge(Toml::file_exact(p));
+            }
+            None => {
+                let p = Path::new("latchkey.toml");
+                if p.exists() {
+                    fig = fig.merge(Toml::file_exact(p));
+                }
+            }
+        }
+        // figment hands the filter the key as written in the environment (upper case).
+        fig = fig.merge(
+            Env::prefixed("LATCHKEY_")
+                .filter(|k| KEYS.iter().any(|key| k.as_str().eq_ignore_ascii_case(key))),
+        );
+        let config: Config = fig
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {}", describe_figment_error(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value; the error names the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        fn bad(key: &str, why: impl std::fmt::Display) -> anyhow::Error {
+            anyhow::anyhow!("invalid configuration: {key}: {why}")
+        }
+        let url =
+            url::Url::parse(&self.issuer).map_err(|e| bad("issuer", format!("not a URL ({e})")))?;
+        if url.scheme() != "https" && url.scheme() != "http" {
+            return Err(bad(
+                "issuer",
+                "must be an https (or, for development, http) URL",
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(bad(
+                "issuer",
+                "must not have a query or fragment (RFC 8414 §2)",
+            ));
+        }
+        if self.issuer.ends_with('/') {
+            return Err(bad(
+                "issuer",
+                "must not end with '/' (issuers are compared as exact strings)",
+            ));
+        }
+        if self.listen.parse::<SocketAddr>().is_err()
+            && std::net::ToSocketAddrs::to_socket_addrs(&self.listen).is_err()
+        {
+            return Err(bad(
+                "listen",
+                format!("{:?} is not a host:port address", self.listen),
+            ));
+        }
+        if !self.database_url.starts_with("sqlite://") {
+            return Err(bad(
+                "database_url",
+                "must start with sqlite:// (e.g. sqlite://./data/latchkey.db)",
+            ));
+        }
+        if self.keys_dir.as_os_str().is_empty() {
+            return Err(bad("keys_dir", "must not be empty"));
+        }
+        for (key, v, min, max) in [
+            ("access_token_ttl", self.access_token_ttl, 10, 24 * 3600),
+            (
+                "refresh_token_ttl",
+                self.refresh_token_ttl,
+                60,
+                400 * 24 * 3600,
+            ),
+            ("id_token_ttl", self.id_token_ttl, 10, 24 * 3600),
+            ("code_ttl", self.code_ttl, 5, 600),
+            ("jwks_max_age", self.jwks_max_age, 0, 24 * 3600),
+            (
+                "key_publish_ahead",
+                self.key_publish_ahead,
+                0,
+                7 * 24 * 3600,
+            ),
+        ] {
+            if v < min || v > max {
+                return Err(bad(
+                    key,
+                    format!("{v} is out of range ({min}..={max} seconds)"),
+                ));
+            }
+        }
+        if self.login_burst_per_account == 0 {
+            return Err(bad("login_burst_per_account", "must be at least 1"));
+        }
+        if self.login_burst_per_ip == 0 {
+            return Err(bad("login_burst_per_ip", "must be at least 1"));
+        }
+        if self.db_pool_size == 0 || self.db_pool_size > 256 {
+            return Err(bad("db_pool_size", "must be between 1 and 256"));
+        }
+        Ok(())
+    }
+
+    /// Values that are valid but risky, for start-up to log.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.key_publish_ahead < self.jwks_max_age {
+            w.push(format!(
+                "key_publish_ahead ({}) is below jwks_max_age ({}): verifiers with a cached JWKS will see new keys before they fetch them",
+                self.key_publish_ahead, self.jwks_max_age
+            ));
+        }
+        if self.issuer.starts_with("http://")
+            && !["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                .iter()
+                .any(|p| self.issuer.starts_with(p))
+        {
+            w.push("issuer is plain http on a non-loopback host: use https in production".into());
+        }
+        w
+    }
+
+    /// The longest a token signed by one key can stay valid: how long a retired key stays published.
+    pub fn max_token_ttl(&self) -> u64 {
+        self.access_token_ttl.max(self.id_token_ttl)
+    }
+
+    /// The algorithms that need an active signing key.
+    pub fn signing_algs(&self) -> Vec<SigningAlg> {
+        let mut algs = vec![self.access_token_alg];
+        if self.id_token_alg != self.access_token_alg {
+            algs.push(self.id_token_alg);
+        }
+        algs
+    }
+}
+
+fn describe_figment_error(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|err| {
+            let key = err.path.join(".");
+            let source = err
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{}{source}", err.kind)
+            } else {
+                format!("{key}: {}{source}", err.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn issuer_with_trailing_slash_is_refused_naming_the_key() {
+        let c = Config {
+            issuer: "https://id.example.com/".into(),
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("issuer"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_lifetime_names_the_key() {
+        let c = Config {
+            access_token_ttl: 0,
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("access_token_ttl"), "{e}");
+    }
+}

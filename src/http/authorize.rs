@@ -1,0 +1,495 @@
+//! `GET|POST /authorize`, `POST /authorize/login`, `POST /authorize/consent`, `GET|POST /end_session`.
+//! Browser state: `lk_session` (login session, HttpOnly, SameSite=Lax, Secure on https) and
+//! `lk_csrf` (double-submit CSRF token checked on every form POST).
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use minijinja::context;
+use subtle::ConstantTimeEq;
+
+use super::pages::{error_page, page};
+use super::{AppState, read_form_body, unix_now};
+use crate::model::{Session, User};
+use crate::protocol::authorize::{self, AuthorizeError, AuthorizeRequest, Step};
+use crate::protocol::error::ErrorCode;
+use crate::protocol::login::{self, LoginError};
+use crate::protocol::params::Params;
+use crate::secret;
+
+pub const SESSION_COOKIE: &str = "lk_session";
+pub const CSRF_COOKIE: &str = "lk_csrf";
+pub const LOGIN_PATH: &str = "/authorize/login";
+pub const CONSENT_PATH: &str = "/authorize/consent";
+
+fn cookie(
+    state: &AppState,
+    name: &'static str,
+    value: String,
+    max_age: Option<i64>,
+) -> Cookie<'static> {
+    let mut c = Cookie::build(name, value)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.secure_cookies)
+        .path("/")
+        .finish();
+    if let Some(a) = max_age {
+        c.set_max_age(actix_web::cookie::time::Duration::seconds(a));
+    }
+    c
+}
+
+/// The CSRF token for this browser: the existing cookie, or a new one to set.
+fn csrf_token(req: &HttpRequest, state: &AppState) -> (String, Option<Cookie<'static>>) {
+    match req.cookie(CSRF_COOKIE).map(|c| c.value().to_owned()) {
+        Some(v) if v.len() == 43 => (v, None),
+        _ => {
+            let v = secret::new_secret();
+            let c = cookie(state, CSRF_COOKIE, v.clone(), None);
+            (v, Some(c))
+        }
+    }
+}
+
+fn csrf_ok(req: &HttpRequest, presented: Option<&str>) -> bool {
+    match (req.cookie(CSRF_COOKIE), presented) {
+        (Some(c), Some(p)) if c.value().len() == 43 => {
+            c.value().as_bytes().ct_eq(p.as_bytes()).into()
+        }
+        _ => false,
+    }
+}
+
+fn redirect(location: &str, cookies: Vec<Cookie<'static>>) -> HttpResponse {
+    let mut b = HttpResponse::Found();
+    b.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+    match HeaderValue::from_str(location) {
+        Ok(v) => b.insert_header((header::LOCATION, v)),
+        Err(_) => return HttpResponse::BadRequest().finish(),
+    };
+    for c in cookies {
+        b.cookie(c);
+    }
+    b.finish()
+}
+
+fn authorize_error(state: &AppState, e: AuthorizeError) -> HttpResponse {
+    match e {
+        AuthorizeError::Page(err) => {
+            let status = match err.code {
+                ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            error_page(
+                &state.templates,
+                status,
+                err.code.as_str(),
+                &err.description,
+            )
+        }
+        AuthorizeError::Redirect(r) => redirect(&r.location(&state.ctx.config.issuer), vec![]),
+    }
+}
+
+fn session_cookie(req: &HttpRequest) -> Option<String> {
+    req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned())
+}
+
+fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    req.peer_addr().map(|a| a.ip())
+}
+
+pub async fn authorize_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let raw = req.query_string().to_owned();
+    start(&req, &state, raw).await
+}
+
+pub async fn authorize_post(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    match read_form_body(&req, body).await {
+        Ok(b) => start(&req, &state, String::from_utf8_lossy(&b).into_owned()).await,
+        Err(e) => error_page(
+            &state.templates,
+            StatusCode::BAD_REQUEST,
+            e.code.as_str(),
+            &e.description,
+        ),
+    }
+}
+
+async fn validate(state: &AppState, raw: &str) -> Result<AuthorizeRequest, AuthorizeError> {
+    let params = Params::parse(raw.as_bytes()).map_err(AuthorizeError::Page)?;
+    authorize::validate(&state.ctx, &params).await
+}
+
+async fn start(req: &HttpRequest, state: &AppState, raw: String) -> HttpResponse {
+    let now = unix_now();
+    let areq = match validate(state, &raw).await {
+        Ok(r) => r,
+        Err(e) => return authorize_error(state, e),
+    };
+    let session = match login::current_session(&state.ctx, session_cookie(req), now).await {
+        Ok(s) => s,
+        Err(e) => return authorize_error(state, areq.error(e.into())),
+    };
+    proceed(req, state, &areq, &raw, session, false, vec![], now).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn proceed(
+    req: &HttpRequest,
+    state: &AppState,
+    areq: &AuthorizeRequest,
+    raw: &str,
+    session: Option<(Session, User)>,
+    fresh_login: bool,
+    mut cookies: Vec<Cookie<'static>>,
+    now: i64,
+) -> HttpResponse {
+    let consented = match &session {
+        Some((s, _)) => {
+            let (u, c) = (s.user_id.clone(), areq.client.client_id.clone());
+            match state.ctx.store.blocking(move |st| st.consent(&u, &c)).await {
+                Ok(c) => c,
+                Err(e) => return authorize_error(state, areq.error(e.into())),
+            }
+        }
+        None => None,
+    };
+    let step = authorize::decide(
+        areq,
+        session.as_ref().map(|(s, _)| s),
+        consented.as_deref(),
+        fresh_login,
+        now,
+    );
+    match step {
+        Err(e) => authorize_error(state, e),
+        Ok(Step::Login) => login_page(
+            req,
+            state,
+            areq,
+            raw,
+            None,
+            StatusCode::OK,
+            areq.login_hint.as_deref().unwrap_or(""),
+        ),
+        Ok(Step::Consent) => {
+            let (csrf, set) = csrf_token(req, state);
+            cookies.extend(set);
+            let username = session
+                .as_ref()
+                .map(|(_, u)| u.username.clone())
+                .unwrap_or_default();
+            let scopes: Vec<String> = areq.scope.iter().map(describe_scope).collect();
+            page(
+                &state.templates,
+                StatusCode::OK,
+                "consent.html",
+                context! { client_name => areq.client.client_name.clone(), username, scopes, csrf, request => raw, action => CONSENT_PATH },
+                cookies,
+            )
+        }
+        Ok(Step::Issue) => {
+            let Some((s, _)) = &session else {
+                return authorize_error(
+                    state,
+                    areq.error(crate::protocol::error::OAuthError::server_error(
+                        "no session",
+                    )),
+                );
+            };
+            match authorize::issue_code(&state.ctx, areq, s, now).await {
+                Ok(location) => redirect(&location, cookies),
+                Err(e) => authorize_error(state, e),
+            }
+        }
+    }
+}
+
+fn describe_scope(s: &str) -> String {
+    match s {
+        "openid" => "Sign you in".into(),
+        "profile" => "See your name and username".into(),
+        "email" => "See your email address".into(),
+        "offline_access" => "Stay signed in (keep access while you are away)".into(),
+        other => format!("Access: {other}"),
+    }
+}
+
+fn login_page(
+    req: &HttpRequest,
+    state: &AppState,
+    areq: &AuthorizeRequest,
+    raw: &str,
+    error: Option<String>,
+    status: StatusCode,
+    username: &str,
+) -> HttpResponse {
+    let (csrf, set) = csrf_token(req, state);
+    page(
+        &state.templates,
+        status,
+        "login.html",
+        context! { client_name => areq.client.client_name.clone(), csrf, request => raw, action => LOGIN_PATH, error, username },
+        set.into_iter().collect(),
+    )
+}
+
+/// The shared start of the login and consent form POSTs: parse the body, check the CSRF
+/// token, and re-validate the authorization request the form carries.
+async fn authorize_form(
+    req: &HttpRequest,
+    body: web::Payload,
+    state: &AppState,
+) -> Result<(Params, String, AuthorizeRequest), HttpResponse> {
+    let form = read_form_body(req, body)
+        .await
+        .and_then(|b| Params::parse(&b))
+        .map_err(|e| {
+            error_page(
+                &state.templates,
+                StatusCode::BAD_REQUEST,
+                e.code.as_str(),
+                &e.description,
+            )
+        })?;
+    if !csrf_ok(req, form.get("csrf")) {
+        return Err(error_page(
+            &state.templates,
+            StatusCode::FORBIDDEN,
+            "invalid_request",
+            "The form expired or was not sent by this site (CSRF check failed). Go back to the app and start again.",
+        ));
+    }
+    let raw = form.get("request").unwrap_or("").to_owned();
+    let areq = validate(state, &raw)
+        .await
+        .map_err(|e| authorize_error(state, e))?;
+    Ok((form, raw, areq))
+}
+
+pub async fn login_post(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let now = unix_now();
+    let (form, raw, areq) = match authorize_form(&req, body, &state).await {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    let username = form.get("username").unwrap_or("").to_owned();
+    let password = form.get("password").unwrap_or("");
+    if username.is_empty() || password.is_empty() || username.len() > 200 || password.len() > 1024 {
+        return login_page(
+            &req,
+            &state,
+            &areq,
+            &raw,
+            Some("Enter your username and password.".into()),
+            StatusCode::BAD_REQUEST,
+            &username,
+        );
+    }
+    match login::login(
+        &state.ctx,
+        &state.throttle,
+        &username,
+        password,
+        client_ip(&req),
+        now,
+    )
+    .await
+    {
+        Ok((user, session, value)) => {
+            let c = cookie(
+                &state,
+                SESSION_COOKIE,
+                value,
+                Some(state.ctx.config.session_ttl as i64),
+            );
+            proceed(
+                &req,
+                &state,
+                &areq,
+                &raw,
+                Some((session, user)),
+                true,
+                vec![c],
+                now,
+            )
+            .await
+        }
+        Err(LoginError::Invalid) => {
+            tracing::info!(client_id = %areq.client.client_id, "login failed");
+            login_page(
+                &req,
+                &state,
+                &areq,
+                &raw,
+                Some("Invalid username or password.".into()),
+                StatusCode::UNAUTHORIZED,
+                &username,
+            )
+        }
+        Err(LoginError::Throttled(secs)) => {
+            tracing::warn!(client_id = %areq.client.client_id, "login throttled");
+            login_page(
+                &req,
+                &state,
+                &areq,
+                &raw,
+                Some(format!(
+                    "Too many sign-in attempts. Wait {secs} seconds and try again."
+                )),
+                StatusCode::TOO_MANY_REQUESTS,
+                &username,
+            )
+        }
+        Err(LoginError::Unavailable) => error_page(
+            &state.templates,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "The service is temporarily unavailable. Try again shortly.",
+        ),
+    }
+}
+
+pub async fn consent_post(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let now = unix_now();
+    let (form, raw, areq) = match authorize_form(&req, body, &state).await {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    let session = match login::current_session(&state.ctx, session_cookie(&req), now).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return login_page(
+                &req,
+                &state,
+                &areq,
+                &raw,
+                Some("Your session ended. Sign in again.".into()),
+                StatusCode::OK,
+                "",
+            );
+        }
+        Err(e) => return authorize_error(&state, areq.error(e.into())),
+    };
+    match form.get("decision") {
+        Some("allow") => {
+            let (u, c, sc) = (
+                session.0.user_id.clone(),
+                areq.client.client_id.clone(),
+                areq.scope.to_string(),
+            );
+            if let Err(e) = state
+                .ctx
+                .store
+                .blocking(move |s| s.save_consent(&u, &c, &sc, now))
+                .await
+            {
+                return authorize_error(&state, areq.error(e.into()));
+            }
+            match authorize::issue_code(&state.ctx, &areq, &session.0, now).await {
+                Ok(location) => redirect(&location, vec![]),
+                Err(e) => authorize_error(&state, e),
+            }
+        }
+        Some("deny") => authorize_error(&state, authorize::denied(&areq)),
+        _ => error_page(
+            &state.templates,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Choose Allow or Deny.",
+        ),
+    }
+}
+
+/// OIDC RP-Initiated Logout 1.0: ends the browser session; redirects only to a
+/// `post_logout_redirect_uri` registered for the client.
+pub async fn end_session(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let params = match Params::parse(req.query_string().as_bytes()) {
+        Ok(p) => p,
+        Err(e) => {
+            return error_page(
+                &state.templates,
+                StatusCode::BAD_REQUEST,
+                e.code.as_str(),
+                &e.description,
+            );
+        }
+    };
+    if let Some(v) = session_cookie(&req) {
+        let h = secret::hash_token(&v);
+        let _ = state
+            .ctx
+            .store
+            .blocking(move |s| s.delete_session(&h))
+            .await;
+    }
+    let mut gone = cookie(&state, SESSION_COOKIE, String::new(), Some(0));
+    gone.make_removal();
+    let client_id = params
+        .get("client_id")
+        .map(str::to_owned)
+        .or_else(|| params.get("id_token_hint").and_then(id_token_audience));
+    if let (Some(target), Some(cid)) = (params.get("post_logout_redirect_uri"), client_id) {
+        let client = state
+            .ctx
+            .store
+            .blocking(move |s| s.client(&cid))
+            .await
+            .ok()
+            .flatten();
+        if let Some(c) = client
+            && c.post_logout_redirect_uris.iter().any(|u| u == target)
+            && let Ok(mut u) = url::Url::parse(target)
+        {
+            if let Some(st) = params.get("state") {
+                u.query_pairs_mut().append_pair("state", st);
+            }
+            return redirect(u.as_str(), vec![gone]);
+        }
+        return error_page(
+            &state.templates,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "post_logout_redirect_uri is not registered for this client.",
+        );
+    }
+    page(
+        &state.templates,
+        StatusCode::OK,
+        "logged_out.html",
+        context! {},
+        vec![gone],
+    )
+}
+
+/// The `aud` of an ID token hint, read without trusting it for anything but choosing whose
+/// registered post-logout URIs to accept.
+fn id_token_audience(token: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    match &v["aud"] {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(a) => a.first().and_then(|x| x.as_str()).map(str::to_owned),
+        _ => None,
+    }
+}

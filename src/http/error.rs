@@ -1,0 +1,67 @@
+//! The one place protocol errors become HTTP responses (RFC 6749 §5.2, RFC 6750 §3).
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use serde::Serialize;
+
+use crate::protocol::error::{AuthScheme, ErrorCode, OAuthError};
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    error_description: &'a str,
+}
+
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+        ErrorCode::InsufficientScope | ErrorCode::AccessDenied => StatusCode::FORBIDDEN,
+        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// JSON error response with `Cache-Control: no-store`; a 401 names the scheme the client tried.
+pub fn respond(err: OAuthError) -> HttpResponse {
+    let status = status_of(err.code);
+    if status.is_server_error() {
+        tracing::error!(
+            error = err.code.as_str(),
+            cause = err.cause.as_deref().unwrap_or(""),
+            "request failed"
+        );
+    } else {
+        tracing::debug!(
+            error = err.code.as_str(),
+            cause = err.cause.as_deref().unwrap_or(""),
+            "request refused"
+        );
+    }
+    let mut resp = HttpResponse::build(status);
+    resp.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        let challenge = match err.challenge {
+            Some(AuthScheme::Basic) => Some(r#"Basic realm="latchkey""#.to_owned()),
+            Some(AuthScheme::Bearer) => Some(format!(
+                r#"Bearer realm="latchkey", error="{}", error_description="{}""#,
+                err.code.as_str(),
+                err.description.replace(['"', '\\'], "'")
+            )),
+            // RFC 9110 §15.5.2: every 401 names a scheme; client authentication is Basic.
+            None if status == StatusCode::UNAUTHORIZED => {
+                Some(r#"Basic realm="latchkey""#.to_owned())
+            }
+            None => None,
+        };
+        if let Some(c) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            resp.insert_header((header::WWW_AUTHENTICATE, c));
+        }
+    }
+    resp.json(ErrorBody {
+        error: err.code.as_str(),
+        error_description: &err.description,
+    })
+}

@@ -1,0 +1,124 @@
+//! The only module that knows HTTP: routes, body limits, security headers, and the mapping
+//! of protocol errors to responses (`error.rs`). Handlers are thin: parse, call `protocol`,
+//! render.
+
+mod authorize;
+pub mod error;
+mod pages;
+mod resource;
+mod token;
+mod well_known;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, web};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+
+use crate::protocol::Ctx;
+use crate::protocol::discovery::{
+    AUTHORIZE_PATH, END_SESSION_PATH, INTROSPECT_PATH, JWKS_PATH, REVOKE_PATH, TOKEN_PATH,
+    USERINFO_PATH,
+};
+use crate::protocol::error::{OAuthError, OAuthResult};
+
+/// Largest request body accepted by protocol endpoints.
+pub const MAX_BODY: usize = 16 * 1024;
+
+pub struct AppState {
+    pub ctx: Ctx,
+    pub discovery: Bytes,
+    pub jwks_cache_control: HeaderValue,
+    pub templates: minijinja::Environment<'static>,
+    pub throttle: crate::protocol::login::Throttle,
+    /// Cookies get `Secure` when the issuer is https.
+    pub secure_cookies: bool,
+}
+
+impl AppState {
+    pub fn new(ctx: Ctx) -> anyhow::Result<AppState> {
+        let config = ctx.config.clone();
+        Ok(AppState {
+            discovery: Bytes::from(serde_json::to_vec(&crate::protocol::discovery::metadata(
+                &config,
+            ))?),
+            jwks_cache_control: HeaderValue::from_str(&format!(
+                "public, max-age={}",
+                config.jwks_max_age
+            ))?,
+            templates: pages::templates(),
+            throttle: crate::protocol::login::Throttle::new(&config),
+            secure_cookies: config.issuer.starts_with("https://"),
+            ctx,
+        })
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/.well-known/openid-configuration",
+        web::get().to(well_known::discovery),
+    )
+    .route(
+        "/.well-known/oauth-authorization-server",
+        web::get().to(well_known::discovery),
+    )
+    .route(JWKS_PATH, web::get().to(well_known::jwks))
+    .route(TOKEN_PATH, web::post().to(token::token))
+    .route(AUTHORIZE_PATH, web::get().to(authorize::authorize_get))
+    .route(AUTHORIZE_PATH, web::post().to(authorize::authorize_post))
+    .route(authorize::LOGIN_PATH, web::post().to(authorize::login_post))
+    .route(
+        authorize::CONSENT_PATH,
+        web::post().to(authorize::consent_post),
+    )
+    .route(END_SESSION_PATH, web::get().to(authorize::end_session))
+    .route(USERINFO_PATH, web::get().to(resource::userinfo))
+    .route(USERINFO_PATH, web::post().to(resource::userinfo))
+    .route(INTROSPECT_PATH, web::post().to(resource::introspect))
+    .route(REVOKE_PATH, web::post().to(resource::revoke))
+    .route("/healthz", web::get().to(well_known::healthz))
+    .route("/readyz", web::get().to(well_known::readyz));
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Reads an `application/x-www-form-urlencoded` body of at most [`MAX_BODY`] bytes.
+pub async fn read_form_body(req: &HttpRequest, mut payload: web::Payload) -> OAuthResult<Bytes> {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let too_large =
+        || OAuthError::invalid_request(format!("the request body exceeds {MAX_BODY} bytes"));
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        && len > MAX_BODY
+    {
+        return Err(too_large());
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            OAuthError::invalid_request("the request body could not be read").with_cause(e)
+        })?;
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}

@@ -1,0 +1,174 @@
+//! Domain records shared by the protocol, the store and the CLI. Plain data: no SQL, no HTTP.
+
+use serde::Serialize;
+
+/// RFC 6749 §2.1 client types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientType {
+    Public,
+    Confidential,
+}
+
+impl ClientType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientType::Public => "public",
+            ClientType::Confidential => "confidential",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "public" => Some(ClientType::Public),
+            "confidential" => Some(ClientType::Confidential),
+            _ => None,
+        }
+    }
+}
+
+/// The grants Latchkey implements (RFC 6749; no implicit, no password grant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub const ALL: [GrantType; 3] = [
+        GrantType::AuthorizationCode,
+        GrantType::RefreshToken,
+        GrantType::ClientCredentials,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::ClientCredentials => "client_credentials",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        GrantType::ALL.into_iter().find(|g| g.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub client_id: String,
+    pub client_name: String,
+    pub client_type: ClientType,
+    /// base64url(SHA-256(secret)); `None` for public clients.
+    pub secret_hash: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    /// Allowed scopes, space-separated.
+    pub scope: String,
+    /// Resource indicators (RFC 8707) the client may obtain tokens for.
+    pub audiences: Vec<String>,
+    pub first_party: bool,
+    pub is_admin: bool,
+    pub disabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Client {
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+
+    pub fn allowed_scopes(&self) -> impl Iterator<Item = &str> + Clone {
+        self.scope.split(' ').filter(|s| !s.is_empty())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub user_id: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub password_hash: String,
+    pub disabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One row of the signing key schedule (the private half lives in `keys_dir/<kid>.pem`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub alg: String,
+    pub public_jwk: String,
+    pub created_at: i64,
+    pub activates_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+/// A browser login session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub session_hash: String,
+    pub sid: String,
+    pub user_id: String,
+    pub auth_time: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// An issued authorization code (stored by hash), bound to everything the token request must match.
+#[derive(Debug, Clone)]
+pub struct AuthCode {
+    pub code_hash: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub redirect_uri: String,
+    pub redirect_uri_explicit: bool,
+    pub code_challenge: String,
+    pub scope: String,
+    pub audiences: Vec<String>,
+    pub nonce: Option<String>,
+    pub auth_time: i64,
+    pub sid: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenFamily {
+    pub family_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub created_at: i64,
+    /// Absolute lifetime of every token in the family.
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshToken {
+    pub token_hash: String,
+    pub family_id: String,
+    pub scope: String,
+    pub audiences: Vec<String>,
+    pub auth_time: i64,
+    pub sid: String,
+    pub created_at: i64,
+    /// Idle lifetime: a token unused past this is dead.
+    pub expires_at: i64,
+    pub rotated_at: Option<i64>,
+    pub successor_hash: Option<String>,
+}
+
+/// What a successful code redemption records, atomically with burning the code.
+#[derive(Debug, Clone)]
+pub struct Issuance {
+    pub access_jti: String,
+    pub access_expires_at: i64,
+    /// A new refresh family and its first token, when refresh tokens are issued.
+    pub family: Option<(TokenFamily, RefreshToken)>,
+}

@@ -1,0 +1,331 @@
+//! The authorization endpoint (RFC 6749 §4.1.1, OIDC Core §3.1.2, RFC 7636, RFC 9207).
+//!
+//! Validation is split in two: until the client and redirect URI are known good, every error is
+//! [`AuthorizeError::Page`] (shown to the user, never redirected). Only [`AuthorizeRequest`]
+//! holds a [`ValidatedRedirect`], and only this module can build one, so a redirect to an
+//! unvalidated URI cannot be expressed.
+
+use super::Ctx;
+use super::audience;
+use super::error::{ErrorCode, OAuthError, OAuthResult};
+use super::params::Params;
+use super::pkce;
+use super::redirect_uri;
+use super::scope::Scope;
+use crate::model::{AuthCode, Client, GrantType, Session};
+use crate::secret;
+
+/// A redirect URI that matched the client's registration. Private constructor.
+#[derive(Debug, Clone)]
+pub struct ValidatedRedirect(String);
+
+impl ValidatedRedirect {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The URI with `params` appended to its query (RFC 6749 §4.1.2), plus `iss` (RFC 9207).
+    fn with(&self, iss: &str, params: &[(&str, &str)]) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut u) => {
+                {
+                    let mut q = u.query_pairs_mut();
+                    for (k, v) in params {
+                        q.append_pair(k, v);
+                    }
+                    q.append_pair("iss", iss);
+                }
+                u.to_string()
+            }
+            // Unreachable: the URI parsed at validation. Fall back to the bare URI.
+            Err(_) => self.0.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Prompt {
+    pub none: bool,
+    pub login: bool,
+    pub consent: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthorizeRequest {
+    pub client: Client,
+    pub redirect: ValidatedRedirect,
+    pub redirect_uri_explicit: bool,
+    pub state: Option<String>,
+    pub scope: Scope,
+    pub audiences: Vec<String>,
+    pub code_challenge: String,
+    pub nonce: Option<String>,
+    pub prompt: Prompt,
+    pub max_age: Option<i64>,
+    pub login_hint: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum AuthorizeError {
+    /// Client or redirect URI not valid: render an error page; never redirect.
+    Page(OAuthError),
+    /// Send the error back to the client's validated redirect URI.
+    Redirect(ErrorRedirect),
+}
+
+#[derive(Debug)]
+pub struct ErrorRedirect {
+    redirect: ValidatedRedirect,
+    state: Option<String>,
+    pub error: OAuthError,
+}
+
+impl ErrorRedirect {
+    pub fn location(&self, iss: &str) -> String {
+        let mut p: Vec<(&str, &str)> = vec![
+            ("error", self.error.code.as_str()),
+            ("error_description", &self.error.description),
+        ];
+        if let Some(s) = &self.state {
+            p.push(("state", s));
+        }
+        self.redirect.with(iss, &p)
+    }
+}
+
+impl AuthorizeRequest {
+    pub fn error(&self, error: OAuthError) -> AuthorizeError {
+        AuthorizeError::Redirect(ErrorRedirect {
+            redirect: self.redirect.clone(),
+            state: self.state.clone(),
+            error,
+        })
+    }
+}
+
+/// Validates an authorization request.
+pub async fn validate(ctx: &Ctx, params: &Params) -> Result<AuthorizeRequest, AuthorizeError> {
+    let page = |code: ErrorCode, d: &'static str| AuthorizeError::Page(OAuthError::new(code, d));
+    let client_id = params
+        .get("client_id")
+        .ok_or_else(|| page(ErrorCode::InvalidRequest, "client_id is missing"))?;
+    let id = client_id.to_owned();
+    let client = ctx
+        .store
+        .blocking(move |s| s.client(&id))
+        .await
+        .map_err(|e| AuthorizeError::Page(e.into()))?
+        .filter(|c| !c.disabled)
+        .ok_or_else(|| page(ErrorCode::InvalidClient, "unknown client"))?;
+    if !client.allows_grant(GrantType::AuthorizationCode) {
+        return Err(page(
+            ErrorCode::UnauthorizedClient,
+            "this client may not use the authorization code flow",
+        ));
+    }
+    let (redirect, explicit) = match params.get("redirect_uri") {
+        Some(r) if redirect_uri::matches(&client.redirect_uris, r) => {
+            (ValidatedRedirect(r.to_owned()), true)
+        }
+        Some(_) => {
+            return Err(page(
+                ErrorCode::InvalidRequest,
+                "redirect_uri is not registered for this client",
+            ));
+        }
+        None => match client.redirect_uris.as_slice() {
+            [only] => (ValidatedRedirect(only.clone()), false),
+            _ => return Err(page(ErrorCode::InvalidRequest, "redirect_uri is missing")),
+        },
+    };
+    let state = params.get("state").map(str::to_owned);
+    let fail = |e: OAuthError| {
+        AuthorizeError::Redirect(ErrorRedirect {
+            redirect: redirect.clone(),
+            state: state.clone(),
+            error: e,
+        })
+    };
+    let result = (|| -> OAuthResult<AuthorizeRequest> {
+        if params.get("request").is_some() {
+            return Err(OAuthError::new(
+                ErrorCode::RequestNotSupported,
+                "request objects are not supported",
+            ));
+        }
+        if params.get("request_uri").is_some() {
+            return Err(OAuthError::new(
+                ErrorCode::RequestUriNotSupported,
+                "request_uri is not supported",
+            ));
+        }
+        match params.get("response_type") {
+            Some("code") => {}
+            Some(_) => {
+                return Err(OAuthError::new(
+                    ErrorCode::UnsupportedResponseType,
+                    "only response_type=code is supported",
+                ));
+            }
+            None => return Err(OAuthError::invalid_request("response_type is missing")),
+        }
+        if params.get("response_mode").is_some_and(|m| m != "query") {
+            return Err(OAuthError::invalid_request(
+                "only response_mode=query is supported",
+            ));
+        }
+        let code_challenge = pkce::validate_challenge(
+            params.get("code_challenge"),
+            params.get("code_challenge_method"),
+        )?;
+        let scope = Scope::narrow(params.get("scope"), client.allowed_scopes())?;
+        let audiences = audience::select(
+            &client,
+            params.get_all("resource").collect(),
+            Some(&ctx.config.issuer),
+        )?;
+        let mut prompt = Prompt::default();
+        for p in params
+            .get("prompt")
+            .unwrap_or("")
+            .split(' ')
+            .filter(|p| !p.is_empty())
+        {
+            match p {
+                "none" => prompt.none = true,
+                "login" => prompt.login = true,
+                "consent" => prompt.consent = true,
+                "select_account" => {}
+                _ => return Err(OAuthError::invalid_request("unsupported prompt value")),
+            }
+        }
+        if prompt.none && (prompt.login || prompt.consent) {
+            return Err(OAuthError::invalid_request(
+                "prompt=none cannot be combined with other values",
+            ));
+        }
+        let max_age = match params.get("max_age") {
+            Some(m) => Some(m.parse::<u32>().map_err(|_| {
+                OAuthError::invalid_request("max_age must be a non-negative integer")
+            })? as i64),
+            None => None,
+        };
+        Ok(AuthorizeRequest {
+            client: client.clone(),
+            redirect: redirect.clone(),
+            redirect_uri_explicit: explicit,
+            state: state.clone(),
+            scope,
+            audiences,
+            code_challenge,
+            nonce: params.get("nonce").map(str::to_owned),
+            prompt,
+            max_age,
+            login_hint: params.get("login_hint").map(str::to_owned),
+        })
+    })();
+    result.map_err(fail)
+}
+
+/// What the endpoint does next.
+#[derive(Debug)]
+pub enum Step {
+    Login,
+    Consent,
+    Issue,
+}
+
+/// Decides between login, consent and issuing a code. `fresh_login`: the user has just entered
+/// their password in this request, which satisfies `prompt=login` and `max_age`.
+pub fn decide(
+    req: &AuthorizeRequest,
+    session: Option<&Session>,
+    consented_scope: Option<&str>,
+    fresh_login: bool,
+    now: i64,
+) -> Result<Step, AuthorizeError> {
+    let need_login = match session {
+        None => true,
+        Some(s) => {
+            !fresh_login
+                && (req.prompt.login
+                    || req.max_age.is_some_and(|m| m == 0 || now - s.auth_time > m))
+        }
+    };
+    if need_login {
+        return if req.prompt.none {
+            Err(req.error(OAuthError::new(
+                ErrorCode::LoginRequired,
+                "the user is not logged in",
+            )))
+        } else {
+            Ok(Step::Login)
+        };
+    }
+    if needs_consent(req, consented_scope) {
+        return if req.prompt.none {
+            Err(req.error(OAuthError::new(
+                ErrorCode::ConsentRequired,
+                "the user has not consented",
+            )))
+        } else {
+            Ok(Step::Consent)
+        };
+    }
+    Ok(Step::Issue)
+}
+
+/// First-party clients never ask; others ask when `prompt=consent` or the remembered consent
+/// does not cover every requested scope.
+pub fn needs_consent(req: &AuthorizeRequest, consented_scope: Option<&str>) -> bool {
+    if req.client.first_party {
+        return false;
+    }
+    if req.prompt.consent {
+        return true;
+    }
+    let granted: Vec<&str> = consented_scope.unwrap_or("").split(' ').collect();
+    !req.scope.iter().all(|s| granted.contains(&s))
+}
+
+/// Mints a code for the logged-in user and returns the redirect location (`code`, `state`, `iss`).
+pub async fn issue_code(
+    ctx: &Ctx,
+    req: &AuthorizeRequest,
+    session: &Session,
+    now: i64,
+) -> Result<String, AuthorizeError> {
+    let code = secret::new_secret();
+    let record = AuthCode {
+        code_hash: secret::hash_token(&code),
+        client_id: req.client.client_id.clone(),
+        user_id: session.user_id.clone(),
+        redirect_uri: req.redirect.as_str().to_owned(),
+        redirect_uri_explicit: req.redirect_uri_explicit,
+        code_challenge: req.code_challenge.clone(),
+        scope: req.scope.to_string(),
+        audiences: req.audiences.clone(),
+        nonce: req.nonce.clone(),
+        auth_time: session.auth_time,
+        sid: session.sid.clone(),
+        created_at: now,
+        expires_at: now + ctx.config.code_ttl as i64,
+    };
+    ctx.store
+        .blocking(move |s| s.insert_code(&record))
+        .await
+        .map_err(|e| req.error(e.into()))?;
+    let mut p: Vec<(&str, &str)> = vec![("code", &code)];
+    if let Some(s) = &req.state {
+        p.push(("state", s));
+    }
+    Ok(req.redirect.with(&ctx.config.issuer, &p))
+}
+
+/// `access_denied` after the user pressed "Deny".
+pub fn denied(req: &AuthorizeRequest) -> AuthorizeError {
+    req.error(OAuthError::new(
+        ErrorCode::AccessDenied,
+        "the user denied the request",
+    ))
+}

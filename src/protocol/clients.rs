@@ -1,0 +1,230 @@
+//! Client registration rules, shared by the CLI, the admin API and RFC 7591 registration.
+
+use super::error::{ErrorCode, OAuthError, OAuthResult};
+use super::redirect_uri;
+use super::scope::Scope;
+use crate::model::{Client, ClientType, GrantType};
+use crate::secret;
+
+/// The scope only `--admin` clients may hold.
+pub const ADMIN_SCOPE: &str = "latchkey:admin";
+
+#[derive(Debug, Clone, Default)]
+pub struct ClientSpec {
+    pub client_name: String,
+    pub client_type: Option<ClientType>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub scope: Option<String>,
+    pub audiences: Vec<String>,
+    pub first_party: bool,
+    pub is_admin: bool,
+}
+
+/// A new client and, for a confidential one, its secret (shown once, stored only as a hash).
+pub struct NewClient {
+    pub client: Client,
+    pub secret: Option<String>,
+}
+
+fn metadata_error(d: impl Into<std::borrow::Cow<'static, str>>) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidClientMetadata, d)
+}
+
+pub fn create(spec: ClientSpec, now: i64) -> OAuthResult<NewClient> {
+    let name = spec.client_name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(metadata_error("client_name must be 1 to 200 characters"));
+    }
+    let client_type = spec
+        .client_type
+        .ok_or_else(|| metadata_error("client type is required"))?;
+    for uri in spec
+        .redirect_uris
+        .iter()
+        .chain(&spec.post_logout_redirect_uris)
+    {
+        redirect_uri::validate_for_registration(uri)?;
+    }
+    let mut grants: Vec<GrantType> = Vec::new();
+    for g in &spec.grant_types {
+        let g = GrantType::parse(g)
+            .ok_or_else(|| metadata_error(format!("unsupported grant type {g:?}")))?;
+        if !grants.contains(&g) {
+            grants.push(g);
+        }
+    }
+    if grants.is_empty() {
+        grants = match client_type {
+            ClientType::Public => vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+            ClientType::Confidential if spec.redirect_uris.is_empty() => {
+                vec![GrantType::ClientCredentials]
+            }
+            ClientType::Confidential => vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        };
+    }
+    if client_type == ClientType::Public && grants.contains(&GrantType::ClientCredentials) {
+        return Err(metadata_error(
+            "a public client cannot use client_credentials: it cannot keep a secret",
+        ));
+    }
+    if grants.contains(&GrantType::AuthorizationCode) && spec.redirect_uris.is_empty() {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidRedirectUri,
+            "the authorization_code grant needs at least one redirect URI",
+        ));
+    }
+    if grants.contains(&GrantType::RefreshToken) && !grants.contains(&GrantType::AuthorizationCode)
+    {
+        return Err(metadata_error(
+            "refresh_token is only issued with authorization_code",
+        ));
+    }
+    let mut scope = Scope::parse(spec.scope.as_deref().unwrap_or(""))
+        .map_err(|_| metadata_error("scope contains invalid characters"))?;
+    if scope.contains(ADMIN_SCOPE) && !spec.is_admin {
+        return Err(metadata_error(
+            "the latchkey:admin scope is granted only with --admin",
+        ));
+    }
+    if spec.is_admin {
+        if client_type != ClientType::Confidential
+            || !grants.contains(&GrantType::ClientCredentials)
+        {
+            return Err(metadata_error(
+                "an admin client must be confidential and use client_credentials",
+            ));
+        }
+        if !scope.contains(ADMIN_SCOPE) {
+            scope = Scope::parse(&format!("{scope} {ADMIN_SCOPE}"))
+                .map_err(|_| metadata_error("scope"))?;
+        }
+    }
+    let mut audiences: Vec<String> = Vec::new();
+    for a in &spec.audiences {
+        let u = url::Url::parse(a)
+            .map_err(|_| metadata_error(format!("audience {a:?} must be an absolute URI")))?;
+        if u.fragment().is_some() {
+            return Err(metadata_error(format!(
+                "audience {a:?} must not contain a fragment"
+            )));
+        }
+        if !audiences.contains(a) {
+            audiences.push(a.clone());
+        }
+    }
+    let secret = (client_type == ClientType::Confidential).then(secret::new_secret);
+    let client = Client {
+        client_id: secret::random_id(),
+        client_name: name.to_owned(),
+        client_type,
+        secret_hash: secret.as_deref().map(secret::hash_token),
+        redirect_uris: spec.redirect_uris,
+        post_logout_redirect_uris: spec.post_logout_redirect_uris,
+        grant_types: grants,
+        scope: scope.to_string(),
+        audiences,
+        first_party: spec.first_party,
+        is_admin: spec.is_admin,
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+    };
+    Ok(NewClient { client, secret })
+}
+
+/// RFC 7591 §2 metadata view of a client (never the secret hash).
+pub fn metadata(c: &Client) -> serde_json::Value {
+    serde_json::json!({
+        "client_id": c.client_id,
+        "client_name": c.client_name,
+        "client_type": c.client_type.as_str(),
+        "token_endpoint_auth_method": match c.client_type {
+            ClientType::Public => "none",
+            ClientType::Confidential => "client_secret_basic",
+        },
+        "redirect_uris": c.redirect_uris,
+        "post_logout_redirect_uris": c.post_logout_redirect_uris,
+        "grant_types": c.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "response_types": if c.allows_grant(GrantType::AuthorizationCode) { vec!["code"] } else { vec![] },
+        "scope": c.scope,
+        "audience": c.audiences,
+        "first_party": c.first_party,
+        "admin": c.is_admin,
+        "disabled": c.disabled,
+        "client_id_issued_at": c.created_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(t: ClientType) -> ClientSpec {
+        ClientSpec {
+            client_name: "app".into(),
+            client_type: Some(t),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn public_client_cannot_use_client_credentials() {
+        let s = ClientSpec {
+            grant_types: vec!["client_credentials".into()],
+            ..spec(ClientType::Public)
+        };
+        assert_eq!(
+            create(s, 0).err().map(|e| e.code),
+            Some(ErrorCode::InvalidClientMetadata)
+        );
+    }
+
+    #[test]
+    fn code_flow_needs_a_valid_redirect_uri() {
+        let s = spec(ClientType::Public);
+        assert_eq!(
+            create(s, 0).err().map(|e| e.code),
+            Some(ErrorCode::InvalidRedirectUri)
+        );
+        let s = ClientSpec {
+            redirect_uris: vec!["http://evil.example/cb".into()],
+            ..spec(ClientType::Public)
+        };
+        assert_eq!(
+            create(s, 0).err().map(|e| e.code),
+            Some(ErrorCode::InvalidRedirectUri)
+        );
+    }
+
+    #[test]
+    fn admin_scope_only_with_admin_flag() {
+        let s = ClientSpec {
+            scope: Some("latchkey:admin".into()),
+            ..spec(ClientType::Confidential)
+        };
+        assert_eq!(
+            create(s, 0).err().map(|e| e.code),
+            Some(ErrorCode::InvalidClientMetadata)
+        );
+        let s = ClientSpec {
+            is_admin: true,
+            ..spec(ClientType::Confidential)
+        };
+        let c = create(s, 0).ok().unwrap();
+        assert!(c.client.scope.contains("latchkey:admin"));
+        assert!(c.secret.is_some());
+    }
+
+    #[test]
+    fn secret_is_stored_only_as_hash() {
+        let c = create(spec(ClientType::Confidential), 0).ok().unwrap();
+        let secret = c.secret.unwrap();
+        assert_ne!(c.client.secret_hash.as_deref(), Some(secret.as_str()));
+        assert!(secret::verify_token_hash(
+            &secret,
+            c.client.secret_hash.as_deref().unwrap()
+        ));
+    }
+}

@@ -1,0 +1,48 @@
+//! OpenID Connect Discovery 1.0 / RFC 8414 metadata: advertises only what is implemented.
+
+use serde_json::{Value, json};
+
+use crate::config::Config;
+
+pub const AUTHORIZE_PATH: &str = "/authorize";
+pub const TOKEN_PATH: &str = "/token";
+pub const JWKS_PATH: &str = "/jwks";
+pub const USERINFO_PATH: &str = "/userinfo";
+pub const REVOKE_PATH: &str = "/revoke";
+pub const INTROSPECT_PATH: &str = "/introspect";
+pub const END_SESSION_PATH: &str = "/end_session";
+
+pub fn metadata(config: &Config) -> Value {
+    let iss = &config.issuer;
+    let mut id_token_algs = vec![config.id_token_alg.as_str()];
+    if !id_token_algs.contains(&"RS256") {
+        id_token_algs.push("RS256");
+    }
+    let client_auth = ["client_secret_basic", "client_secret_post"];
+    json!({
+        "issuer": iss,
+        "authorization_endpoint": format!("{iss}{AUTHORIZE_PATH}"),
+        "token_endpoint": format!("{iss}{TOKEN_PATH}"),
+        "jwks_uri": format!("{iss}{JWKS_PATH}"),
+        "userinfo_endpoint": format!("{iss}{USERINFO_PATH}"),
+        "revocation_endpoint": format!("{iss}{REVOKE_PATH}"),
+        "introspection_endpoint": format!("{iss}{INTROSPECT_PATH}"),
+        "end_session_endpoint": format!("{iss}{END_SESSION_PATH}"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": client_auth,
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "sid", "name", "preferred_username", "email", "email_verified", "updated_at"],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "authorization_response_iss_parameter_supported": true,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": id_token_algs,
+        "access_token_signing_alg_values_supported": [config.access_token_alg.as_str()],
+    })
+}

@@ -1,0 +1,132 @@
+//! The closed set of protocol errors. Each carries a client-safe description and, optionally,
+//! a private cause that is logged and never sent. Only `http::error` turns these into responses.
+
+use std::borrow::Cow;
+
+/// RFC 6749 §5.2 / §4.1.2.1, RFC 6750 §3.1, RFC 7009, RFC 8707, RFC 7591 and RFC 9449 codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    InvalidScope,
+    InvalidTarget,
+    AccessDenied,
+    UnsupportedResponseType,
+    UnsupportedTokenType,
+    InvalidToken,
+    InsufficientScope,
+    InvalidRedirectUri,
+    InvalidClientMetadata,
+    LoginRequired,
+    ConsentRequired,
+    RequestNotSupported,
+    RequestUriNotSupported,
+    ServerError,
+    TemporarilyUnavailable,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            InvalidRequest => "invalid_request",
+            InvalidClient => "invalid_client",
+            InvalidGrant => "invalid_grant",
+            UnauthorizedClient => "unauthorized_client",
+            UnsupportedGrantType => "unsupported_grant_type",
+            InvalidScope => "invalid_scope",
+            InvalidTarget => "invalid_target",
+            AccessDenied => "access_denied",
+            UnsupportedResponseType => "unsupported_response_type",
+            UnsupportedTokenType => "unsupported_token_type",
+            InvalidToken => "invalid_token",
+            InsufficientScope => "insufficient_scope",
+            InvalidRedirectUri => "invalid_redirect_uri",
+            InvalidClientMetadata => "invalid_client_metadata",
+            LoginRequired => "login_required",
+            ConsentRequired => "consent_required",
+            RequestNotSupported => "request_not_supported",
+            RequestUriNotSupported => "request_uri_not_supported",
+            ServerError => "server_error",
+            TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+}
+
+/// Which HTTP authentication scheme the client tried, so a 401 can name it (RFC 6749 §5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthScheme {
+    Basic,
+    Bearer,
+}
+
+#[derive(Debug)]
+pub struct OAuthError {
+    pub code: ErrorCode,
+    pub description: Cow<'static, str>,
+    /// Logged, never sent.
+    pub cause: Option<String>,
+    /// The scheme to name in `WWW-Authenticate` on a 401.
+    pub challenge: Option<AuthScheme>,
+}
+
+impl OAuthError {
+    pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
+        OAuthError {
+            code,
+            description: description.into(),
+            cause: None,
+            challenge: None,
+        }
+    }
+
+    pub fn with_cause(mut self, cause: impl std::fmt::Display) -> Self {
+        self.cause = Some(cause.to_string());
+        self
+    }
+
+    pub fn with_challenge(mut self, scheme: Option<AuthScheme>) -> Self {
+        self.challenge = scheme;
+        self
+    }
+
+    pub fn invalid_request(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, d)
+    }
+
+    pub fn invalid_grant(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidGrant, d)
+    }
+
+    pub fn server_error(cause: impl std::fmt::Display) -> Self {
+        Self::new(
+            ErrorCode::ServerError,
+            "the server could not complete the request",
+        )
+        .with_cause(cause)
+    }
+}
+
+impl From<crate::store::StoreError> for OAuthError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Unavailable(_) => OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the service is temporarily unavailable, retry later",
+            )
+            .with_cause(e),
+            _ => OAuthError::server_error(e),
+        }
+    }
+}
+
+impl From<crate::keys::KeyError> for OAuthError {
+    fn from(e: crate::keys::KeyError) -> Self {
+        OAuthError::server_error(e)
+    }
+}
+
+pub type OAuthResult<T> = Result<T, OAuthError>;

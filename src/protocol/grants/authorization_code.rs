@@ -1,0 +1,144 @@
+//! RFC 6749 §4.1.3 authorization code grant with RFC 7636 PKCE.
+
+use super::user_tokens::{self, UserGrant};
+use crate::model::{Client, GrantType, Issuance, RefreshToken, TokenFamily};
+use crate::protocol::Ctx;
+use crate::protocol::error::{ErrorCode, OAuthError, OAuthResult};
+use crate::protocol::params::Params;
+use crate::protocol::pkce;
+use crate::protocol::scope::Scope;
+use crate::protocol::tokens::TokenResponse;
+use crate::secret;
+use crate::store::Redeemed;
+
+pub async fn grant(
+    ctx: &Ctx,
+    client: &Client,
+    params: &Params,
+    now: i64,
+) -> OAuthResult<TokenResponse> {
+    if !client.allows_grant(GrantType::AuthorizationCode) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "the client may not use the authorization_code grant",
+        ));
+    }
+    let code = params.require("code")?.to_owned();
+    let redirect_uri = params.get("redirect_uri").map(str::to_owned);
+    let verifier = params.get("code_verifier").map(str::to_owned);
+
+    // Everything the grant will record is generated up front, so redemption and recording are
+    // one transaction.
+    let family_id = secret::random_token(16);
+    let jti = format!("{family_id}.{}", secret::random_token(12));
+    let refresh = secret::new_secret();
+    let cfg = ctx.config.clone();
+    let client_id = client.client_id.clone();
+    let client2 = client.clone();
+    let (jti2, refresh2) = (jti.clone(), refresh.clone());
+    let outcome = ctx
+        .store
+        .blocking(move |s| {
+            s.redeem_code(&secret::hash_token(&code), now, |c| {
+                if c.client_id != client_id {
+                    return Err(OAuthError::invalid_grant(
+                        "the code was issued to another client",
+                    ));
+                }
+                if c.expires_at <= now {
+                    return Err(OAuthError::invalid_grant("the code has expired"));
+                }
+                match &redirect_uri {
+                    Some(r) if *r != c.redirect_uri => {
+                        return Err(OAuthError::invalid_grant(
+                            "redirect_uri does not match the authorization request",
+                        ));
+                    }
+                    None if c.redirect_uri_explicit => {
+                        return Err(OAuthError::invalid_grant(
+                            "redirect_uri is required: it was in the authorization request",
+                        ));
+                    }
+                    _ => {}
+                }
+                let Some(v) = &verifier else {
+                    return Err(OAuthError::invalid_grant(
+                        "code_verifier is required (PKCE)",
+                    ));
+                };
+                if !pkce::verify(v, &c.code_challenge) {
+                    return Err(OAuthError::invalid_grant("PKCE verification failed"));
+                }
+                let scope = Scope::parse(&c.scope).unwrap_or_default();
+                let family = user_tokens::wants_refresh(&client2, &scope).then(|| {
+                    let fam = TokenFamily {
+                        family_id: family_id.clone(),
+                        client_id: client_id.clone(),
+                        user_id: c.user_id.clone(),
+                        created_at: now,
+                        expires_at: now + cfg.refresh_token_absolute_ttl as i64,
+                        revoked_at: None,
+                    };
+                    let first = RefreshToken {
+                        token_hash: secret::hash_token(&refresh2),
+                        family_id: family_id.clone(),
+                        scope: c.scope.clone(),
+                        audiences: c.audiences.clone(),
+                        auth_time: c.auth_time,
+                        sid: c.sid.clone(),
+                        created_at: now,
+                        expires_at: (now + cfg.refresh_token_ttl as i64).min(fam.expires_at),
+                        rotated_at: None,
+                        successor_hash: None,
+                    };
+                    (fam, first)
+                });
+                Ok(Issuance {
+                    access_jti: jti2.clone(),
+                    access_expires_at: now + cfg.access_token_ttl as i64,
+                    family,
+                })
+            })
+        })
+        .await?;
+    let code = match outcome {
+        Redeemed::NotFound => return Err(OAuthError::invalid_grant("the code is invalid")),
+        Redeemed::Replayed => {
+            tracing::warn!(client_id = %client.client_id, "authorization code replayed: tokens it issued are revoked");
+            return Err(OAuthError::invalid_grant("the code has already been used"));
+        }
+        Redeemed::Rejected(e) => return Err(e),
+        Redeemed::Issued(c) => c,
+    };
+    let uid = code.user_id.clone();
+    let user = ctx.store.blocking(move |s| s.user(&uid)).await?;
+    let issued_refresh =
+        user_tokens::wants_refresh(client, &Scope::parse(&code.scope).unwrap_or_default());
+    if user.is_none_or(|u| u.disabled) {
+        if issued_refresh {
+            let f = jti
+                .split_once('.')
+                .map(|(f, _)| f.to_owned())
+                .unwrap_or_default();
+            ctx.store
+                .blocking(move |s| s.revoke_family(&f, "user disabled", now))
+                .await?;
+        }
+        return Err(OAuthError::invalid_grant("the user is disabled"));
+    }
+    user_tokens::mint(
+        ctx,
+        UserGrant {
+            client_id: &client.client_id,
+            user_id: &code.user_id,
+            scope: code.scope.clone(),
+            audiences: code.audiences.clone(),
+            auth_time: code.auth_time,
+            sid: &code.sid,
+            nonce: code.nonce.as_deref(),
+            jti,
+            refresh_token: issued_refresh.then_some(refresh),
+        },
+        now,
+    )
+}

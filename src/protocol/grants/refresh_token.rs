@@ -1,0 +1,119 @@
+//! RFC 6749 §6 refresh with rotation on every use and reuse detection (RFC 9700 §4.14.2).
+//! A rotated token presented again within `refresh_reuse_grace` seconds, while its successor is
+//! unused, counts as a retry after a lost response; otherwise the family is revoked.
+
+use super::user_tokens::{self, UserGrant};
+use crate::model::{Client, GrantType, RefreshToken};
+use crate::protocol::Ctx;
+use crate::protocol::error::{ErrorCode, OAuthError, OAuthResult};
+use crate::protocol::params::Params;
+use crate::protocol::scope::Scope;
+use crate::protocol::tokens::TokenResponse;
+use crate::secret;
+use crate::store::Rotated;
+
+pub async fn grant(
+    ctx: &Ctx,
+    client: &Client,
+    params: &Params,
+    now: i64,
+) -> OAuthResult<TokenResponse> {
+    if !client.allows_grant(GrantType::RefreshToken) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "the client may not use the refresh_token grant",
+        ));
+    }
+    let presented = params.require("refresh_token")?;
+    let hash = secret::hash_token(presented);
+    let requested_scope = params.get("scope").map(str::to_owned);
+
+    // The user must still be enabled (read before the rotation transaction).
+    let h = hash.clone();
+    let current = ctx.store.blocking(move |s| s.refresh_token(&h)).await?;
+    let Some((cur, fam)) = current else {
+        return Err(OAuthError::invalid_grant("the refresh token is invalid"));
+    };
+    // Scope may narrow for the new access token, never widen (RFC 6749 §6). Checked before
+    // rotating so a refused request does not consume the token.
+    let granted = Scope::parse(&cur.scope).unwrap_or_default();
+    let scope = Scope::narrow(requested_scope.as_deref(), granted.iter())?;
+    let uid = fam.user_id.clone();
+    if ctx
+        .store
+        .blocking(move |s| s.user(&uid))
+        .await?
+        .is_none_or(|u| u.disabled)
+    {
+        return Err(OAuthError::invalid_grant("the user is disabled"));
+    }
+
+    let next_secret = secret::new_secret();
+    let next_hash = secret::hash_token(&next_secret);
+    let client_id = client.client_id.clone();
+    let cfg = ctx.config.clone();
+    let grace = cfg.refresh_reuse_grace as i64;
+    let outcome = ctx
+        .store
+        .blocking(move |s| {
+            s.rotate_refresh(&hash, now, grace, |old, fam| {
+                if fam.client_id != client_id {
+                    return Err(OAuthError::invalid_grant(
+                        "the refresh token was issued to another client",
+                    ));
+                }
+                if old.expires_at <= now || fam.expires_at <= now {
+                    return Err(OAuthError::invalid_grant("the refresh token has expired"));
+                }
+                Ok(RefreshToken {
+                    token_hash: next_hash,
+                    family_id: old.family_id.clone(),
+                    scope: old.scope.clone(),
+                    audiences: old.audiences.clone(),
+                    auth_time: old.auth_time,
+                    sid: old.sid.clone(),
+                    created_at: now,
+                    expires_at: (now + cfg.refresh_token_ttl as i64).min(fam.expires_at),
+                    rotated_at: None,
+                    successor_hash: None,
+                })
+            })
+        })
+        .await?;
+    let (old, family) = match outcome {
+        Rotated::NotFound => return Err(OAuthError::invalid_grant("the refresh token is invalid")),
+        Rotated::Revoked => {
+            return Err(OAuthError::invalid_grant(
+                "the refresh token has been revoked",
+            ));
+        }
+        Rotated::Reused => {
+            tracing::warn!(client_id = %client.client_id, "refresh token reuse detected: family revoked");
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was already used; the grant has been revoked",
+            ));
+        }
+        Rotated::Rejected(e) => return Err(e),
+        Rotated::Rotated { old, family, retry } => {
+            if retry {
+                tracing::info!(client_id = %client.client_id, "refresh retried within the grace window");
+            }
+            (old, family)
+        }
+    };
+    user_tokens::mint(
+        ctx,
+        UserGrant {
+            client_id: &client.client_id,
+            user_id: &family.user_id,
+            scope: scope.to_string(),
+            audiences: old.audiences.clone(),
+            auth_time: old.auth_time,
+            sid: &old.sid,
+            nonce: None,
+            jti: format!("{}.{}", family.family_id, secret::random_token(12)),
+            refresh_token: Some(next_secret),
+        },
+        now,
+    )
+}

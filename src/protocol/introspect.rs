@@ -1,0 +1,162 @@
+//! RFC 7662 introspection, RFC 7009 revocation and OIDC userinfo: everything that reads back a
+//! token this server issued.
+
+use serde_json::{Value, json};
+
+use super::Ctx;
+use super::client_auth;
+use super::error::{AuthScheme, ErrorCode, OAuthError, OAuthResult};
+use super::params::Params;
+use crate::keys::VerifiedAccessToken;
+use crate::model::ClientType;
+use crate::secret;
+
+/// A live access token: signature, issuer and expiry valid, and not revoked (by jti or family).
+async fn live_access_token(
+    ctx: &Ctx,
+    token: &str,
+    now: i64,
+) -> OAuthResult<Option<VerifiedAccessToken>> {
+    let Ok(claims) = ctx.keys.verify_access_token(token, &ctx.config.issuer) else {
+        return Ok(None);
+    };
+    if claims.exp <= now {
+        return Ok(None);
+    }
+    let (jti, fam) = (claims.jti.clone(), claims.family_id().map(str::to_owned));
+    let revoked = ctx
+        .store
+        .blocking(move |s| s.access_token_revoked(&jti, fam.as_deref()))
+        .await?;
+    Ok((!revoked).then_some(claims))
+}
+
+/// RFC 7662: only authenticated confidential clients may introspect.
+pub async fn introspect(
+    ctx: &Ctx,
+    authorization: Option<&[u8]>,
+    params: Params,
+    now: i64,
+) -> OAuthResult<Value> {
+    let client = client_auth::authenticate_request(ctx, authorization, &params).await?;
+    if client.client_type != ClientType::Confidential {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidClient,
+            "introspection requires a confidential client",
+        )
+        .with_challenge(authorization.map(|_| AuthScheme::Basic)));
+    }
+    let token = params.require("token")?;
+    let hint = params.get("token_type_hint");
+    if hint != Some("refresh_token")
+        && let Some(c) = live_access_token(ctx, token, now).await?
+    {
+        let mut v = serde_json::to_value(&c).map_err(OAuthError::server_error)?;
+        v["active"] = json!(true);
+        v["token_type"] = json!(if c.cnf.is_some() { "DPoP" } else { "Bearer" });
+        return Ok(v);
+    }
+    // Refresh tokens are introspectable by the client they were issued to.
+    let h = secret::hash_token(token);
+    if let Some((t, fam)) = ctx.store.blocking(move |s| s.refresh_token(&h)).await?
+        && fam.client_id == client.client_id
+        && fam.revoked_at.is_none()
+        && t.rotated_at.is_none()
+        && t.expires_at > now
+        && fam.expires_at > now
+    {
+        return Ok(json!({
+            "active": true, "token_type": "refresh_token", "client_id": fam.client_id, "sub": fam.user_id,
+            "scope": t.scope, "exp": t.expires_at, "iat": t.created_at, "iss": ctx.config.issuer,
+        }));
+    }
+    Ok(json!({ "active": false }))
+}
+
+/// RFC 7009: revoke a refresh token (its whole family) or an access token (by jti). Unknown,
+/// invalid or foreign tokens get the same 200 answer.
+pub async fn revoke(
+    ctx: &Ctx,
+    authorization: Option<&[u8]>,
+    params: Params,
+    now: i64,
+) -> OAuthResult<()> {
+    let client = client_auth::authenticate_request(ctx, authorization, &params).await?;
+    let token = params.require("token")?;
+    match params.get("token_type_hint") {
+        None | Some("access_token") | Some("refresh_token") => {}
+        Some(_) => {
+            return Err(OAuthError::new(
+                ErrorCode::UnsupportedTokenType,
+                "unsupported token_type_hint",
+            ));
+        }
+    }
+    let h = secret::hash_token(token);
+    if let Some((_, fam)) = ctx.store.blocking(move |s| s.refresh_token(&h)).await? {
+        if fam.client_id == client.client_id {
+            let f = fam.family_id.clone();
+            ctx.store
+                .blocking(move |s| s.revoke_family(&f, "revoked by client", now))
+                .await?;
+        }
+        return Ok(());
+    }
+    if let Ok(c) = ctx.keys.verify_access_token(token, &ctx.config.issuer)
+        && c.client_id == client.client_id
+    {
+        ctx.store
+            .blocking(move |s| s.revoke_access_token(&c.jti, c.exp))
+            .await?;
+    }
+    Ok(())
+}
+
+fn bearer_error(code: ErrorCode, d: &'static str) -> OAuthError {
+    OAuthError::new(code, d).with_challenge(Some(AuthScheme::Bearer))
+}
+
+/// OIDC Core §5.3 userinfo: standard claims by scope.
+pub async fn userinfo(ctx: &Ctx, token: Option<&str>, now: i64) -> OAuthResult<Value> {
+    let token = token.ok_or_else(|| {
+        OAuthError::new(
+            ErrorCode::InvalidRequest,
+            "a bearer access token is required",
+        )
+        .with_challenge(Some(AuthScheme::Bearer))
+    })?;
+    let claims = live_access_token(ctx, token, now).await?.ok_or_else(|| {
+        bearer_error(
+            ErrorCode::InvalidToken,
+            "the access token is invalid, expired or revoked",
+        )
+    })?;
+    if !claims.has_scope("openid") {
+        return Err(bearer_error(
+            ErrorCode::InsufficientScope,
+            "the openid scope is required",
+        ));
+    }
+    let sub = claims.sub.clone();
+    let user = ctx
+        .store
+        .blocking(move |s| s.user(&sub))
+        .await?
+        .filter(|u| !u.disabled)
+        .ok_or_else(|| bearer_error(ErrorCode::InvalidToken, "the user no longer exists"))?;
+    let mut out = json!({ "sub": user.user_id });
+    if claims.has_scope("profile") {
+        out["preferred_username"] = json!(user.username);
+        if let Some(n) = &user.name {
+            out["name"] = json!(n);
+        }
+        out["updated_at"] = json!(user.updated_at);
+    }
+    if claims.has_scope("email")
+        && let Some(e) = &user.email
+    {
+        out["email"] = json!(e);
+        out["email_verified"] = json!(false);
+    }
+    Ok(out)
+}

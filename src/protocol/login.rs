@@ -1,0 +1,127 @@
+//! Password login with brute-force throttling (per account and per client IP, token-bucket
+//! backoff via `governor`) and no account enumeration: an unknown user costs one argon2id
+//! verification, like a wrong password.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use super::Ctx;
+use crate::config::Config;
+use crate::model::{Session, User};
+use crate::secret;
+
+pub struct Throttle {
+    per_account: DefaultKeyedRateLimiter<String>,
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl Throttle {
+    pub fn new(config: &Config) -> Throttle {
+        let every = Duration::from_secs(config.login_replenish_secs);
+        let quota = |burst: u32| {
+            Quota::with_period(every)
+                .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+                .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
+        };
+        Throttle {
+            per_account: RateLimiter::keyed(quota(config.login_burst_per_account)),
+            per_ip: RateLimiter::keyed(quota(config.login_burst_per_ip)),
+        }
+    }
+
+    /// Counts one attempt; `Err(seconds)` when the account or address must wait.
+    fn attempt(&self, username: &str, ip: Option<IpAddr>) -> Result<(), u64> {
+        let clock = DefaultClock::default();
+        let wait = |nu: governor::NotUntil<<DefaultClock as Clock>::Instant>| {
+            nu.wait_time_from(clock.now()).as_secs().max(1)
+        };
+        if let Some(ip) = ip {
+            self.per_ip.check_key(&ip).map_err(wait)?;
+        }
+        self.per_account
+            .check_key(&username.to_lowercase())
+            .map_err(wait)?;
+        Ok(())
+    }
+
+    /// Drops idle keys so memory stays bounded.
+    pub fn prune(&self) {
+        self.per_account.retain_recent();
+        self.per_ip.retain_recent();
+    }
+}
+
+#[derive(Debug)]
+pub enum LoginError {
+    Invalid,
+    Throttled(u64),
+    Unavailable,
+}
+
+/// Checks the password; on success creates a session and returns it with its cookie value.
+pub async fn login(
+    ctx: &Ctx,
+    throttle: &Throttle,
+    username: &str,
+    password: &str,
+    ip: Option<IpAddr>,
+    now: i64,
+) -> Result<(User, Session, String), LoginError> {
+    throttle
+        .attempt(username, ip)
+        .map_err(LoginError::Throttled)?;
+    let (username, password) = (username.to_owned(), password.to_owned());
+    let user = ctx
+        .store
+        .blocking(move |s| {
+            let user = s.user_by_username(&username)?;
+            let hash = user
+                .as_ref()
+                .map(|u| u.password_hash.as_str())
+                .unwrap_or_else(|| secret::dummy_password_hash());
+            let ok = secret::verify_password(&password, hash);
+            Ok(user.filter(|u| ok && !u.disabled))
+        })
+        .await
+        .map_err(|_| LoginError::Unavailable)?
+        .ok_or(LoginError::Invalid)?;
+    let cookie = secret::new_secret();
+    let session = Session {
+        session_hash: secret::hash_token(&cookie),
+        sid: secret::random_token(16),
+        user_id: user.user_id.clone(),
+        auth_time: now,
+        created_at: now,
+        expires_at: now + ctx.config.session_ttl as i64,
+    };
+    let s2 = session.clone();
+    ctx.store
+        .blocking(move |s| s.insert_session(&s2))
+        .await
+        .map_err(|_| LoginError::Unavailable)?;
+    Ok((user, session, cookie))
+}
+
+/// The live session behind a cookie value, with its user (who must still be enabled).
+pub async fn current_session(
+    ctx: &Ctx,
+    cookie: Option<String>,
+    now: i64,
+) -> Result<Option<(Session, User)>, crate::store::StoreError> {
+    let Some(cookie) = cookie else {
+        return Ok(None);
+    };
+    ctx.store
+        .blocking(move |s| {
+            let Some(session) = s.session(&secret::hash_token(&cookie), now)? else {
+                return Ok(None);
+            };
+            let user = s.user(&session.user_id)?.filter(|u| !u.disabled);
+            Ok(user.map(|u| (session, u)))
+        })
+        .await
+}

@@ -1,0 +1,33 @@
+//! Protocol logic (RFC 6749, 7636, 8707, 9068, OIDC): decides; never touches HTTP or SQL.
+//! Functions take `now` (unix seconds) from the caller.
+
+pub mod audience;
+pub mod authorize;
+pub mod client_auth;
+pub mod clients;
+pub mod discovery;
+pub mod error;
+pub mod grants;
+pub mod introspect;
+pub mod login;
+pub mod params;
+pub mod pkce;
+pub mod redirect_uri;
+pub mod scope;
+pub mod token;
+
+pub mod tokens;
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::keys::KeyRing;
+use crate::store::Store;
+
+/// What protocol code needs from the rest of the server.
+#[derive(Clone)]
+pub struct Ctx {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub keys: Arc<KeyRing>,
+}

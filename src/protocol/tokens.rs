@@ -1,0 +1,58 @@
+//! JWT claim sets Latchkey signs (RFC 9068 access tokens) and the token response (RFC 6749 §5.1).
+
+use serde::{Serialize, Serializer};
+
+use crate::secret;
+
+/// `aud`: a single string when there is one audience (RFC 7519 §4.1.3), else an array.
+#[derive(Debug, Clone)]
+pub struct Audience(pub Vec<String>);
+
+impl Serialize for Audience {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => s.serialize_str(one),
+            many => many.serialize(s),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Confirmation {
+    pub jkt: String,
+}
+
+/// RFC 9068 §2.2 claims.
+#[derive(Debug, Serialize)]
+pub struct AccessTokenClaims<'a> {
+    pub iss: &'a str,
+    pub sub: &'a str,
+    pub aud: &'a Audience,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub client_id: &'a str,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+pub fn new_jti() -> String {
+    secret::random_token(16)
+}
+
+/// RFC 6749 §5.1 successful response.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}

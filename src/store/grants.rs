@@ -1,0 +1,508 @@
+//! Sessions, consents, authorization codes, refresh token families and revocations.
+//! Code redemption and refresh rotation each run in one immediate (write-locked) transaction,
+//! so two concurrent redemptions of one code or token cannot both succeed.
+
+use diesel::prelude::*;
+
+use super::schema::{
+    authorization_codes as ac, consents, refresh_tokens as rt, revoked_access_tokens as rat,
+    sessions, token_families as tf,
+};
+use super::{Store, StoreError, StoreResult, to_json};
+use crate::model::{AuthCode, Issuance, RefreshToken, Session, TokenFamily};
+
+/// Outcome of presenting an authorization code.
+#[allow(clippy::large_enum_variant)]
+pub enum Redeemed<E> {
+    /// No such code.
+    NotFound,
+    /// The code was already used: what it issued has now been revoked.
+    Replayed,
+    /// The caller's checks refused it; the code is burnt anyway.
+    Rejected(E),
+    Issued(AuthCode),
+}
+
+/// Outcome of presenting a refresh token.
+#[allow(clippy::large_enum_variant)]
+pub enum Rotated<E> {
+    NotFound,
+    /// The family was already revoked.
+    Revoked,
+    /// A rotated token presented outside the retry grace window: the family is now revoked.
+    Reused,
+    Rejected(E),
+    /// New token stored; `retry` is true when this replaced the successor of a token that was
+    /// presented again within the grace window.
+    Rotated {
+        old: RefreshToken,
+        family: TokenFamily,
+        retry: bool,
+    },
+}
+
+fn json_vec(s: &str) -> StoreResult<Vec<String>> {
+    serde_json::from_str(s).map_err(|_| StoreError::Other("corrupt row: audiences".into()))
+}
+
+type CodeRow = (
+    String,
+    String,
+    String,
+    String,
+    bool,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    String,
+    i64,
+    i64,
+);
+
+fn code_from_row(r: CodeRow) -> StoreResult<AuthCode> {
+    Ok(AuthCode {
+        code_hash: r.0,
+        client_id: r.1,
+        user_id: r.2,
+        redirect_uri: r.3,
+        redirect_uri_explicit: r.4,
+        code_challenge: r.5,
+        scope: r.6,
+        audiences: json_vec(&r.7)?,
+        nonce: r.8,
+        auth_time: r.9,
+        sid: r.10,
+        created_at: r.11,
+        expires_at: r.12,
+    })
+}
+
+type RtRow = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+);
+
+fn rt_from_row(r: RtRow) -> StoreResult<RefreshToken> {
+    Ok(RefreshToken {
+        token_hash: r.0,
+        family_id: r.1,
+        scope: r.2,
+        audiences: json_vec(&r.3)?,
+        auth_time: r.4,
+        sid: r.5,
+        created_at: r.6,
+        expires_at: r.7,
+        rotated_at: r.8,
+        successor_hash: r.9,
+    })
+}
+
+type FamRow = (String, String, String, i64, i64, Option<i64>);
+
+fn fam_from_row(r: FamRow) -> TokenFamily {
+    TokenFamily {
+        family_id: r.0,
+        client_id: r.1,
+        user_id: r.2,
+        created_at: r.3,
+        expires_at: r.4,
+        revoked_at: r.5,
+    }
+}
+
+const FAM_COLS: (
+    tf::family_id,
+    tf::client_id,
+    tf::user_id,
+    tf::created_at,
+    tf::expires_at,
+    tf::revoked_at,
+) = (
+    tf::family_id,
+    tf::client_id,
+    tf::user_id,
+    tf::created_at,
+    tf::expires_at,
+    tf::revoked_at,
+);
+
+fn insert_refresh(
+    conn: &mut diesel::SqliteConnection,
+    t: &RefreshToken,
+) -> Result<(), diesel::result::Error> {
+    let aud = serde_json::to_string(&t.audiences).unwrap_or_else(|_| "[]".into());
+    diesel::insert_into(rt::table)
+        .values((
+            rt::token_hash.eq(&t.token_hash),
+            rt::family_id.eq(&t.family_id),
+            rt::scope.eq(&t.scope),
+            rt::audiences.eq(aud),
+            rt::auth_time.eq(t.auth_time),
+            rt::sid.eq(&t.sid),
+            rt::created_at.eq(t.created_at),
+            rt::expires_at.eq(t.expires_at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+fn revoke_family_in(
+    conn: &mut diesel::SqliteConnection,
+    family_id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<(), diesel::result::Error> {
+    diesel::update(tf::table.find(family_id).filter(tf::revoked_at.is_null()))
+        .set((
+            tf::revoked_at.eq(Some(now)),
+            tf::revoked_reason.eq(Some(reason)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+fn revoke_jti_in(
+    conn: &mut diesel::SqliteConnection,
+    jti: &str,
+    expires_at: i64,
+) -> Result<(), diesel::result::Error> {
+    let exists = rat::table
+        .find(jti)
+        .select(rat::jti)
+        .first::<String>(conn)
+        .optional()?;
+    if exists.is_none() {
+        diesel::insert_into(rat::table)
+            .values((rat::jti.eq(jti), rat::expires_at.eq(expires_at)))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+impl Store {
+    // ---- sessions ------------------------------------------------------------------------
+
+    pub fn insert_session(&self, s: &Session) -> StoreResult<()> {
+        let mut conn = self.conn()?;
+        diesel::insert_into(sessions::table)
+            .values((
+                sessions::session_hash.eq(&s.session_hash),
+                sessions::sid.eq(&s.sid),
+                sessions::user_id.eq(&s.user_id),
+                sessions::auth_time.eq(s.auth_time),
+                sessions::created_at.eq(s.created_at),
+                sessions::expires_at.eq(s.expires_at),
+            ))
+            .execute(&mut conn)?;
+        Ok(())
+    }
+
+    /// The live session with this cookie hash, if any.
+    pub fn session(&self, session_hash: &str, now: i64) -> StoreResult<Option<Session>> {
+        let mut conn = self.conn()?;
+        let row = sessions::table
+            .find(session_hash)
+            .filter(sessions::expires_at.gt(now))
+            .first::<(String, String, String, i64, i64, i64)>(&mut conn)
+            .optional()?;
+        Ok(row.map(|r| Session {
+            session_hash: r.0,
+            sid: r.1,
+            user_id: r.2,
+            auth_time: r.3,
+            created_at: r.4,
+            expires_at: r.5,
+        }))
+    }
+
+    pub fn delete_session(&self, session_hash: &str) -> StoreResult<()> {
+        let mut conn = self.conn()?;
+        diesel::delete(sessions::table.find(session_hash)).execute(&mut conn)?;
+        Ok(())
+    }
+
+    // ---- consent -------------------------------------------------------------------------
+
+    pub fn consent(&self, user_id: &str, client_id: &str) -> StoreResult<Option<String>> {
+        let mut conn = self.conn()?;
+        Ok(consents::table
+            .find((user_id, client_id))
+            .select(consents::scope)
+            .first::<String>(&mut conn)
+            .optional()?)
+    }
+
+    pub fn save_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        let mut conn = self.conn()?;
+        conn.immediate_transaction(|conn| {
+            diesel::delete(consents::table.find((user_id, client_id))).execute(conn)?;
+            diesel::insert_into(consents::table)
+                .values((
+                    consents::user_id.eq(user_id),
+                    consents::client_id.eq(client_id),
+                    consents::scope.eq(scope),
+                    consents::created_at.eq(now),
+                ))
+                .execute(conn)?;
+            Ok::<_, diesel::result::Error>(())
+        })?;
+        Ok(())
+    }
+
+    // ---- authorization codes -------------------------------------------------------------
+
+    pub fn insert_code(&self, c: &AuthCode) -> StoreResult<()> {
+        let mut conn = self.conn()?;
+        diesel::insert_into(ac::table)
+            .values((
+                ac::code_hash.eq(&c.code_hash),
+                ac::client_id.eq(&c.client_id),
+                ac::user_id.eq(&c.user_id),
+                ac::redirect_uri.eq(&c.redirect_uri),
+                ac::redirect_uri_explicit.eq(c.redirect_uri_explicit),
+                ac::code_challenge.eq(&c.code_challenge),
+                ac::scope.eq(&c.scope),
+                ac::audiences.eq(to_json(&c.audiences)?),
+                ac::nonce.eq(&c.nonce),
+                ac::auth_time.eq(c.auth_time),
+                ac::sid.eq(&c.sid),
+                ac::created_at.eq(c.created_at),
+                ac::expires_at.eq(c.expires_at),
+            ))
+            .execute(&mut conn)?;
+        Ok(())
+    }
+
+    /// Burns the code and, if `check` accepts it, records what it issues — all in one
+    /// transaction. A code presented a second time revokes what the first use issued, and that
+    /// revocation is committed even though the request fails.
+    pub fn redeem_code<E>(
+        &self,
+        code_hash: &str,
+        now: i64,
+        check: impl FnOnce(&AuthCode) -> Result<Issuance, E>,
+    ) -> StoreResult<Redeemed<E>> {
+        let mut conn = self.conn()?;
+        conn.immediate_transaction(|conn| {
+            let row = ac::table
+                .find(code_hash)
+                .select((
+                    (
+                        ac::code_hash,
+                        ac::client_id,
+                        ac::user_id,
+                        ac::redirect_uri,
+                        ac::redirect_uri_explicit,
+                        ac::code_challenge,
+                        ac::scope,
+                        ac::audiences,
+                        ac::nonce,
+                        ac::auth_time,
+                        ac::sid,
+                        ac::created_at,
+                        ac::expires_at,
+                    ),
+                    ac::used_at,
+                    ac::family_id,
+                    ac::access_jti,
+                    ac::access_expires_at,
+                ))
+                .first::<(
+                    CodeRow,
+                    Option<i64>,
+                    Option<String>,
+                    Option<String>,
+                    Option<i64>,
+                )>(conn)
+                .optional()?;
+            let Some((row, used_at, family_id, access_jti, access_exp)) = row else {
+                return Ok(Ok(Redeemed::NotFound));
+            };
+            if used_at.is_some() {
+                if let Some(f) = family_id {
+                    revoke_family_in(conn, &f, "authorization code replayed", now)?;
+                }
+                if let (Some(j), Some(e)) = (access_jti, access_exp) {
+                    revoke_jti_in(conn, &j, e)?;
+                }
+                return Ok(Ok(Redeemed::Replayed));
+            }
+            diesel::update(ac::table.find(code_hash))
+                .set(ac::used_at.eq(Some(now)))
+                .execute(conn)?;
+            let code = match code_from_row(row) {
+                Ok(c) => c,
+                Err(e) => return Ok(Err(e)),
+            };
+            let issuance = match check(&code) {
+                Ok(i) => i,
+                Err(e) => return Ok(Ok(Redeemed::Rejected(e))),
+            };
+            let mut family_id = None;
+            if let Some((fam, first)) = &issuance.family {
+                diesel::insert_into(tf::table)
+                    .values((
+                        tf::family_id.eq(&fam.family_id),
+                        tf::client_id.eq(&fam.client_id),
+                        tf::user_id.eq(&fam.user_id),
+                        tf::created_at.eq(fam.created_at),
+                        tf::expires_at.eq(fam.expires_at),
+                    ))
+                    .execute(conn)?;
+                insert_refresh(conn, first)?;
+                family_id = Some(fam.family_id.clone());
+            }
+            diesel::update(ac::table.find(code_hash))
+                .set((
+                    ac::family_id.eq(family_id),
+                    ac::access_jti.eq(Some(&issuance.access_jti)),
+                    ac::access_expires_at.eq(Some(issuance.access_expires_at)),
+                ))
+                .execute(conn)?;
+            Ok::<_, diesel::result::Error>(Ok(Redeemed::Issued(code)))
+        })?
+    }
+
+    // ---- refresh tokens ------------------------------------------------------------------
+
+    pub fn refresh_token(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<(RefreshToken, TokenFamily)>> {
+        let mut conn = self.conn()?;
+        let Some(row) = rt::table
+            .find(token_hash)
+            .first::<RtRow>(&mut conn)
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let t = rt_from_row(row)?;
+        let fam = tf::table
+            .find(&t.family_id)
+            .select(FAM_COLS)
+            .first::<FamRow>(&mut conn)
+            .optional()?;
+        Ok(fam.map(|f| (t, fam_from_row(f))))
+    }
+
+    /// Exchanges a refresh token for `next` (built by `check` from the old token and family).
+    /// A token already rotated is a retry if presented within `grace` seconds of its rotation
+    /// and its successor has not been used: the successor is replaced, so one stays valid.
+    /// Otherwise reuse revokes the whole family, committed even though the request fails.
+    pub fn rotate_refresh<E>(
+        &self,
+        token_hash: &str,
+        now: i64,
+        grace: i64,
+        check: impl FnOnce(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
+    ) -> StoreResult<Rotated<E>> {
+        let mut conn = self.conn()?;
+        conn.immediate_transaction(|conn| {
+            let Some(row) = rt::table.find(token_hash).first::<RtRow>(conn).optional()? else {
+                return Ok(Ok(Rotated::NotFound));
+            };
+            let old = match rt_from_row(row) {
+                Ok(t) => t,
+                Err(e) => return Ok(Err(e)),
+            };
+            let Some(fam) = tf::table
+                .find(&old.family_id)
+                .select(FAM_COLS)
+                .first::<FamRow>(conn)
+                .optional()?
+            else {
+                return Ok(Ok(Rotated::NotFound));
+            };
+            let family = fam_from_row(fam);
+            if family.revoked_at.is_some() {
+                return Ok(Ok(Rotated::Revoked));
+            }
+            let mut retry = false;
+            if let Some(rotated_at) = old.rotated_at {
+                let successor_unused = match &old.successor_hash {
+                    Some(s) => rt::table
+                        .find(s)
+                        .select(rt::rotated_at)
+                        .first::<Option<i64>>(conn)
+                        .optional()?
+                        .is_some_and(|r| r.is_none()),
+                    None => false,
+                };
+                let in_window = grace > 0 && now - rotated_at <= grace;
+                if !in_window || !successor_unused {
+                    revoke_family_in(conn, &family.family_id, "refresh token reuse", now)?;
+                    return Ok(Ok(Rotated::Reused));
+                }
+                retry = true;
+            }
+            let next = match check(&old, &family) {
+                Ok(n) => n,
+                Err(e) => return Ok(Ok(Rotated::Rejected(e))),
+            };
+            if retry && let Some(s) = &old.successor_hash {
+                diesel::delete(rt::table.find(s)).execute(conn)?;
+            }
+            insert_refresh(conn, &next)?;
+            diesel::update(rt::table.find(token_hash))
+                .set((
+                    rt::rotated_at.eq(Some(old.rotated_at.unwrap_or(now))),
+                    rt::successor_hash.eq(Some(&next.token_hash)),
+                ))
+                .execute(conn)?;
+            Ok::<_, diesel::result::Error>(Ok(Rotated::Rotated { old, family, retry }))
+        })?
+    }
+
+    pub fn revoke_family(&self, family_id: &str, reason: &str, now: i64) -> StoreResult<()> {
+        let mut conn = self.conn()?;
+        revoke_family_in(&mut conn, family_id, reason, now)?;
+        Ok(())
+    }
+
+    pub fn revoke_access_token(&self, jti: &str, expires_at: i64) -> StoreResult<()> {
+        let mut conn = self.conn()?;
+        revoke_jti_in(&mut conn, jti, expires_at)?;
+        Ok(())
+    }
+
+    /// Whether an access token was revoked by `jti`, or through its refresh family.
+    pub fn access_token_revoked(&self, jti: &str, family_id: Option<&str>) -> StoreResult<bool> {
+        let mut conn = self.conn()?;
+        if rat::table
+            .find(jti)
+            .select(rat::jti)
+            .first::<String>(&mut conn)
+            .optional()?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        if let Some(f) = family_id {
+            let revoked = tf::table
+                .find(f)
+                .select(tf::revoked_at)
+                .first::<Option<i64>>(&mut conn)
+                .optional()?;
+            // An unknown family is treated as revoked: the token cannot be traced to a grant.
+            return Ok(!matches!(revoked, Some(None)));
+        }
+        Ok(false)
+    }
+}

@@ -1,0 +1,481 @@
+//! The storage facade: the only module that knows SQL. Protocol code calls the domain methods
+//! here (through [`Store::blocking`] from async code); each method is one transaction.
+
+mod grants;
+mod schema;
+
+pub use grants::{Redeemed, Rotated};
+
+use std::path::Path;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::model::{Client, ClientType, GrantType, SigningKeyRecord, User};
+use schema::{clients, signing_keys, users};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is busy beyond the timeout.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A uniqueness constraint was violated (e.g. a username that already exists).
+    #[error("already exists: {0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match e {
+            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                StoreError::Conflict(info.message().to_owned())
+            }
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+                StoreError::Unavailable(info.message().to_owned())
+            }
+            other => {
+                let msg = other.to_string();
+                if msg.contains("database is locked") || msg.contains("unable to open") {
+                    StoreError::Unavailable(msg)
+                } else {
+                    StoreError::Other(msg)
+                }
+            }
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Applied to every pooled SQLite connection.
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        // WAL lets readers proceed during a write; NORMAL sync in WAL mode survives a process
+        // crash (kill -9) without losing a committed transaction; busy_timeout makes writers
+        // queue instead of failing under contention.
+        conn.batch_execute(
+            "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<ConnectionManager<SqliteConnection>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database named by `database_url` and runs pending
+    /// migrations. Blocking: call at start-up or from the CLI.
+    pub fn open(database_url: &str, pool_size: u32) -> anyhow::Result<Store> {
+        let path = database_url.strip_prefix("sqlite://").ok_or_else(|| {
+            anyhow::anyhow!("database_url: unsupported scheme in {database_url:?}")
+        })?;
+        if path.is_empty() || path == ":memory:" {
+            anyhow::bail!(
+                "database_url: a file path is required (an in-memory database cannot be pooled)"
+            );
+        }
+        if let Some(parent) = Path::new(path).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                anyhow::anyhow!(
+                    "database_url: cannot create directory {}: {e}",
+                    parent.display()
+                )
+            })?;
+        }
+        let manager = ConnectionManager::<SqliteConnection>::new(path);
+        let pool = Pool::builder()
+            .max_size(pool_size.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(5))
+            .connection_customizer(Box::new(SqlitePragmas))
+            .build(manager)
+            .map_err(|e| anyhow::anyhow!("database_url: cannot open {path}: {e}"))?;
+        let store = Store { pool };
+        {
+            let mut conn = store.conn().map_err(|e| anyhow::anyhow!("{e}"))?;
+            conn.run_pending_migrations(SQLITE_MIGRATIONS)
+                .map_err(|e| anyhow::anyhow!("database migrations failed: {e}"))?;
+        }
+        Ok(store)
+    }
+
+    fn conn(&self) -> StoreResult<PooledConnection<ConnectionManager<SqliteConnection>>> {
+        self.pool
+            .get()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// Runs blocking store work on the blocking thread pool, off the async executor.
+    pub async fn blocking<F, R>(&self, f: F) -> StoreResult<R>
+    where
+        F: FnOnce(&Store) -> StoreResult<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Other(format!("blocking task failed: {e}")))?
+    }
+
+    pub fn ping(&self) -> StoreResult<()> {
+        let mut conn = self.conn()?;
+        conn.batch_execute("SELECT 1")?;
+        Ok(())
+    }
+
+    // ---- clients -------------------------------------------------------------------------
+
+    pub fn client(&self, client_id: &str) -> StoreResult<Option<Client>> {
+        let mut conn = self.conn()?;
+        let row = clients::table
+            .find(client_id)
+            .first::<ClientRow>(&mut conn)
+            .optional()?;
+        row.map(ClientRow::into_client).transpose()
+    }
+
+    pub fn clients(&self) -> StoreResult<Vec<Client>> {
+        let mut conn = self.conn()?;
+        let rows = clients::table
+            .order(clients::created_at.asc())
+            .load::<ClientRow>(&mut conn)?;
+        rows.into_iter().map(ClientRow::into_client).collect()
+    }
+
+    pub fn insert_client(&self, client: &Client) -> StoreResult<()> {
+        let mut conn = self.conn()?;
+        diesel::insert_into(clients::table)
+            .values(ClientRow::from_client(client)?)
+            .execute(&mut conn)?;
+        Ok(())
+    }
+
+    /// Returns false when no such client exists.
+    pub fn set_client_disabled(
+        &self,
+        client_id: &str,
+        disabled: bool,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut conn = self.conn()?;
+        let n = diesel::update(clients::table.find(client_id))
+            .set((clients::disabled.eq(disabled), clients::updated_at.eq(now)))
+            .execute(&mut conn)?;
+        Ok(n == 1)
+    }
+
+    pub fn set_client_secret_hash(
+        &self,
+        client_id: &str,
+        hash: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut conn = self.conn()?;
+        let n = diesel::update(clients::table.find(client_id))
+            .set((
+                clients::secret_hash.eq(Some(hash)),
+                clients::updated_at.eq(now),
+            ))
+            .execute(&mut conn)?;
+        Ok(n == 1)
+    }
+
+    // ---- users ---------------------------------------------------------------------------
+
+    pub fn insert_user(&self, user: &User) -> StoreResult<()> {
+        let mut conn = self.conn()?;
+        diesel::insert_into(users::table)
+            .values(UserRow::from(user))
+            .execute(&mut conn)?;
+        Ok(())
+    }
+
+    pub fn user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
+        let mut conn = self.conn()?;
+        Ok(users::table
+            .filter(users::username.eq(username))
+            .first::<UserRow>(&mut conn)
+            .optional()?
+            .map(User::from))
+    }
+
+    pub fn user(&self, user_id: &str) -> StoreResult<Option<User>> {
+        let mut conn = self.conn()?;
+        Ok(users::table
+            .find(user_id)
+            .first::<UserRow>(&mut conn)
+            .optional()?
+            .map(User::from))
+    }
+
+    pub fn users(&self) -> StoreResult<Vec<User>> {
+        let mut conn = self.conn()?;
+        Ok(users::table
+            .order(users::created_at.asc())
+            .load::<UserRow>(&mut conn)?
+            .into_iter()
+            .map(User::from)
+            .collect())
+    }
+
+    pub fn set_user_disabled(&self, username: &str, disabled: bool, now: i64) -> StoreResult<bool> {
+        let mut conn = self.conn()?;
+        let n = diesel::update(users::table.filter(users::username.eq(username)))
+            .set((users::disabled.eq(disabled), users::updated_at.eq(now)))
+            .execute(&mut conn)?;
+        Ok(n == 1)
+    }
+
+    pub fn set_user_password_hash(
+        &self,
+        username: &str,
+        hash: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut conn = self.conn()?;
+        let n = diesel::update(users::table.filter(users::username.eq(username)))
+            .set((users::password_hash.eq(hash), users::updated_at.eq(now)))
+            .execute(&mut conn)?;
+        Ok(n == 1)
+    }
+
+    // ---- signing keys --------------------------------------------------------------------
+
+    pub fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+        let mut conn = self.conn()?;
+        Ok(signing_keys::table
+            .order((signing_keys::alg.asc(), signing_keys::activates_at.asc()))
+            .load::<KeyRow>(&mut conn)?
+            .into_iter()
+            .map(SigningKeyRecord::from)
+            .collect())
+    }
+
+    /// Inserts `new` and schedules the removal of every older key of the same algorithm that
+    /// has no removal time yet, in one transaction.
+    pub fn insert_signing_key(
+        &self,
+        new: &SigningKeyRecord,
+        retire_older_at: Option<i64>,
+    ) -> StoreResult<()> {
+        let mut conn = self.conn()?;
+        conn.immediate_transaction(|conn| {
+            if let Some(at) = retire_older_at {
+                diesel::update(
+                    signing_keys::table
+                        .filter(signing_keys::alg.eq(&new.alg))
+                        .filter(signing_keys::expires_at.is_null()),
+                )
+                .set(signing_keys::expires_at.eq(Some(at)))
+                .execute(conn)?;
+            }
+            diesel::insert_into(signing_keys::table)
+                .values(KeyRow::from(new))
+                .execute(conn)?;
+            Ok::<_, diesel::result::Error>(())
+        })?;
+        Ok(())
+    }
+
+    /// Deletes keys whose publication ended before `now`; returns their kids.
+    pub fn delete_expired_signing_keys(&self, now: i64) -> StoreResult<Vec<String>> {
+        let mut conn = self.conn()?;
+        conn.immediate_transaction(|conn| {
+            let expired = signing_keys::table
+                .filter(signing_keys::expires_at.lt(now))
+                .select(signing_keys::kid)
+                .load::<String>(conn)?;
+            diesel::delete(signing_keys::table.filter(signing_keys::kid.eq_any(&expired)))
+                .execute(conn)?;
+            Ok::<_, diesel::result::Error>(expired)
+        })
+        .map_err(Into::into)
+    }
+}
+
+// ---- row types (private: diesel stays in this module) -------------------------------------
+
+#[derive(Queryable, Insertable)]
+#[diesel(table_name = clients)]
+struct ClientRow {
+    client_id: String,
+    client_name: String,
+    client_type: String,
+    secret_hash: Option<String>,
+    redirect_uris: String,
+    grant_types: String,
+    scope: String,
+    audiences: String,
+    first_party: bool,
+    is_admin: bool,
+    disabled: bool,
+    created_at: i64,
+    updated_at: i64,
+    post_logout_redirect_uris: String,
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Other(format!("corrupt row: {what}"))
+}
+
+impl ClientRow {
+    fn into_client(self) -> StoreResult<Client> {
+        let client_type =
+            ClientType::parse(&self.client_type).ok_or_else(|| corrupt("client_type"))?;
+        let redirect_uris: Vec<String> =
+            serde_json::from_str(&self.redirect_uris).map_err(|_| corrupt("redirect_uris"))?;
+        let grants: Vec<String> =
+            serde_json::from_str(&self.grant_types).map_err(|_| corrupt("grant_types"))?;
+        let grant_types = grants
+            .iter()
+            .map(|g| GrantType::parse(g).ok_or_else(|| corrupt("grant_types")))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let audiences: Vec<String> =
+            serde_json::from_str(&self.audiences).map_err(|_| corrupt("audiences"))?;
+        Ok(Client {
+            client_id: self.client_id,
+            client_name: self.client_name,
+            client_type,
+            secret_hash: self.secret_hash,
+            redirect_uris,
+            post_logout_redirect_uris: serde_json::from_str(&self.post_logout_redirect_uris)
+                .map_err(|_| corrupt("post_logout_redirect_uris"))?,
+            grant_types,
+            scope: self.scope,
+            audiences,
+            first_party: self.first_party,
+            is_admin: self.is_admin,
+            disabled: self.disabled,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+
+    fn from_client(c: &Client) -> StoreResult<ClientRow> {
+        let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
+        Ok(ClientRow {
+            client_id: c.client_id.clone(),
+            client_name: c.client_name.clone(),
+            client_type: c.client_type.as_str().to_owned(),
+            secret_hash: c.secret_hash.clone(),
+            redirect_uris: to_json(&c.redirect_uris)?,
+            grant_types: to_json(&grants)?,
+            scope: c.scope.clone(),
+            audiences: to_json(&c.audiences)?,
+            first_party: c.first_party,
+            is_admin: c.is_admin,
+            disabled: c.disabled,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            post_logout_redirect_uris: to_json(&c.post_logout_redirect_uris)?,
+        })
+    }
+}
+
+fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Other(e.to_string()))
+}
+
+#[derive(Queryable, Insertable)]
+#[diesel(table_name = users)]
+struct UserRow {
+    user_id: String,
+    username: String,
+    email: Option<String>,
+    name: Option<String>,
+    password_hash: String,
+    disabled: bool,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<UserRow> for User {
+    fn from(r: UserRow) -> User {
+        User {
+            user_id: r.user_id,
+            username: r.username,
+            email: r.email,
+            name: r.name,
+            password_hash: r.password_hash,
+            disabled: r.disabled,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+impl From<&User> for UserRow {
+    fn from(u: &User) -> UserRow {
+        UserRow {
+            user_id: u.user_id.clone(),
+            username: u.username.clone(),
+            email: u.email.clone(),
+            name: u.name.clone(),
+            password_hash: u.password_hash.clone(),
+            disabled: u.disabled,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+#[derive(Queryable, Insertable)]
+#[diesel(table_name = signing_keys)]
+struct KeyRow {
+    kid: String,
+    alg: String,
+    public_jwk: String,
+    created_at: i64,
+    activates_at: i64,
+    expires_at: Option<i64>,
+}
+
+impl From<KeyRow> for SigningKeyRecord {
+    fn from(r: KeyRow) -> Self {
+        SigningKeyRecord {
+            kid: r.kid,
+            alg: r.alg,
+            public_jwk: r.public_jwk,
+            created_at: r.created_at,
+            activates_at: r.activates_at,
+            expires_at: r.expires_at,
+        }
+    }
+}
+
+impl From<&SigningKeyRecord> for KeyRow {
+    fn from(k: &SigningKeyRecord) -> Self {
+        KeyRow {
+            kid: k.kid.clone(),
+            alg: k.alg.clone(),
+            public_jwk: k.public_jwk.clone(),
+            created_at: k.created_at,
+            activates_at: k.activates_at,
+            expires_at: k.expires_at,
+        }
+    }
+}

@@ -1,0 +1,120 @@
+// Diesel table definitions, kept in step with migrations/*/up.sql by hand.
+
+diesel::table! {
+    clients (client_id) {
+        client_id -> Text,
+        client_name -> Text,
+        client_type -> Text,
+        secret_hash -> Nullable<Text>,
+        redirect_uris -> Text,
+        grant_types -> Text,
+        scope -> Text,
+        audiences -> Text,
+        first_party -> Bool,
+        is_admin -> Bool,
+        disabled -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        post_logout_redirect_uris -> Text,
+    }
+}
+
+diesel::table! {
+    users (user_id) {
+        user_id -> Text,
+        username -> Text,
+        email -> Nullable<Text>,
+        name -> Nullable<Text>,
+        password_hash -> Text,
+        disabled -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        alg -> Text,
+        public_jwk -> Text,
+        created_at -> BigInt,
+        activates_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    sessions (session_hash) {
+        session_hash -> Text,
+        sid -> Text,
+        user_id -> Text,
+        auth_time -> BigInt,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    consents (user_id, client_id) {
+        user_id -> Text,
+        client_id -> Text,
+        scope -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    authorization_codes (code_hash) {
+        code_hash -> Text,
+        client_id -> Text,
+        user_id -> Text,
+        redirect_uri -> Text,
+        redirect_uri_explicit -> Bool,
+        code_challenge -> Text,
+        scope -> Text,
+        audiences -> Text,
+        nonce -> Nullable<Text>,
+        auth_time -> BigInt,
+        sid -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+        family_id -> Nullable<Text>,
+        access_jti -> Nullable<Text>,
+        access_expires_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    token_families (family_id) {
+        family_id -> Text,
+        client_id -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+        revoked_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (token_hash) {
+        token_hash -> Text,
+        family_id -> Text,
+        scope -> Text,
+        audiences -> Text,
+        auth_time -> BigInt,
+        sid -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        rotated_at -> Nullable<BigInt>,
+        successor_hash -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    revoked_access_tokens (jti) {
+        jti -> Text,
+        expires_at -> BigInt,
+    }
+}

@@ -1,0 +1,17 @@
+//! Latchkey's HTTP and CLI integration tests: one binary, each test with its own server on
+//! port 0 and its own temporary database and keys (see `helpers.rs`).
+
+mod authorize;
+mod bad_input;
+mod browser;
+mod cli;
+mod client_credentials;
+mod code_exchange;
+mod discovery;
+mod helpers;
+mod independent_verifier;
+mod jwks;
+mod keys;
+mod login;
+mod refresh;
+mod token_readback;

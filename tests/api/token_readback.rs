@@ -1,0 +1,211 @@
+//! Userinfo, introspection, revocation and logout: reading back what was issued.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::browser::{Browser, login_tokens, refresh, setup};
+use crate::helpers::{TestApp, TestClient};
+
+async fn userinfo(app: &TestApp, token: &str) -> (StatusCode, Option<String>, String) {
+    let r = app
+        .http
+        .get(app.url("/userinfo"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("userinfo");
+    let s = r.status();
+    let www = r
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (s, www, r.text().await.unwrap_or_default())
+}
+
+async fn introspect(app: &TestApp, rs: &TestClient, token: &str) -> Value {
+    let r = app
+        .http
+        .post(app.url("/introspect"))
+        .basic_auth(&rs.client_id, rs.client_secret.as_deref())
+        .form(&[("token", token)])
+        .send()
+        .await
+        .expect("introspect");
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.expect("json")
+}
+
+#[actix_web::test]
+async fn userinfo_answers_claims_by_scope_and_refuses_forged_or_id_tokens() {
+    let app = TestApp::spawn().await;
+    let m = setup(&app, true).await;
+    let t = login_tokens(&app, &m).await;
+    let (s, _, body) = userinfo(&app, t["access_token"].as_str().expect("at")).await;
+    assert_eq!(s, StatusCode::OK);
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["sub"], m.sub.as_str());
+    assert_eq!(v["email"], "alice@example.test");
+    assert_eq!(v["preferred_username"], "alice");
+    // An ID token is not an access token (typ), a tampered token fails the signature.
+    let id = t["id_token"].as_str().expect("id");
+    let (s, www, _) = userinfo(&app, id).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(www.unwrap_or_default().contains("invalid_token"));
+    let at = t["access_token"].as_str().expect("at");
+    let tampered = format!("{}x", &at[..at.len() - 1]);
+    assert_eq!(userinfo(&app, &tampered).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        userinfo(&app, "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.")
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    // No token at all: 401 with a bare challenge.
+    let r = app
+        .http
+        .get(app.url("/userinfo"))
+        .send()
+        .await
+        .expect("userinfo");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some(r#"Bearer realm="latchkey""#)
+    );
+    // A client_credentials token has no openid scope: 403 insufficient_scope.
+    let svc = app.add_service_client().await;
+    let cc = app.access_token_for(&svc).await;
+    let (s, www, _) = userinfo(&app, &cc).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(www.unwrap_or_default().contains("insufficient_scope"));
+}
+
+#[actix_web::test]
+async fn introspection_is_for_confidential_clients_and_inactive_for_forged_or_revoked_tokens() {
+    let app = TestApp::spawn().await;
+    let m = setup(&app, true).await;
+    let rs = app.add_service_client().await;
+    let t = login_tokens(&app, &m).await;
+    let at = t["access_token"].as_str().expect("at");
+    let v = introspect(&app, &rs, at).await;
+    assert_eq!(v["active"], true);
+    assert_eq!(v["sub"], m.sub.as_str());
+    for bad in ["", "garbage", "a.b.c", t["id_token"].as_str().expect("id")] {
+        if bad.is_empty() {
+            continue;
+        }
+        assert_eq!(
+            introspect(&app, &rs, bad).await,
+            serde_json::json!({"active": false}),
+            "{bad}"
+        );
+    }
+    // Public clients may not introspect.
+    let r = app
+        .http
+        .post(app.url("/introspect"))
+        .form(&[("token", at), ("client_id", &m.client.client_id)])
+        .send()
+        .await
+        .expect("introspect");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Revoking the refresh token revokes the family, and its access tokens go inactive.
+    let r = app
+        .http
+        .post(app.url("/revoke"))
+        .form(&[
+            ("token", t["refresh_token"].as_str().expect("rt")),
+            ("client_id", &m.client.client_id),
+        ])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(introspect(&app, &rs, at).await["active"], false);
+    refresh(
+        &app,
+        &m.client.client_id,
+        t["refresh_token"].as_str().expect("rt"),
+    )
+    .await
+    .assert_oauth_error(400, "invalid_grant");
+}
+
+#[actix_web::test]
+async fn revoking_an_access_token_by_jti_and_foreign_revocations() {
+    let app = TestApp::spawn().await;
+    let svc = app.add_service_client().await;
+    let other = app.add_service_client().await;
+    let at = app.access_token_for(&svc).await;
+    // Another client's revocation is answered 200 but changes nothing.
+    let r = app
+        .http
+        .post(app.url("/revoke"))
+        .basic_auth(&other.client_id, other.client_secret.as_deref())
+        .form(&[("token", at.as_str())])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(introspect(&app, &other, &at).await["active"], true);
+    let r = app
+        .http
+        .post(app.url("/revoke"))
+        .basic_auth(&svc.client_id, svc.client_secret.as_deref())
+        .form(&[("token", at.as_str())])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(introspect(&app, &other, &at).await["active"], false);
+    // Unknown tokens: 200; no credentials: 401.
+    let r = app
+        .http
+        .post(app.url("/revoke"))
+        .basic_auth(&svc.client_id, svc.client_secret.as_deref())
+        .form(&[("token", "unknown")])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .http
+        .post(app.url("/revoke"))
+        .form(&[("token", "unknown")])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[actix_web::test]
+async fn logout_ends_the_session_and_redirects_only_to_registered_uris() {
+    let app = TestApp::spawn().await;
+    let m = setup(&app, true).await;
+    let mut b = Browser::new(&app);
+    let (_, challenge) = crate::browser::pkce();
+    crate::browser::obtain_code(&app, &mut b, &m, &challenge).await;
+    let cid = m.client.client_id.clone();
+    let r = b
+        .get(&format!(
+            "/end_session?client_id={cid}&post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F"
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.header("location").is_none());
+    let r = b.get(&format!("/end_session?client_id={cid}&post_logout_redirect_uri=com.example.app%3A%2Flogged-out&state=s1")).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(
+        r.header("location"),
+        Some("com.example.app:/logged-out?state=s1")
+    );
+    // The session is gone: the next authorization asks for the password again.
+    let r = b
+        .get(&crate::browser::authorize_path(&cid, &challenge, &[]))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text().contains("name=\"password\""));
+}

@@ -1,0 +1,172 @@
+//! The verified claims of an access token (RFC 9068 §2.2).
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::VerifyError;
+
+/// The claims of a verified access token.
+///
+/// A value of this type only comes out of [`crate::Verifier`] after every check passed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Claims {
+    /// Issuer; equals the verifier's issuer.
+    pub iss: String,
+    /// Subject: the user id, or the client id for client_credentials tokens.
+    pub sub: String,
+    /// Audience(s); contains the verifier's audience.
+    pub aud: Audience,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+    /// Issued at, seconds since the Unix epoch.
+    pub iat: u64,
+    /// Not before, seconds since the Unix epoch, if present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Unique token id.
+    pub jti: String,
+    /// The OAuth client the token was issued to.
+    pub client_id: String,
+    /// Space-separated scopes (empty when the claim is absent). Use [`Claims::scopes`] /
+    /// [`Claims::has_scope`] rather than substring tests.
+    #[serde(default)]
+    pub scope: String,
+    /// Time of the end-user authentication, for user tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<u64>,
+    /// Confirmation (RFC 7800): present on sender-constrained tokens. Tokens with a `cnf` are
+    /// refused by bearer verification, so on a [`Claims`] returned by it this is `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+impl Claims {
+    /// The scopes, split on spaces (RFC 6749 §3.3).
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope.split(' ').filter(|s| !s.is_empty())
+    }
+
+    /// Whether the token carries exactly this scope token (no prefix or substring matching).
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes().any(|s| s == scope)
+    }
+
+    /// Whether the token carries every one of these scopes.
+    pub fn has_scopes<S: AsRef<str>>(&self, required: &[S]) -> bool {
+        required.iter().all(|r| self.has_scope(r.as_ref()))
+    }
+
+    /// `Ok` if the token carries every one of these scopes, otherwise
+    /// [`VerifyError::InsufficientScope`] (403, `insufficient_scope`) naming them.
+    pub fn require_scopes<S: AsRef<str>>(&self, required: &[S]) -> Result<(), VerifyError> {
+        if self.has_scopes(required) {
+            Ok(())
+        } else {
+            Err(VerifyError::InsufficientScope {
+                required: required.iter().map(|s| s.as_ref().to_owned()).collect(),
+            })
+        }
+    }
+
+    /// `Ok` if the token carries this scope, otherwise [`VerifyError::InsufficientScope`].
+    pub fn require_scope(&self, required: &str) -> Result<(), VerifyError> {
+        self.require_scopes(&[required])
+    }
+}
+
+/// The `aud` claim: one string or an array of strings (RFC 7519 §4.1.3).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Audience(pub Vec<String>);
+
+impl Audience {
+    /// Whether `audience` is one of the values.
+    pub fn contains(&self, audience: &str) -> bool {
+        self.0.iter().any(|a| a == audience)
+    }
+
+    /// The values.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
+
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match OneOrMany::deserialize(deserializer)? {
+            OneOrMany::One(a) => Audience(vec![a]),
+            OneOrMany::Many(v) => Audience(v),
+        })
+    }
+}
+
+impl Serialize for Audience {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => serializer.serialize_str(one),
+            many => many.serialize(serializer),
+        }
+    }
+}
+
+/// The `cnf` (confirmation) claim, RFC 7800.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[non_exhaustive]
+pub struct Confirmation {
+    /// RFC 9449 (DPoP): SHA-256 JWK thumbprint of the key the token is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
+    /// RFC 8705 (mTLS): SHA-256 thumbprint of the client certificate.
+    #[serde(rename = "x5t#S256", default, skip_serializing_if = "Option::is_none")]
+    pub x5t_s256: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(scope: &str) -> Claims {
+        Claims {
+            iss: "i".into(),
+            sub: "s".into(),
+            aud: Audience(vec!["a".into()]),
+            exp: 0,
+            iat: 0,
+            nbf: None,
+            jti: "j".into(),
+            client_id: "c".into(),
+            scope: scope.into(),
+            auth_time: None,
+            cnf: None,
+        }
+    }
+
+    #[test]
+    fn scope_matching_is_exact() {
+        let c = claims("api:readonly  openid api:write");
+        assert!(!c.has_scope("api:read"));
+        assert!(c.has_scope("api:write"));
+        assert!(c.has_scopes(&["openid", "api:write"]));
+        assert_eq!(
+            c.require_scopes(&["openid", "api:read"]),
+            Err(VerifyError::InsufficientScope {
+                required: vec!["openid".into(), "api:read".into()]
+            })
+        );
+        assert!(!claims("").has_scope(""));
+    }
+
+    #[test]
+    fn audience_forms() {
+        let one: Audience = serde_json::from_str("\"x\"").unwrap_or_default();
+        assert_eq!(one, Audience(vec!["x".into()]));
+        let many: Audience = serde_json::from_str("[\"x\",\"y\"]").unwrap_or_default();
+        assert!(many.contains("y"));
+        assert!(serde_json::from_str::<Audience>("3").is_err());
+    }
+}

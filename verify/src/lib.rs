@@ -1,0 +1,56 @@
+//! Offline verification of Latchkey access tokens (RFC 9068 JWTs) for resource servers.
+//!
+//! See the README for the JWKS caching rules, the RFC 6750 error mapping and the features
+//! (`actix`, on by default; `tls`, opt-in).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), latchkey_verify::SetupError> {
+//! use latchkey_verify::Verifier;
+//!
+//! // Discovery, JWKS fetch and key parsing happen once, here.
+//! let verifier = Verifier::from_issuer("https://login.example.com", "https://api.example.com").await?;
+//!
+//! # let token = "";
+//! match verifier.verify(token).await {
+//!     Ok(claims) if claims.has_scope("api:read") => println!("hello {}", claims.sub),
+//!     Ok(_) => println!("403: insufficient_scope"),
+//!     Err(e) => println!("{}: WWW-Authenticate: {}", e.status(), e.www_authenticate()),
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! What a token must satisfy, in order (the first failure is reported):
+//! 1. compact JWS with three parts, at most [`MAX_TOKEN_LEN`] bytes;
+//! 2. header `alg` is an asymmetric algorithm (never `none`, never HMAC); no `crit`;
+//!    `typ` is `at+jwt` (or `application/at+jwt`) unless [`TokenType::AllowJwt`] is configured;
+//! 3. header `kid` names a key of the JWKS, and the key's algorithm equals the header `alg`
+//!    (the algorithm always comes from the key, never from the token);
+//! 4. the signature verifies;
+//! 5. claims `iss sub aud exp iat jti client_id` are present with the right types, `iss` equals the
+//!    issuer exactly, `aud` (string or array) contains the audience, `exp`/`nbf`/`iat` hold with
+//!    the configured leeway;
+//! 6. the token carries no `cnf` (a DPoP- or mTLS-bound token presented as a bearer token is
+//!    refused with [`VerifyError::SenderConstrained`]; DPoP proof checking will come as a
+//!    separate entry point, and this bearer path will keep refusing bound tokens).
+//!
+//! Scopes are checked by the caller: [`Claims::require_scopes`], or the actix-web
+//! [`actix::RequireScope`] guard.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![warn(missing_docs)]
+
+mod bearer;
+mod claims;
+mod error;
+mod http;
+mod jwks;
+mod verifier;
+
+#[cfg(feature = "actix")]
+pub mod actix;
+
+pub use bearer::{bearer_token, token_from_authorization};
+pub use claims::{Audience, Claims, Confirmation};
+pub use error::{SetupError, VerifyError};
+pub use verifier::{
+    DEFAULT_LEEWAY, DEFAULT_REFETCH_COOLDOWN, MAX_TOKEN_LEN, TokenType, Verifier, VerifierBuilder,
+};
