@@ -102,10 +102,17 @@ async fn housekeeping(state: web::Data<AppState>) {
             state.throttle.prune();
         }
         let keys = ctx.keys.clone();
+        let config = ctx.config.clone();
         let result = ctx
             .store
             .blocking(move |s| {
-                keys.reload(s, unix_now())
+                let now = unix_now();
+                // Scheduled rotation first, so this replica publishes its own new key at
+                // once; the database lock lets exactly one replica rotate.
+                if let Err(e) = crate::keys::rotate_if_due(s, keys.kek(), &config, now) {
+                    tracing::warn!(error = %e, "scheduled key rotation failed; will retry");
+                }
+                keys.reload(s, now)
                     .map_err(|e| crate::store::StoreError::Other(e.to_string()))
             })
             .await;

@@ -40,7 +40,7 @@ pub struct Config {
     pub issuer: String,
     /// Address to listen on, `host:port`.
     pub listen: String,
-    /// `sqlite://path/to/file.db` (PostgreSQL arrives with the scale-out work).
+    /// `sqlite://path/to/file.db`, or `postgres://user:pass@host:5432/db` for replicas.
     pub database_url: String,
     /// Directory holding private signing keys (created with mode 0700).
     pub keys_dir: PathBuf,
@@ -58,6 +58,8 @@ pub struct Config {
     /// `jwks_max_age` so that verifiers holding a cached JWKS know the key before they see it
     /// (start-up logs a warning otherwise; a verifier then refetches on the unknown `kid`).
     pub key_publish_ahead: u64,
+    /// Seconds between automatic key rotations (0: rotate only with `latchkey keys rotate`).
+    pub key_rotation_interval: u64,
     /// Absolute lifetime of a refresh token family (idle lifetime is `refresh_token_ttl`).
     pub refresh_token_absolute_ttl: u64,
     /// A rotated refresh token presented again within this many seconds is treated as a
@@ -100,6 +102,7 @@ impl Default for Config {
             id_token_alg: SigningAlg::RS256,
             jwks_max_age: 300,
             key_publish_ahead: 300,
+            key_rotation_interval: 30 * 24 * 3600,
             refresh_token_absolute_ttl: 90 * 24 * 3600,
             refresh_reuse_grace: 30,
             session_ttl: 24 * 3600,
@@ -128,6 +131,7 @@ const KEYS: &[&str] = &[
     "id_token_alg",
     "jwks_max_age",
     "key_publish_ahead",
+    "key_rotation_interval",
     "refresh_token_absolute_ttl",
     "refresh_reuse_grace",
     "session_ttl",
@@ -202,10 +206,16 @@ impl Config {
                 format!("{:?} is not a host:port address", self.listen),
             ));
         }
-        if !self.database_url.starts_with("sqlite://") {
+        if let Err(e) = crate::store::DatabaseUrl::parse(&self.database_url) {
+            return Err(bad("database_url", e));
+        }
+        if self.key_rotation_interval != 0 && self.key_rotation_interval <= self.key_publish_ahead {
             return Err(bad(
-                "database_url",
-                "must start with sqlite:// (e.g. sqlite://./data/latchkey.db)",
+                "key_rotation_interval",
+                format!(
+                    "must be 0 (off) or longer than key_publish_ahead ({}), or keys would be replaced before they sign",
+                    self.key_publish_ahead
+                ),
             ));
         }
         if self.keys_dir.as_os_str().is_empty() {
@@ -227,6 +237,12 @@ impl Config {
                 self.key_publish_ahead,
                 0,
                 7 * 24 * 3600,
+            ),
+            (
+                "key_rotation_interval",
+                self.key_rotation_interval,
+                0,
+                400 * 24 * 3600,
             ),
         ] {
             if v < min || v > max {
@@ -253,8 +269,8 @@ impl Config {
         let mut w = Vec::new();
         if self.key_publish_ahead < self.jwks_max_age {
             w.push(format!(
-                "key_publish_ahead ({}) is below jwks_max_age ({}): verifiers with a cached JWKS will see new keys before they fetch them",
-                self.key_publish_ahead, self.jwks_max_age
+                "key_publish_ahead ({}) is below jwks_max_age ({}): the JWKS is served with max-age={} so that caches learn new keys before they sign",
+                self.key_publish_ahead, self.jwks_max_age, self.key_publish_ahead
             ));
         }
         if self.issuer.starts_with("http://")
@@ -265,6 +281,13 @@ impl Config {
             w.push("issuer is plain http on a non-loopback host: use https in production".into());
         }
         w
+    }
+
+    /// The JWKS `Cache-Control: max-age`: `jwks_max_age`, but never longer than the window in
+    /// which a new key is published before it signs, so a cached JWKS always knows the key
+    /// that signs a token.
+    pub fn jwks_cache_max_age(&self) -> u64 {
+        self.jwks_max_age.min(self.key_publish_ahead)
     }
 
     /// The longest a token signed by one key can stay valid: how long a retired key stays published.

@@ -107,6 +107,9 @@ pub struct SigningKeyRecord {
     pub created_at: i64,
     pub activates_at: i64,
     pub expires_at: Option<i64>,
+    /// The private key sealed under the key-encryption key (`keys::kek`); `None` for a key
+    /// whose private half is a legacy file in `keys_dir` or is not known here.
+    pub sealed_private_key: Option<String>,
 }
 
 /// A browser login session.

@@ -48,9 +48,13 @@ pub fn run(store: &Store, config: &Config, cmd: KeysCommand, as_json: bool) -> a
                 })?],
                 None => config.signing_algs(),
             };
+            let kek = keys::Kek::load(&config.keys_dir)?;
             let mut out = Vec::new();
             for alg in algs {
-                let rec = keys::rotate(store, config, alg, now())?;
+                let rec =
+                    keys::rotate(store, &kek, config, alg, now(), false)?.ok_or_else(|| {
+                        anyhow::anyhow!("rotation of {} did not happen", alg.as_str())
+                    })?;
                 out.push(json!({ "kid": rec.kid, "alg": rec.alg, "published_at": rec.created_at, "activates_at": rec.activates_at }));
             }
             if as_json {

@@ -43,7 +43,7 @@ impl AppState {
             ))?),
             jwks_cache_control: HeaderValue::from_str(&format!(
                 "public, max-age={}",
-                config.jwks_max_age
+                config.jwks_cache_max_age()
             ))?,
             templates: pages::templates(),
             throttle: crate::protocol::login::Throttle::new(&config),

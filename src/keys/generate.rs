@@ -55,6 +55,7 @@ pub fn generate_key(alg: SigningAlg) -> anyhow::Result<GeneratedKey> {
             created_at: 0,
             activates_at: 0,
             expires_at: None,
+            sealed_private_key: None,
         },
     })
 }

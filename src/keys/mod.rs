@@ -1,10 +1,12 @@
-//! The key ring: generates signing keys, keeps their schedule in the `signing_keys` table and
-//! their private halves in `keys_dir/<kid>.pem` (PKCS#8, mode 0600), signs JWTs with keys
-//! parsed once, and serves the JWKS as prebuilt bytes rebuilt only when the published set
-//! changes. Running servers call [`KeyRing::reload`] every few seconds, so a rotation made by
-//! the CLI (or another replica) is picked up without a restart.
+//! The key ring: generates signing keys, keeps them in the `signing_keys` table (schedule,
+//! public JWK, and the private PKCS#8 sealed under the key-encryption key, see [`kek`]), signs
+//! JWTs with keys parsed once, and serves the JWKS as prebuilt bytes rebuilt only when the
+//! published set changes. Running servers call [`KeyRing::reload`] every few seconds, so a
+//! rotation made by the CLI or another replica reaches every replica within seconds; one of
+//! them also rotates on schedule ([`rotate_if_due`]), under a database lock.
 
 mod generate;
+pub mod kek;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,7 @@ use crate::model::SigningKeyRecord;
 use crate::store::Store;
 
 pub use generate::{GeneratedKey, generate_key};
+pub use kek::Kek;
 
 /// Seconds a retired key stays published beyond the lifetime of the last token it signed,
 /// covering verifiers' clock skew.
@@ -84,7 +87,7 @@ struct KeySet {
 
 pub struct KeyRing {
     current: ArcSwap<KeySet>,
-    keys_dir: PathBuf,
+    kek: Kek,
 }
 
 /// The `typ` header values Latchkey signs.
@@ -99,28 +102,47 @@ struct JwsHeader<'a> {
 }
 
 impl KeyRing {
-    /// Makes sure every configured algorithm has a usable key (generating it on first start),
-    /// then loads the published set. Blocking.
+    /// Makes sure every configured algorithm has a usable key (generating it on first start,
+    /// importing private keys left in `keys_dir` by earlier versions), then loads the
+    /// published set. Fails when a stored key cannot be decrypted with this KEK. Blocking.
     pub fn open(store: &Store, config: &Config, now: i64) -> anyhow::Result<KeyRing> {
         ensure_keys_dir(&config.keys_dir)?;
-        let records = store.signing_keys()?;
+        let kek = Kek::load(&config.keys_dir)?;
+        import_legacy_files(store, &kek, &config.keys_dir)?;
+        for r in store.signing_keys()? {
+            if let Some(sealed) = &r.sealed_private_key
+                && r.expires_at.is_none_or(|e| e > now)
+            {
+                kek.open(&r.kid, sealed)?;
+            }
+        }
         for alg in config.signing_algs() {
-            let usable = records.iter().any(|r| {
-                r.alg == alg.as_str()
-                    && r.activates_at <= now
-                    && r.expires_at.is_none_or(|e| e > now)
-                    && private_key_path(&config.keys_dir, &r.kid).exists()
-            });
-            if !usable {
-                let key = generate_key(alg)?;
-                write_private_key(&config.keys_dir, &key.record.kid, &key.pem)?;
-                let record = SigningKeyRecord {
-                    created_at: now,
-                    activates_at: now,
-                    ..key.record
-                };
-                store.insert_signing_key(&record, None)?;
-                tracing::info!(kid = %record.kid, alg = alg.as_str(), "generated signing key");
+            let usable = |records: &[SigningKeyRecord]| {
+                records.iter().any(|r| {
+                    r.alg == alg.as_str()
+                        && r.activates_at <= now
+                        && r.expires_at.is_none_or(|e| e > now)
+                        && r.sealed_private_key.is_some()
+                })
+            };
+            if usable(&store.signing_keys()?) {
+                continue;
+            }
+            let key = generate_key(alg)?;
+            let record = SigningKeyRecord {
+                created_at: now,
+                activates_at: now,
+                sealed_private_key: Some(kek.seal(&key.record.kid, key.pem.as_bytes())?),
+                ..key.record
+            };
+            // Under the rotation lock, so replicas starting together on an empty database
+            // agree on one first key.
+            let retire_at = now + config.max_token_ttl() as i64 + RETIRE_MARGIN;
+            let inserted = store.rotate_signing_key(alg.as_str(), &holder(), now, |existing| {
+                (!usable(existing)).then(|| (record, retire_at))
+            })?;
+            if let Some(r) = inserted {
+                tracing::info!(kid = %r.kid, alg = alg.as_str(), "generated signing key");
             }
         }
         let ring = KeyRing {
@@ -129,7 +151,7 @@ impl KeyRing {
                 jwks: Bytes::new(),
                 fingerprint: vec![],
             }),
-            keys_dir: config.keys_dir.clone(),
+            kek,
         };
         ring.reload_from(store.signing_keys()?, now)?;
         Ok(ring)
@@ -138,6 +160,10 @@ impl KeyRing {
     /// Re-reads the schedule; swaps in a new key set if anything published changed. Blocking.
     pub fn reload(&self, store: &Store, now: i64) -> anyhow::Result<bool> {
         self.reload_from(store.signing_keys()?, now)
+    }
+
+    pub fn kek(&self) -> &Kek {
+        &self.kek
     }
 
     fn reload_from(&self, records: Vec<SigningKeyRecord>, now: i64) -> anyhow::Result<bool> {
@@ -178,21 +204,24 @@ impl KeyRing {
             let Some(alg) = SigningAlg::parse(&r.alg) else {
                 continue;
             };
-            let signer = match std::fs::read(private_key_path(&self.keys_dir, &r.kid)) {
-                Ok(pem) => Some(
-                    generate::parse_private_key(alg, &pem)
-                        .map_err(|e| anyhow::anyhow!("signing key {}: {e}", r.kid))?,
-                ),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    tracing::warn!(kid = %r.kid, dir = %self.keys_dir.display(), "private key file missing: key is published but cannot sign");
+            // A key this replica cannot open stays published (others may sign with it) but
+            // is never chosen for signing here.
+            let signer = match &r.sealed_private_key {
+                None => {
+                    tracing::warn!(kid = %r.kid, "no private key stored: key is published but cannot sign");
                     None
                 }
-                Err(e) => {
-                    return Err(anyhow::anyhow!(
-                        "signing key {}: cannot read private key: {e}",
-                        r.kid
-                    ));
-                }
+                Some(sealed) => match self
+                    .kek
+                    .open(&r.kid, sealed)
+                    .and_then(|pem| generate::parse_private_key(alg, &pem))
+                {
+                    Ok(signer) => Some(signer),
+                    Err(e) => {
+                        tracing::error!(kid = %r.kid, error = %e, "cannot use the private key: key is published but cannot sign here");
+                        None
+                    }
+                },
             };
             let headers = [TYP_ACCESS_TOKEN, TYP_JWT]
                 .into_iter()
@@ -343,39 +372,112 @@ impl VerifiedAccessToken {
     }
 }
 
-/// Generates a new key for `alg`, published now and signing after `config.key_publish_ahead`;
-/// every older key of that algorithm stops being published once the tokens it can still sign
-/// have expired. Also deletes keys whose publication has ended. Blocking.
+/// Generates a new key for `alg`, published now and signing after `config.key_publish_ahead`
+/// (and strictly after every existing key of that algorithm); every older key stops being
+/// published once the tokens it can still sign have expired. With `only_if_due`, the key is
+/// created only if the newest key of `alg` is at least `key_rotation_interval` old — checked
+/// again under the rotation lock, so among replicas exactly one rotates. Also deletes keys
+/// whose publication has ended. Blocking.
 pub fn rotate(
     store: &Store,
+    kek: &Kek,
     config: &Config,
     alg: SigningAlg,
     now: i64,
-) -> anyhow::Result<SigningKeyRecord> {
-    ensure_keys_dir(&config.keys_dir)?;
-    let key = generate_key(alg)?;
-    write_private_key(&config.keys_dir, &key.record.kid, &key.pem)?;
-    // A new key always activates strictly after every existing key of its algorithm, so the
-    // signing key at any instant is unambiguous (two rotations in one second included).
-    let latest = store
-        .signing_keys()?
-        .iter()
-        .filter(|r| r.alg == alg.as_str())
-        .map(|r| r.activates_at)
-        .max();
-    let activates_at =
-        (now + config.key_publish_ahead as i64).max(latest.map_or(i64::MIN, |l| l + 1));
-    let record = SigningKeyRecord {
-        created_at: now,
-        activates_at,
-        ..key.record
+    only_if_due: bool,
+) -> anyhow::Result<Option<SigningKeyRecord>> {
+    let interval = config.key_rotation_interval as i64;
+    let due = |existing: &[SigningKeyRecord]| {
+        !only_if_due
+            || (interval > 0
+                && existing
+                    .iter()
+                    .map(|r| r.created_at)
+                    .max()
+                    .is_none_or(|newest| newest + interval <= now))
     };
-    let retire_at = activates_at + config.max_token_ttl() as i64 + RETIRE_MARGIN;
-    store.insert_signing_key(&record, Some(retire_at))?;
+    if only_if_due {
+        let existing: Vec<SigningKeyRecord> = store
+            .signing_keys()?
+            .into_iter()
+            .filter(|r| r.alg == alg.as_str())
+            .collect();
+        if !due(&existing) {
+            return Ok(None);
+        }
+    }
+    let key = generate_key(alg)?;
+    let sealed = kek.seal(&key.record.kid, key.pem.as_bytes())?;
+    let inserted = store.rotate_signing_key(alg.as_str(), &holder(), now, |existing| {
+        if !due(existing) {
+            return None;
+        }
+        let latest = existing.iter().map(|r| r.activates_at).max();
+        let activates_at =
+            (now + config.key_publish_ahead as i64).max(latest.map_or(i64::MIN, |l| l + 1));
+        let retire_at = activates_at + config.max_token_ttl() as i64 + RETIRE_MARGIN;
+        let record = SigningKeyRecord {
+            created_at: now,
+            activates_at,
+            sealed_private_key: Some(sealed),
+            ..key.record
+        };
+        Some((record, retire_at))
+    })?;
     for kid in store.delete_expired_signing_keys(now)? {
         let _ = std::fs::remove_file(private_key_path(&config.keys_dir, &kid));
     }
-    Ok(record)
+    if let Some(r) = &inserted {
+        tracing::info!(kid = %r.kid, alg = %r.alg, activates_at = r.activates_at, "rotated signing key");
+    }
+    Ok(inserted)
+}
+
+/// Scheduled rotation: for every configured algorithm, [`rotate`] if its newest key is older
+/// than `key_rotation_interval` (0 disables). Blocking.
+pub fn rotate_if_due(
+    store: &Store,
+    kek: &Kek,
+    config: &Config,
+    now: i64,
+) -> anyhow::Result<Vec<SigningKeyRecord>> {
+    if config.key_rotation_interval == 0 {
+        return Ok(vec![]);
+    }
+    let mut out = Vec::new();
+    for alg in config.signing_algs() {
+        if let Some(r) = rotate(store, kek, config, alg, now, true)? {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// Who holds the rotation lock, for operators reading the `locks` table.
+fn holder() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_default();
+    format!("{host} pid {}", std::process::id())
+}
+
+/// Seals private keys that earlier versions left as `keys_dir/<kid>.pem` files into the
+/// database. The files stay until their key is deleted.
+fn import_legacy_files(store: &Store, kek: &Kek, dir: &Path) -> anyhow::Result<()> {
+    for r in store.signing_keys()? {
+        if r.sealed_private_key.is_some() {
+            continue;
+        }
+        let path = private_key_path(dir, &r.kid);
+        match std::fs::read(&path) {
+            Ok(pem) => {
+                let sealed = kek.seal(&r.kid, &pem)?;
+                store.set_sealed_private_key(&r.kid, &sealed)?;
+                tracing::info!(kid = %r.kid, "imported private key file into the database");
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => anyhow::bail!("signing key {}: cannot read {}: {e}", r.kid, path.display()),
+        }
+    }
+    Ok(())
 }
 
 /// `active` (signing now), `pending` (published, signs later), `retiring` (published for
@@ -409,23 +511,5 @@ fn ensure_keys_dir(dir: &Path) -> anyhow::Result<()> {
             })?;
         }
     }
-    Ok(())
-}
-
-fn write_private_key(dir: &Path, kid: &str, pem: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let path = private_key_path(dir, kid);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(&path)
-        .map_err(|e| anyhow::anyhow!("keys_dir: cannot create {}: {e}", path.display()))?;
-    f.write_all(pem.as_bytes())?;
-    f.sync_all()?;
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! Sessions, consents, authorization codes, refresh token families and revocations.
-//! Code redemption and refresh rotation each run in one immediate (write-locked) transaction,
-//! so two concurrent redemptions of one code or token cannot both succeed.
+//! Code redemption and refresh rotation each run in one write transaction that first locks
+//! what it decides on — the whole database on SQLite (`BEGIN IMMEDIATE`), the code row or the
+//! refresh family row on PostgreSQL (`SELECT ... FOR UPDATE`) — so two concurrent
+//! redemptions of one code or token, on one replica or two, cannot both succeed.
 
 use diesel::prelude::*;
 
@@ -8,7 +10,7 @@ use super::schema::{
     authorization_codes as ac, consents, refresh_tokens as rt, revoked_access_tokens as rat,
     sessions, token_families as tf,
 };
-use super::{Store, StoreError, StoreResult, to_json};
+use super::{Db, Store, StoreError, StoreResult, to_json, write_tx};
 use crate::model::{AuthCode, Issuance, RefreshToken, Session, TokenFamily};
 
 /// Outcome of presenting an authorization code.
@@ -136,10 +138,7 @@ const FAM_COLS: (
     tf::revoked_at,
 );
 
-fn insert_refresh(
-    conn: &mut diesel::SqliteConnection,
-    t: &RefreshToken,
-) -> Result<(), diesel::result::Error> {
+fn insert_refresh(conn: &mut Db, t: &RefreshToken) -> Result<(), diesel::result::Error> {
     let aud = serde_json::to_string(&t.audiences).unwrap_or_else(|_| "[]".into());
     diesel::insert_into(rt::table)
         .values((
@@ -157,7 +156,7 @@ fn insert_refresh(
 }
 
 fn revoke_family_in(
-    conn: &mut diesel::SqliteConnection,
+    conn: &mut Db,
     family_id: &str,
     reason: &str,
     now: i64,
@@ -171,11 +170,7 @@ fn revoke_family_in(
     Ok(())
 }
 
-fn revoke_jti_in(
-    conn: &mut diesel::SqliteConnection,
-    jti: &str,
-    expires_at: i64,
-) -> Result<(), diesel::result::Error> {
+fn revoke_jti_in(conn: &mut Db, jti: &str, expires_at: i64) -> Result<(), diesel::result::Error> {
     let exists = rat::table
         .find(jti)
         .select(rat::jti)
@@ -185,6 +180,35 @@ fn revoke_jti_in(
         diesel::insert_into(rat::table)
             .values((rat::jti.eq(jti), rat::expires_at.eq(expires_at)))
             .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// On PostgreSQL, locks the code row until the transaction ends; a concurrent redemption
+/// waits here and then reads the committed `used_at`. (On SQLite the IMMEDIATE transaction
+/// already holds the database's write lock.)
+fn lock_code(conn: &mut Db, code_hash: &str) -> Result<(), diesel::result::Error> {
+    if let Db::Pg(pg) = conn {
+        ac::table
+            .find(code_hash)
+            .select(ac::code_hash)
+            .for_update()
+            .first::<String>(pg)
+            .optional()?;
+    }
+    Ok(())
+}
+
+/// On PostgreSQL, locks a refresh family row: every rotation, retry and reuse decision of one
+/// family is serialized, across replicas.
+fn lock_family(conn: &mut Db, family_id: &str) -> Result<(), diesel::result::Error> {
+    if let Db::Pg(pg) = conn {
+        tf::table
+            .find(family_id)
+            .select(tf::family_id)
+            .for_update()
+            .first::<String>(pg)
+            .optional()?;
     }
     Ok(())
 }
@@ -203,7 +227,7 @@ impl Store {
                 sessions::created_at.eq(s.created_at),
                 sessions::expires_at.eq(s.expires_at),
             ))
-            .execute(&mut conn)?;
+            .execute(&mut *conn)?;
         Ok(())
     }
 
@@ -213,7 +237,7 @@ impl Store {
         let row = sessions::table
             .find(session_hash)
             .filter(sessions::expires_at.gt(now))
-            .first::<(String, String, String, i64, i64, i64)>(&mut conn)
+            .first::<(String, String, String, i64, i64, i64)>(&mut *conn)
             .optional()?;
         Ok(row.map(|r| Session {
             session_hash: r.0,
@@ -227,7 +251,7 @@ impl Store {
 
     pub fn delete_session(&self, session_hash: &str) -> StoreResult<()> {
         let mut conn = self.conn()?;
-        diesel::delete(sessions::table.find(session_hash)).execute(&mut conn)?;
+        diesel::delete(sessions::table.find(session_hash)).execute(&mut *conn)?;
         Ok(())
     }
 
@@ -238,7 +262,7 @@ impl Store {
         Ok(consents::table
             .find((user_id, client_id))
             .select(consents::scope)
-            .first::<String>(&mut conn)
+            .first::<String>(&mut *conn)
             .optional()?)
     }
 
@@ -250,7 +274,7 @@ impl Store {
         now: i64,
     ) -> StoreResult<()> {
         let mut conn = self.conn()?;
-        conn.immediate_transaction(|conn| {
+        write_tx(&mut *conn, |conn| {
             diesel::delete(consents::table.find((user_id, client_id))).execute(conn)?;
             diesel::insert_into(consents::table)
                 .values((
@@ -285,7 +309,7 @@ impl Store {
                 ac::created_at.eq(c.created_at),
                 ac::expires_at.eq(c.expires_at),
             ))
-            .execute(&mut conn)?;
+            .execute(&mut *conn)?;
         Ok(())
     }
 
@@ -299,7 +323,8 @@ impl Store {
         check: impl FnOnce(&AuthCode) -> Result<Issuance, E>,
     ) -> StoreResult<Redeemed<E>> {
         let mut conn = self.conn()?;
-        conn.immediate_transaction(|conn| {
+        write_tx(&mut *conn, |conn| {
+            lock_code(conn, code_hash)?;
             let row = ac::table
                 .find(code_hash)
                 .select((
@@ -388,7 +413,7 @@ impl Store {
         let mut conn = self.conn()?;
         let Some(row) = rt::table
             .find(token_hash)
-            .first::<RtRow>(&mut conn)
+            .first::<RtRow>(&mut *conn)
             .optional()?
         else {
             return Ok(None);
@@ -397,7 +422,7 @@ impl Store {
         let fam = tf::table
             .find(&t.family_id)
             .select(FAM_COLS)
-            .first::<FamRow>(&mut conn)
+            .first::<FamRow>(&mut *conn)
             .optional()?;
         Ok(fam.map(|f| (t, fam_from_row(f))))
     }
@@ -414,7 +439,17 @@ impl Store {
         check: impl FnOnce(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
     ) -> StoreResult<Rotated<E>> {
         let mut conn = self.conn()?;
-        conn.immediate_transaction(|conn| {
+        write_tx(&mut *conn, |conn| {
+            let Some(family_id) = rt::table
+                .find(token_hash)
+                .select(rt::family_id)
+                .first::<String>(conn)
+                .optional()?
+            else {
+                return Ok(Ok(Rotated::NotFound));
+            };
+            lock_family(conn, &family_id)?;
+            // Read again under the lock: a concurrent rotation may have committed meanwhile.
             let Some(row) = rt::table.find(token_hash).first::<RtRow>(conn).optional()? else {
                 return Ok(Ok(Rotated::NotFound));
             };
@@ -472,13 +507,13 @@ impl Store {
 
     pub fn revoke_family(&self, family_id: &str, reason: &str, now: i64) -> StoreResult<()> {
         let mut conn = self.conn()?;
-        revoke_family_in(&mut conn, family_id, reason, now)?;
+        revoke_family_in(&mut *conn, family_id, reason, now)?;
         Ok(())
     }
 
     pub fn revoke_access_token(&self, jti: &str, expires_at: i64) -> StoreResult<()> {
         let mut conn = self.conn()?;
-        revoke_jti_in(&mut conn, jti, expires_at)?;
+        revoke_jti_in(&mut *conn, jti, expires_at)?;
         Ok(())
     }
 
@@ -488,7 +523,7 @@ impl Store {
         if rat::table
             .find(jti)
             .select(rat::jti)
-            .first::<String>(&mut conn)
+            .first::<String>(&mut *conn)
             .optional()?
             .is_some()
         {
@@ -498,7 +533,7 @@ impl Store {
             let revoked = tf::table
                 .find(f)
                 .select(tf::revoked_at)
-                .first::<Option<i64>>(&mut conn)
+                .first::<Option<i64>>(&mut *conn)
                 .optional()?;
             // An unknown family is treated as revoked: the token cannot be traced to a grant.
             return Ok(!matches!(revoked, Some(None)));

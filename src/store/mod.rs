@@ -9,9 +9,10 @@ pub use grants::{Redeemed, Rotated};
 use std::path::Path;
 use std::time::Duration;
 
-use diesel::connection::SimpleConnection;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::r2d2::{ManageConnection, Pool, PooledConnection};
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
@@ -19,6 +20,11 @@ use crate::model::{Client, ClientType, GrantType, SigningKeyRecord, User};
 use schema::{clients, signing_keys, users};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Arbitrary constant naming the PostgreSQL advisory lock held while migrations run, so that
+/// replicas starting together migrate one at a time.
+const MIGRATION_LOCK: i64 = 0x4c41_5443_484b_4559; // "LATCHKEY"
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -32,6 +38,19 @@ pub enum StoreError {
     Other(String),
 }
 
+/// Messages by which SQLite and libpq report that the database cannot be used right now.
+const UNAVAILABLE_HINTS: &[&str] = &[
+    "database is locked",
+    "unable to open",
+    "server closed the connection",
+    "terminating connection",
+    "could not connect",
+    "connection refused",
+    "no connection to the server",
+    "connection to server",
+    "the database system is",
+];
+
 impl From<diesel::result::Error> for StoreError {
     fn from(e: diesel::result::Error) -> Self {
         use diesel::result::{DatabaseErrorKind, Error};
@@ -42,9 +61,11 @@ impl From<diesel::result::Error> for StoreError {
             Error::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
                 StoreError::Unavailable(info.message().to_owned())
             }
+            Error::BrokenTransactionManager => StoreError::Unavailable(e.to_string()),
             other => {
                 let msg = other.to_string();
-                if msg.contains("database is locked") || msg.contains("unable to open") {
+                let lower = msg.to_ascii_lowercase();
+                if UNAVAILABLE_HINTS.iter().any(|h| lower.contains(h)) {
                     StoreError::Unavailable(msg)
                 } else {
                     StoreError::Other(msg)
@@ -56,31 +77,154 @@ impl From<diesel::result::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Applied to every pooled SQLite connection.
-#[derive(Debug)]
-struct SqlitePragmas;
+/// One database connection of either backend. Queries are written once against this type;
+/// the backend is chosen when the pool connects, from the URL scheme.
+#[derive(diesel::MultiConnection)]
+pub(crate) enum Db {
+    Sqlite(SqliteConnection),
+    Pg(PgConnection),
+}
 
-impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
-    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        // WAL lets readers proceed during a write; NORMAL sync in WAL mode survives a process
-        // crash (kill -9) without losing a committed transaction; busy_timeout makes writers
-        // queue instead of failing under contention.
-        conn.batch_execute(
-            "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
-             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-        )
-        .map_err(diesel::r2d2::Error::QueryError)
+/// The database behind a [`Store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Where to connect, parsed from `database_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// A file path (`sqlite://path/to/file.db`).
+    Sqlite(String),
+    /// A libpq connection URL (`postgres://` or `postgresql://`).
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<DatabaseUrl, String> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() || path == ":memory:" || path.starts_with("file::memory:") {
+                return Err(
+                    "a file path is required (an in-memory database cannot be pooled)".into(),
+                );
+            }
+            return Ok(DatabaseUrl::Sqlite(path.to_owned()));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let parsed = url::Url::parse(url).map_err(|e| format!("not a valid URL: {e}"))?;
+            if parsed.host_str().is_none_or(str::is_empty)
+                && !parsed.query_pairs().any(|(k, _)| k == "host")
+            {
+                return Err("a PostgreSQL URL needs a host".into());
+            }
+            let mut url = url.to_owned();
+            // A database that does not answer must not hang a request for minutes (libpq's
+            // default is no timeout); the pool gives up after its own timeout anyway.
+            if !parsed.query_pairs().any(|(k, _)| k == "connect_timeout") {
+                url.push(if parsed.query().is_some() { '&' } else { '?' });
+                url.push_str("connect_timeout=3");
+            }
+            return Ok(DatabaseUrl::Postgres(url));
+        }
+        Err("must start with sqlite:// (e.g. sqlite://./data/latchkey.db) or postgres://".into())
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            DatabaseUrl::Sqlite(_) => Backend::Sqlite,
+            DatabaseUrl::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+/// Opens connections of the backend named by the URL, so that a `postgres://` URL can never
+/// be mistaken for a SQLite file name (diesel's derived `establish` would try both).
+#[derive(Debug)]
+struct Manager(DatabaseUrl);
+
+impl ManageConnection for Manager {
+    type Connection = Db;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<Db, Self::Error> {
+        use diesel::r2d2::Error;
+        match &self.0 {
+            DatabaseUrl::Sqlite(path) => {
+                let mut conn = SqliteConnection::establish(path).map_err(Error::ConnectionError)?;
+                // WAL lets readers proceed during a write; NORMAL sync in WAL mode survives a
+                // process crash (kill -9) without losing a committed transaction;
+                // busy_timeout makes writers queue instead of failing under contention.
+                conn.batch_execute(
+                    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(Error::QueryError)?;
+                Ok(Db::Sqlite(conn))
+            }
+            DatabaseUrl::Postgres(url) => PgConnection::establish(url)
+                .map(Db::Pg)
+                .map_err(Error::ConnectionError),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut Db) -> Result<(), Self::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut Db) -> bool {
+        std::thread::panicking()
+            || <Db as Connection>::TransactionManager::is_broken_transaction_manager(conn)
+    }
+}
+
+type Conn = PooledConnection<Manager>;
+
+/// Runs `f` in one write transaction: `BEGIN IMMEDIATE` on SQLite (the write lock is taken
+/// up front, so a read-then-write cannot fail half-way with `SQLITE_BUSY`), a plain
+/// transaction on PostgreSQL, where methods lock the rows they decide on (see
+/// [`grants::lock_row`]).
+pub(crate) fn write_tx<T, E>(conn: &mut Db, f: impl FnOnce(&mut Db) -> Result<T, E>) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    match conn {
+        Db::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        Db::Pg(c) => AnsiTransactionManager::begin_transaction(c)?,
+    }
+    match f(conn) {
+        Ok(value) => {
+            <Db as Connection>::TransactionManager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(e) => match <Db as Connection>::TransactionManager::rollback_transaction(conn) {
+            Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(e),
+            Err(rollback) => Err(rollback.into()),
+        },
     }
 }
 
 #[derive(Clone)]
 pub struct Store {
-    pool: Pool<ConnectionManager<SqliteConnection>>,
+    pool: Pool<Manager>,
+    backend: Backend,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
     }
 }
 
@@ -88,15 +232,10 @@ impl Store {
     /// Opens (creating if needed) the database named by `database_url` and runs pending
     /// migrations. Blocking: call at start-up or from the CLI.
     pub fn open(database_url: &str, pool_size: u32) -> anyhow::Result<Store> {
-        let path = database_url.strip_prefix("sqlite://").ok_or_else(|| {
-            anyhow::anyhow!("database_url: unsupported scheme in {database_url:?}")
-        })?;
-        if path.is_empty() || path == ":memory:" {
-            anyhow::bail!(
-                "database_url: a file path is required (an in-memory database cannot be pooled)"
-            );
-        }
-        if let Some(parent) = Path::new(path).parent()
+        let url =
+            DatabaseUrl::parse(database_url).map_err(|e| anyhow::anyhow!("database_url: {e}"))?;
+        if let DatabaseUrl::Sqlite(path) = &url
+            && let Some(parent) = Path::new(path).parent()
             && !parent.as_os_str().is_empty()
         {
             std::fs::create_dir_all(parent).map_err(|e| {
@@ -106,24 +245,47 @@ impl Store {
                 )
             })?;
         }
-        let manager = ConnectionManager::<SqliteConnection>::new(path);
+        let backend = url.backend();
+        let shown = redact_url(database_url);
         let pool = Pool::builder()
             .max_size(pool_size.max(1))
             .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(5))
-            .connection_customizer(Box::new(SqlitePragmas))
-            .build(manager)
-            .map_err(|e| anyhow::anyhow!("database_url: cannot open {path}: {e}"))?;
-        let store = Store { pool };
-        {
-            let mut conn = store.conn().map_err(|e| anyhow::anyhow!("{e}"))?;
-            conn.run_pending_migrations(SQLITE_MIGRATIONS)
-                .map_err(|e| anyhow::anyhow!("database migrations failed: {e}"))?;
-        }
+            // A request waits at most this long for a connection before answering 503.
+            .connection_timeout(Duration::from_secs(3))
+            .build(Manager(url))
+            .map_err(|e| anyhow::anyhow!("database_url: cannot connect to {shown}: {e}"))?;
+        let store = Store { pool, backend };
+        store
+            .migrate()
+            .map_err(|e| anyhow::anyhow!("database migrations failed on {shown}: {e}"))?;
         Ok(store)
     }
 
-    fn conn(&self) -> StoreResult<PooledConnection<ConnectionManager<SqliteConnection>>> {
+    fn migrate(&self) -> anyhow::Result<()> {
+        let mut conn = self.conn().map_err(|e| anyhow::anyhow!("{e}"))?;
+        match &mut *conn {
+            Db::Sqlite(c) => {
+                c.run_pending_migrations(SQLITE_MIGRATIONS)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            Db::Pg(c) => {
+                c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
+                let result = c
+                    .run_pending_migrations(POSTGRES_MIGRATIONS)
+                    .map(|_| ())
+                    .map_err(|e| anyhow::anyhow!("{e}"));
+                c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))?;
+                result?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn conn(&self) -> StoreResult<Conn> {
         self.pool
             .get()
             .map_err(|e| StoreError::Unavailable(e.to_string()))
@@ -153,7 +315,7 @@ impl Store {
         let mut conn = self.conn()?;
         let row = clients::table
             .find(client_id)
-            .first::<ClientRow>(&mut conn)
+            .first::<ClientRow>(&mut *conn)
             .optional()?;
         row.map(ClientRow::into_client).transpose()
     }
@@ -162,7 +324,7 @@ impl Store {
         let mut conn = self.conn()?;
         let rows = clients::table
             .order(clients::created_at.asc())
-            .load::<ClientRow>(&mut conn)?;
+            .load::<ClientRow>(&mut *conn)?;
         rows.into_iter().map(ClientRow::into_client).collect()
     }
 
@@ -170,7 +332,7 @@ impl Store {
         let mut conn = self.conn()?;
         diesel::insert_into(clients::table)
             .values(ClientRow::from_client(client)?)
-            .execute(&mut conn)?;
+            .execute(&mut *conn)?;
         Ok(())
     }
 
@@ -184,7 +346,7 @@ impl Store {
         let mut conn = self.conn()?;
         let n = diesel::update(clients::table.find(client_id))
             .set((clients::disabled.eq(disabled), clients::updated_at.eq(now)))
-            .execute(&mut conn)?;
+            .execute(&mut *conn)?;
         Ok(n == 1)
     }
 
@@ -200,7 +362,7 @@ impl Store {
                 clients::secret_hash.eq(Some(hash)),
                 clients::updated_at.eq(now),
             ))
-            .execute(&mut conn)?;
+            .execute(&mut *conn)?;
         Ok(n == 1)
     }
 
@@ -210,7 +372,7 @@ impl Store {
         let mut conn = self.conn()?;
         diesel::insert_into(users::table)
             .values(UserRow::from(user))
-            .execute(&mut conn)?;
+            .execute(&mut *conn)?;
         Ok(())
     }
 
@@ -218,7 +380,7 @@ impl Store {
         let mut conn = self.conn()?;
         Ok(users::table
             .filter(users::username.eq(username))
-            .first::<UserRow>(&mut conn)
+            .first::<UserRow>(&mut *conn)
             .optional()?
             .map(User::from))
     }
@@ -227,7 +389,7 @@ impl Store {
         let mut conn = self.conn()?;
         Ok(users::table
             .find(user_id)
-            .first::<UserRow>(&mut conn)
+            .first::<UserRow>(&mut *conn)
             .optional()?
             .map(User::from))
     }
@@ -236,7 +398,7 @@ impl Store {
         let mut conn = self.conn()?;
         Ok(users::table
             .order(users::created_at.asc())
-            .load::<UserRow>(&mut conn)?
+            .load::<UserRow>(&mut *conn)?
             .into_iter()
             .map(User::from)
             .collect())
@@ -246,7 +408,7 @@ impl Store {
         let mut conn = self.conn()?;
         let n = diesel::update(users::table.filter(users::username.eq(username)))
             .set((users::disabled.eq(disabled), users::updated_at.eq(now)))
-            .execute(&mut conn)?;
+            .execute(&mut *conn)?;
         Ok(n == 1)
     }
 
@@ -259,7 +421,7 @@ impl Store {
         let mut conn = self.conn()?;
         let n = diesel::update(users::table.filter(users::username.eq(username)))
             .set((users::password_hash.eq(hash), users::updated_at.eq(now)))
-            .execute(&mut conn)?;
+            .execute(&mut *conn)?;
         Ok(n == 1)
     }
 
@@ -269,42 +431,88 @@ impl Store {
         let mut conn = self.conn()?;
         Ok(signing_keys::table
             .order((signing_keys::alg.asc(), signing_keys::activates_at.asc()))
-            .load::<KeyRow>(&mut conn)?
+            .load::<KeyRow>(&mut *conn)?
             .into_iter()
             .map(SigningKeyRecord::from)
             .collect())
     }
 
-    /// Inserts `new` and schedules the removal of every older key of the same algorithm that
-    /// has no removal time yet, in one transaction.
-    pub fn insert_signing_key(
-        &self,
-        new: &SigningKeyRecord,
-        retire_older_at: Option<i64>,
-    ) -> StoreResult<()> {
+    /// Inserts a first key for an algorithm that has none usable (start-up).
+    pub fn insert_signing_key(&self, new: &SigningKeyRecord) -> StoreResult<()> {
         let mut conn = self.conn()?;
-        conn.immediate_transaction(|conn| {
-            if let Some(at) = retire_older_at {
-                diesel::update(
-                    signing_keys::table
-                        .filter(signing_keys::alg.eq(&new.alg))
-                        .filter(signing_keys::expires_at.is_null()),
-                )
-                .set(signing_keys::expires_at.eq(Some(at)))
-                .execute(conn)?;
+        diesel::insert_into(signing_keys::table)
+            .values(KeyRow::from(new))
+            .execute(&mut *conn)?;
+        Ok(())
+    }
+
+    /// Key rotation, one replica at a time: under the `key_rotation` lock, `decide` sees every
+    /// key of `alg` and returns the new key and when the older ones stop being published, or
+    /// `None` when no rotation is due after all (another replica just did it). Returns the
+    /// inserted key.
+    pub fn rotate_signing_key(
+        &self,
+        alg: &str,
+        holder: &str,
+        now: i64,
+        decide: impl FnOnce(&[SigningKeyRecord]) -> Option<(SigningKeyRecord, i64)>,
+    ) -> StoreResult<Option<SigningKeyRecord>> {
+        use schema::locks;
+        let mut conn = self.conn()?;
+        let inserted = write_tx(&mut *conn, |conn| {
+            if let Db::Pg(pg) = conn {
+                locks::table
+                    .find("key_rotation")
+                    .select(locks::name)
+                    .for_update()
+                    .first::<String>(pg)
+                    .optional()?;
             }
+            let existing: Vec<SigningKeyRecord> = signing_keys::table
+                .filter(signing_keys::alg.eq(alg))
+                .order(signing_keys::activates_at.asc())
+                .load::<KeyRow>(conn)?
+                .into_iter()
+                .map(SigningKeyRecord::from)
+                .collect();
+            let Some((new, retire_older_at)) = decide(&existing) else {
+                return Ok::<_, diesel::result::Error>(None);
+            };
+            diesel::update(
+                signing_keys::table
+                    .filter(signing_keys::alg.eq(alg))
+                    .filter(signing_keys::expires_at.is_null()),
+            )
+            .set(signing_keys::expires_at.eq(Some(retire_older_at)))
+            .execute(conn)?;
             diesel::insert_into(signing_keys::table)
-                .values(KeyRow::from(new))
+                .values(KeyRow::from(&new))
                 .execute(conn)?;
-            Ok::<_, diesel::result::Error>(())
+            diesel::update(locks::table.find("key_rotation"))
+                .set((locks::holder.eq(Some(holder)), locks::updated_at.eq(now)))
+                .execute(conn)?;
+            Ok(Some(new))
         })?;
+        Ok(inserted)
+    }
+
+    /// Stores the sealed private half of a key created before keys lived in the database.
+    pub fn set_sealed_private_key(&self, kid: &str, sealed: &str) -> StoreResult<()> {
+        let mut conn = self.conn()?;
+        diesel::update(
+            signing_keys::table
+                .find(kid)
+                .filter(signing_keys::private_key.is_null()),
+        )
+        .set(signing_keys::private_key.eq(Some(sealed)))
+        .execute(&mut *conn)?;
         Ok(())
     }
 
     /// Deletes keys whose publication ended before `now`; returns their kids.
     pub fn delete_expired_signing_keys(&self, now: i64) -> StoreResult<Vec<String>> {
         let mut conn = self.conn()?;
-        conn.immediate_transaction(|conn| {
+        write_tx(&mut *conn, |conn| {
             let expired = signing_keys::table
                 .filter(signing_keys::expires_at.lt(now))
                 .select(signing_keys::kid)
@@ -396,6 +604,17 @@ impl ClientRow {
     }
 }
 
+/// `database_url` with any password replaced, for error messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> StoreResult<String> {
     serde_json::to_string(v).map_err(|e| StoreError::Other(e.to_string()))
 }
@@ -452,6 +671,7 @@ struct KeyRow {
     created_at: i64,
     activates_at: i64,
     expires_at: Option<i64>,
+    private_key: Option<String>,
 }
 
 impl From<KeyRow> for SigningKeyRecord {
@@ -463,6 +683,7 @@ impl From<KeyRow> for SigningKeyRecord {
             created_at: r.created_at,
             activates_at: r.activates_at,
             expires_at: r.expires_at,
+            sealed_private_key: r.private_key,
         }
     }
 }
@@ -476,6 +697,7 @@ impl From<&SigningKeyRecord> for KeyRow {
             created_at: k.created_at,
             activates_at: k.activates_at,
             expires_at: k.expires_at,
+            private_key: k.sealed_private_key.clone(),
         }
     }
 }

@@ -40,6 +40,15 @@ diesel::table! {
         created_at -> BigInt,
         activates_at -> BigInt,
         expires_at -> Nullable<BigInt>,
+        private_key -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    locks (name) {
+        name -> Text,
+        holder -> Nullable<Text>,
+        updated_at -> BigInt,
     }
 }
 

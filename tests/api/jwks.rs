@@ -109,23 +109,57 @@ async fn keys_survive_a_restart_on_the_same_directory() {
 
 #[cfg(unix)]
 #[actix_web::test]
-async fn private_key_files_are_mode_0600() {
+async fn private_keys_are_sealed_at_rest_and_the_kek_file_is_mode_0600() {
     use std::os::unix::fs::PermissionsExt;
     let app = TestApp::spawn().await;
-    let mut files = 0;
-    for entry in std::fs::read_dir(&app.config.keys_dir).expect("keys_dir exists") {
-        let entry = entry.expect("dir entry");
-        let mode = entry.metadata().expect("metadata").permissions().mode();
-        assert_eq!(
-            mode & 0o777,
-            0o600,
-            "{}: mode {mode:o}",
-            entry.path().display()
-        );
-        files += 1;
-    }
-    assert!(
-        files >= 2,
-        "an ES256 and an RS256 private key are stored in keys_dir"
+    let dir_mode = std::fs::metadata(&app.config.keys_dir)
+        .expect("keys_dir exists")
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o700, "keys_dir mode {dir_mode:o}");
+    let names: Vec<String> = std::fs::read_dir(&app.config.keys_dir)
+        .expect("read keys_dir")
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec!["kek.key".to_string()],
+        "only the KEK lives on disk"
     );
+    let kek = app.config.keys_dir.join("kek.key");
+    let mode = std::fs::metadata(&kek).expect("kek").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "kek.key mode {mode:o}");
+    // The database holds the private keys sealed: no PEM, no PKCS#8 DER in the clear.
+    let db_path = app.config.database_url.trim_start_matches("sqlite://");
+    let mut bytes = std::fs::read(db_path).expect("read db");
+    if let Ok(wal) = std::fs::read(format!("{db_path}-wal")) {
+        bytes.extend(wal);
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("v1."),
+        "sealed keys are stored in the database"
+    );
+    assert!(!text.contains("PRIVATE KEY"), "no PEM in the database");
+    assert!(!text.contains("MIG"), "no base64 PKCS#8 in the database");
+}
+
+#[actix_web::test]
+async fn a_server_with_another_kek_refuses_to_start_and_says_why() {
+    let app = TestApp::spawn().await;
+    let other_keys = tempfile::tempdir().expect("tempdir");
+    let mut config = app.config.clone();
+    config.keys_dir = other_keys.path().join("keys");
+    config.listen = "127.0.0.1:0".into();
+    let err = match latchkey::app::Application::build(config).await {
+        Ok(_) => panic!("a server whose KEK cannot open the stored keys must not start"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("key-encryption key"), "{err}");
+    assert!(err.contains("same key-encryption key"), "{err}");
 }
