@@ -98,7 +98,7 @@ pub struct User {
     pub updated_at: i64,
 }
 
-/// One row of the signing key schedule (the private half lives in `keys_dir/<kid>.pem`).
+/// One row of the signing key schedule, with its private half sealed under the KEK.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigningKeyRecord {
     pub kid: String,

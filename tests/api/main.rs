@@ -13,5 +13,7 @@ mod independent_verifier;
 mod jwks;
 mod keys;
 mod login;
+mod pg;
 mod refresh;
+mod storage;
 mod token_readback;

@@ -1,0 +1,520 @@
+//! The storage contract: one suite, run against SQLite always and against PostgreSQL when
+//! `LATCHKEY_TEST_POSTGRES_URL` is set (each test on a database of its own). It pins what the
+//! protocol relies on from the store: uniqueness, single-use codes, rotation and reuse
+//! decisions, and that concurrent decisions have exactly one winner.
+
+use std::sync::{Arc, Barrier};
+
+use latchkey::model::{
+    AuthCode, Client, ClientType, GrantType, Issuance, RefreshToken, Session, SigningKeyRecord,
+    TokenFamily, User,
+};
+use latchkey::store::{Redeemed, Rotated, Store, StoreError};
+
+use crate::pg::PgDb;
+
+/// A store on a fresh database of the given backend; `None` when that backend is not
+/// available here. Holds the database (or directory) until dropped.
+struct Db {
+    store: Store,
+    _pg: Option<PgDb>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn sqlite() -> Option<Db> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = Store::open(&url, 8).expect("open sqlite");
+    Some(Db {
+        store,
+        _pg: None,
+        _dir: Some(dir),
+    })
+}
+
+fn postgres(test: &str) -> Option<Db> {
+    let pg = PgDb::create(test)?;
+    let store = Store::open(&pg.url, 8).expect("open postgres");
+    Some(Db {
+        store,
+        _pg: Some(pg),
+        _dir: None,
+    })
+}
+
+/// Instantiates every contract test once per backend.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    let db = super::sqlite().expect("sqlite is always available");
+                    super::$name(&db.store);
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[test]
+                fn $name() {
+                    let Some(db) = super::postgres(stringify!($name)) else { return };
+                    super::$name(&db.store);
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    migrations_are_idempotent_and_report_the_backend,
+    clients_round_trip_and_ids_are_unique,
+    users_round_trip_and_usernames_are_unique,
+    sessions_expire_and_can_be_deleted,
+    consent_is_replaced_not_duplicated,
+    a_code_is_redeemed_once_and_replay_revokes_what_it_issued,
+    a_rejected_code_is_burnt,
+    concurrent_redemptions_of_one_code_have_one_winner,
+    refresh_rotation_reuse_and_grace,
+    concurrent_rotations_of_one_refresh_token_have_one_winner,
+    revoked_access_tokens_and_families,
+    key_rotation_under_the_lock_happens_once,
+);
+
+const NOW: i64 = 1_900_000_000;
+
+fn client(id: &str) -> Client {
+    Client {
+        client_id: id.into(),
+        client_name: "app".into(),
+        client_type: ClientType::Public,
+        secret_hash: None,
+        redirect_uris: vec!["http://127.0.0.1/cb".into(), "com.example.app:/cb".into()],
+        post_logout_redirect_uris: vec![],
+        grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        scope: "openid api:read".into(),
+        audiences: vec!["https://api.example.test".into()],
+        first_party: false,
+        is_admin: false,
+        disabled: false,
+        created_at: NOW,
+        updated_at: NOW,
+    }
+}
+
+fn user(id: &str, name: &str) -> User {
+    User {
+        user_id: id.into(),
+        username: name.into(),
+        email: Some(format!("{name}@example.test")),
+        name: None,
+        password_hash: "$argon2id$stub".into(),
+        disabled: false,
+        created_at: NOW,
+        updated_at: NOW,
+    }
+}
+
+fn code(hash: &str) -> AuthCode {
+    AuthCode {
+        code_hash: hash.into(),
+        client_id: "c1".into(),
+        user_id: "u1".into(),
+        redirect_uri: "http://127.0.0.1/cb".into(),
+        redirect_uri_explicit: true,
+        code_challenge: "challenge".into(),
+        scope: "openid offline_access".into(),
+        audiences: vec!["https://api.example.test".into()],
+        nonce: Some("n".into()),
+        auth_time: NOW,
+        sid: "sid".into(),
+        created_at: NOW,
+        expires_at: NOW + 60,
+    }
+}
+
+fn refresh(hash: &str, family: &str) -> RefreshToken {
+    RefreshToken {
+        token_hash: hash.into(),
+        family_id: family.into(),
+        scope: "openid offline_access".into(),
+        audiences: vec!["https://api.example.test".into()],
+        auth_time: NOW,
+        sid: "sid".into(),
+        created_at: NOW,
+        expires_at: NOW + 3600,
+        rotated_at: None,
+        successor_hash: None,
+    }
+}
+
+fn issuance(family_id: &str, first_refresh: &str, jti: &str) -> Issuance {
+    Issuance {
+        access_jti: jti.into(),
+        access_expires_at: NOW + 600,
+        family: Some((
+            TokenFamily {
+                family_id: family_id.into(),
+                client_id: "c1".into(),
+                user_id: "u1".into(),
+                created_at: NOW,
+                expires_at: NOW + 86400,
+                revoked_at: None,
+            },
+            refresh(first_refresh, family_id),
+        )),
+    }
+}
+
+/// Redeems `code_hash`, issuing a family named after `tag` when the code is valid.
+fn redeem(s: &Store, code_hash: &str, tag: &str) -> Redeemed<()> {
+    s.redeem_code(code_hash, NOW + 1, |_| {
+        Ok::<_, ()>(issuance(
+            &format!("fam-{tag}"),
+            &format!("rt-{tag}"),
+            &format!("jti-{tag}"),
+        ))
+    })
+    .expect("redeem_code")
+}
+
+fn rotate(s: &Store, presented: &str, next: &str, now: i64, grace: i64) -> Rotated<()> {
+    s.rotate_refresh(presented, now, grace, |old, _fam| {
+        let mut n = refresh(next, &old.family_id);
+        n.created_at = now;
+        Ok::<_, ()>(n)
+    })
+    .expect("rotate_refresh")
+}
+
+fn migrations_are_idempotent_and_report_the_backend(s: &Store) {
+    s.ping().expect("ping");
+    assert!(matches!(s.backend().as_str(), "sqlite" | "postgres"));
+    assert!(s.clients().expect("clients").is_empty());
+}
+
+fn clients_round_trip_and_ids_are_unique(s: &Store) {
+    s.insert_client(&client("c1")).expect("insert");
+    let got = s.client("c1").expect("get").expect("exists");
+    assert_eq!(got.redirect_uris, client("c1").redirect_uris);
+    assert_eq!(got.grant_types, client("c1").grant_types);
+    assert_eq!(got.audiences, client("c1").audiences);
+    assert!(!got.first_party && !got.disabled);
+    assert!(s.client("nope").expect("get").is_none());
+    assert!(matches!(
+        s.insert_client(&client("c1")),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.set_client_disabled("c1", true, NOW + 5).expect("disable"));
+    assert!(s.client("c1").expect("get").expect("exists").disabled);
+    assert!(!s.set_client_disabled("nope", true, NOW).expect("disable"));
+    assert!(s.set_client_secret_hash("c1", "h2", NOW).expect("secret"));
+    assert_eq!(
+        s.client("c1")
+            .expect("get")
+            .expect("exists")
+            .secret_hash
+            .as_deref(),
+        Some("h2")
+    );
+    s.insert_client(&client("c2")).expect("insert");
+    assert_eq!(s.clients().expect("list").len(), 2);
+}
+
+fn users_round_trip_and_usernames_are_unique(s: &Store) {
+    s.insert_user(&user("u1", "alice")).expect("insert");
+    assert_eq!(
+        s.user_by_username("alice")
+            .expect("get")
+            .expect("exists")
+            .user_id,
+        "u1"
+    );
+    assert!(
+        s.user_by_username("Alice").expect("get").is_none(),
+        "exact match"
+    );
+    assert!(matches!(
+        s.insert_user(&user("u2", "alice")),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.set_user_disabled("alice", true, NOW).expect("disable"));
+    assert!(s.user("u1").expect("get").expect("exists").disabled);
+    assert!(
+        s.set_user_password_hash("alice", "new", NOW)
+            .expect("passwd")
+    );
+    assert_eq!(
+        s.user("u1").expect("get").expect("exists").password_hash,
+        "new"
+    );
+    assert_eq!(s.users().expect("list").len(), 1);
+}
+
+fn sessions_expire_and_can_be_deleted(s: &Store) {
+    let sess = Session {
+        session_hash: "sh".into(),
+        sid: "sid".into(),
+        user_id: "u1".into(),
+        auth_time: NOW,
+        created_at: NOW,
+        expires_at: NOW + 100,
+    };
+    s.insert_session(&sess).expect("insert");
+    assert!(s.session("sh", NOW + 99).expect("get").is_some());
+    assert!(
+        s.session("sh", NOW + 100).expect("get").is_none(),
+        "expired"
+    );
+    s.delete_session("sh").expect("delete");
+    assert!(s.session("sh", NOW).expect("get").is_none());
+}
+
+fn consent_is_replaced_not_duplicated(s: &Store) {
+    s.save_consent("u1", "c1", "openid", NOW).expect("save");
+    s.save_consent("u1", "c1", "openid api:read", NOW + 1)
+        .expect("save again");
+    assert_eq!(
+        s.consent("u1", "c1").expect("get").as_deref(),
+        Some("openid api:read")
+    );
+    assert!(s.consent("u1", "c2").expect("get").is_none());
+}
+
+fn a_code_is_redeemed_once_and_replay_revokes_what_it_issued(s: &Store) {
+    s.insert_code(&code("code-1")).expect("insert");
+    assert!(matches!(redeem(s, "nope", "x"), Redeemed::NotFound));
+    let Redeemed::Issued(c) = redeem(s, "code-1", "a") else {
+        panic!("first redemption must issue");
+    };
+    assert_eq!(c.nonce.as_deref(), Some("n"));
+    assert_eq!(c.audiences, vec!["https://api.example.test".to_string()]);
+    assert!(
+        !s.access_token_revoked("jti-a", Some("fam-a"))
+            .expect("revoked?")
+    );
+    assert!(matches!(redeem(s, "code-1", "b"), Redeemed::Replayed));
+    // What the first redemption issued is revoked, and stays revoked.
+    assert!(s.access_token_revoked("jti-a", None).expect("revoked?"));
+    let (_, fam) = s.refresh_token("rt-a").expect("get").expect("exists");
+    assert!(fam.revoked_at.is_some());
+    assert!(s.refresh_token("rt-b").expect("get").is_none());
+}
+
+fn a_rejected_code_is_burnt(s: &Store) {
+    s.insert_code(&code("code-2")).expect("insert");
+    let r = s
+        .redeem_code("code-2", NOW, |_| Err::<Issuance, _>("wrong verifier"))
+        .expect("redeem");
+    assert!(matches!(r, Redeemed::Rejected("wrong verifier")));
+    assert!(matches!(redeem(s, "code-2", "c"), Redeemed::Replayed));
+}
+
+fn concurrent_redemptions_of_one_code_have_one_winner(s: &Store) {
+    s.insert_code(&code("code-3")).expect("insert");
+    let n = 6;
+    let barrier = Arc::new(Barrier::new(n));
+    let results: Vec<&'static str> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let barrier = barrier.clone();
+                scope.spawn(move || {
+                    barrier.wait();
+                    match redeem(s, "code-3", &format!("t{i}")) {
+                        Redeemed::Issued(_) => "issued",
+                        Redeemed::Replayed => "replayed",
+                        Redeemed::NotFound => "not found",
+                        Redeemed::Rejected(()) => "rejected",
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert_eq!(
+        results.iter().filter(|r| **r == "issued").count(),
+        1,
+        "{results:?}"
+    );
+    assert_eq!(
+        results.iter().filter(|r| **r == "replayed").count(),
+        n - 1,
+        "{results:?}"
+    );
+}
+
+fn refresh_rotation_reuse_and_grace(s: &Store) {
+    s.insert_code(&code("code-4")).expect("insert");
+    assert!(matches!(redeem(s, "code-4", "r"), Redeemed::Issued(_)));
+    // rt-r -> rt-1
+    let Rotated::Rotated { retry, .. } = rotate(s, "rt-r", "rt-1", NOW + 10, 30) else {
+        panic!("first rotation");
+    };
+    assert!(!retry);
+    // The response was lost; the app retries rt-r within the grace window: a retry, and the
+    // first successor is replaced so only one stays valid.
+    let Rotated::Rotated { retry, .. } = rotate(s, "rt-r", "rt-1b", NOW + 20, 30) else {
+        panic!("retry within grace");
+    };
+    assert!(retry);
+    assert!(s.refresh_token("rt-1").expect("get").is_none(), "replaced");
+    // Normal use continues from the retry's successor.
+    assert!(matches!(
+        rotate(s, "rt-1b", "rt-2", NOW + 25, 30),
+        Rotated::Rotated { retry: false, .. }
+    ));
+    // rt-r again: its successor has been used, so this is reuse, whatever the window.
+    assert!(matches!(
+        rotate(s, "rt-r", "rt-x", NOW + 26, 30),
+        Rotated::Reused
+    ));
+    assert!(matches!(
+        rotate(s, "rt-2", "rt-3", NOW + 27, 30),
+        Rotated::Revoked
+    ));
+    assert!(matches!(
+        rotate(s, "missing", "rt-y", NOW, 30),
+        Rotated::NotFound
+    ));
+
+    // Outside the window, reuse revokes the family.
+    s.insert_code(&code("code-5")).expect("insert");
+    assert!(matches!(redeem(s, "code-5", "q"), Redeemed::Issued(_)));
+    assert!(matches!(
+        rotate(s, "rt-q", "rt-q1", NOW + 10, 30),
+        Rotated::Rotated { .. }
+    ));
+    assert!(matches!(
+        rotate(s, "rt-q", "rt-q2", NOW + 41, 30),
+        Rotated::Reused
+    ));
+    let (_, fam) = s.refresh_token("rt-q1").expect("get").expect("exists");
+    assert!(fam.revoked_at.is_some());
+    assert!(
+        s.access_token_revoked("jti-q", Some("fam-q"))
+            .expect("revoked?")
+    );
+}
+
+fn concurrent_rotations_of_one_refresh_token_have_one_winner(s: &Store) {
+    s.insert_code(&code("code-6")).expect("insert");
+    assert!(matches!(redeem(s, "code-6", "cc"), Redeemed::Issued(_)));
+    let n = 6;
+    let barrier = Arc::new(Barrier::new(n));
+    let results: Vec<&'static str> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let barrier = barrier.clone();
+                scope.spawn(move || {
+                    barrier.wait();
+                    // No grace window: every presentation after the first is reuse.
+                    match rotate(s, "rt-cc", &format!("next-{i}"), NOW + 5, 0) {
+                        Rotated::Rotated { .. } => "rotated",
+                        Rotated::Reused => "reused",
+                        Rotated::Revoked => "revoked",
+                        _ => "other",
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert_eq!(
+        results.iter().filter(|r| **r == "rotated").count(),
+        1,
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(*r, "rotated" | "reused" | "revoked")),
+        "{results:?}"
+    );
+}
+
+fn revoked_access_tokens_and_families(s: &Store) {
+    assert!(!s.access_token_revoked("j1", None).expect("revoked?"));
+    s.revoke_access_token("j1", NOW + 600).expect("revoke");
+    s.revoke_access_token("j1", NOW + 600)
+        .expect("revoking twice is fine");
+    assert!(s.access_token_revoked("j1", None).expect("revoked?"));
+    // A family nobody issued: its tokens are treated as revoked.
+    assert!(
+        s.access_token_revoked("j2", Some("no-such-family"))
+            .expect("revoked?")
+    );
+    s.insert_code(&code("code-7")).expect("insert");
+    assert!(matches!(redeem(s, "code-7", "f"), Redeemed::Issued(_)));
+    assert!(
+        !s.access_token_revoked("j3", Some("fam-f"))
+            .expect("revoked?")
+    );
+    s.revoke_family("fam-f", "test", NOW)
+        .expect("revoke family");
+    assert!(
+        s.access_token_revoked("j3", Some("fam-f"))
+            .expect("revoked?")
+    );
+}
+
+fn key(kid: &str, created_at: i64) -> SigningKeyRecord {
+    SigningKeyRecord {
+        kid: kid.into(),
+        alg: "ES256".into(),
+        public_jwk: "{}".into(),
+        created_at,
+        activates_at: created_at + 10,
+        expires_at: None,
+        sealed_private_key: Some("v1.sealed".into()),
+    }
+}
+
+fn key_rotation_under_the_lock_happens_once(s: &Store) {
+    s.insert_signing_key(&key("k0", NOW)).expect("first key");
+    // Six replicas notice at once that a rotation is due; each decides under the lock.
+    let n = 6;
+    let barrier = Arc::new(Barrier::new(n));
+    let inserted: Vec<Option<SigningKeyRecord>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let barrier = barrier.clone();
+                scope.spawn(move || {
+                    barrier.wait();
+                    s.rotate_signing_key("ES256", &format!("replica {i}"), NOW + 100, |existing| {
+                        let newest = existing.iter().map(|k| k.created_at).max()?;
+                        (newest + 50 <= NOW + 100)
+                            .then(|| (key(&format!("k-{i}"), NOW + 100), NOW + 1000))
+                    })
+                    .expect("rotate")
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert_eq!(
+        inserted.iter().flatten().count(),
+        1,
+        "exactly one replica rotated"
+    );
+    let all = s.signing_keys().expect("keys");
+    assert_eq!(all.len(), 2);
+    let old = all.iter().find(|k| k.kid == "k0").expect("old key kept");
+    assert_eq!(
+        old.expires_at,
+        Some(NOW + 1000),
+        "old key scheduled for retirement"
+    );
+    assert_eq!(
+        s.delete_expired_signing_keys(NOW + 1001).expect("delete"),
+        vec!["k0".to_string()]
+    );
+}
