@@ -86,7 +86,7 @@ pub fn main() -> ExitCode {
 }
 
 fn with_store(config: &Config) -> anyhow::Result<Store> {
-    Store::open(&config.database_url, 2)
+    Store::open_single(&config.database_url)
 }
 
 fn init_logging(config: &Config, serving: bool) {

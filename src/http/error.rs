@@ -42,6 +42,10 @@ pub fn respond(err: OAuthError) -> HttpResponse {
     let mut resp = HttpResponse::build(status);
     resp.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        // RFC 9110 §10.2.3: tell clients (and load balancers) when to try again.
+        resp.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
+    }
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         let challenge = match err.challenge {
             Some(AuthScheme::Basic) => Some(r#"Basic realm="latchkey""#.to_owned()),

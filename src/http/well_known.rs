@@ -37,6 +37,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             tracing::warn!(error = %e, "readiness check failed");
             HttpResponse::ServiceUnavailable()
                 .insert_header(ContentType::json())
+                .insert_header(("retry-after", "5"))
                 .body(r#"{"status":"unavailable","reason":"database unreachable"}"#)
         }
     }

@@ -232,6 +232,21 @@ impl Store {
     /// Opens (creating if needed) the database named by `database_url` and runs pending
     /// migrations. Blocking: call at start-up or from the CLI.
     pub fn open(database_url: &str, pool_size: u32) -> anyhow::Result<Store> {
+        Self::open_pool(database_url, pool_size, Some(1))
+    }
+
+    /// For one-shot commands (the CLI): one connection, opened on first use and never
+    /// replenished in the background, so no pool thread is still inside libpq (and its
+    /// OpenSSL) when the process exits — which crashed `exit()` about once in 30 runs.
+    pub fn open_single(database_url: &str) -> anyhow::Result<Store> {
+        Self::open_pool(database_url, 1, Some(0))
+    }
+
+    fn open_pool(
+        database_url: &str,
+        pool_size: u32,
+        min_idle: Option<u32>,
+    ) -> anyhow::Result<Store> {
         let url =
             DatabaseUrl::parse(database_url).map_err(|e| anyhow::anyhow!("database_url: {e}"))?;
         if let DatabaseUrl::Sqlite(path) = &url
@@ -249,12 +264,17 @@ impl Store {
         let shown = redact_url(database_url);
         let pool = Pool::builder()
             .max_size(pool_size.max(1))
-            .min_idle(Some(1))
+            .min_idle(min_idle)
             // A request waits at most this long for a connection before answering 503.
             .connection_timeout(Duration::from_secs(3))
             .build(Manager(url))
             .map_err(|e| anyhow::anyhow!("database_url: cannot connect to {shown}: {e}"))?;
         let store = Store { pool, backend };
+        drop(
+            store
+                .conn()
+                .map_err(|e| anyhow::anyhow!("database_url: cannot connect to {shown}: {e}"))?,
+        );
         store
             .migrate()
             .map_err(|e| anyhow::anyhow!("database migrations failed on {shown}: {e}"))?;

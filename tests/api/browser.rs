@@ -27,6 +27,11 @@ impl<'a> Browser<'a> {
         }
     }
 
+    /// Goes on with the same cookies at another server (a replica behind the same issuer).
+    pub fn switch_to(&mut self, app: &'a TestApp) {
+        self.app = app;
+    }
+
     fn cookie_header(&self) -> String {
         self.cookies
             .iter()

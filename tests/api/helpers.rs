@@ -32,6 +32,31 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// Holds the database and keys; deleted when the test ends.
     pub dir: TempDir,
+    /// Environment the CLI (and a server process) gets beyond the configuration, such as
+    /// `LATCHKEY_KEY_ENCRYPTION_KEY` for replicas.
+    pub extra_env: Vec<(String, String)>,
+    /// Set when the server runs as a separate `latchkey serve` process.
+    pub process: Option<ServerProcess>,
+}
+
+/// A `latchkey serve` child process, killed (SIGKILL) when dropped.
+pub struct ServerProcess {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl ServerProcess {
+    /// What the server wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// An HTTP response, fully read.
@@ -107,7 +132,101 @@ impl TestApp {
                 .build()
                 .expect("reqwest client"),
             dir,
+            extra_env: vec![],
+            process: None,
         }
+    }
+
+    /// Starts the real `latchkey serve` binary as a separate process, configured only through
+    /// `LATCHKEY_*` environment variables (plus `extra_env`), and waits until `/readyz`
+    /// answers 200. Replica tests run two of these on one PostgreSQL database.
+    pub async fn spawn_process(
+        configure: impl FnOnce(&mut Config),
+        extra_env: &[(&str, &str)],
+    ) -> TestApp {
+        let dir = tempfile::tempdir().expect("create temp dir");
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+            l.local_addr().expect("local addr").port()
+        };
+        let mut config = Config {
+            issuer: format!("http://127.0.0.1:{port}"),
+            listen: format!("127.0.0.1:{port}"),
+            database_url: format!("sqlite://{}", dir.path().join("latchkey.db").display()),
+            keys_dir: dir.path().join("keys"),
+            workers: 1,
+            db_pool_size: 4,
+            ..Config::default()
+        };
+        configure(&mut config);
+        config.listen = format!("127.0.0.1:{port}");
+        let extra_env: Vec<(String, String)> = extra_env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let log = dir.path().join("server.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+        cmd.arg("serve").current_dir(dir.path());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("LATCHKEY_") || k == "RUST_LOG" {
+                cmd.env_remove(k);
+            }
+        }
+        for (k, v) in config_pairs(&config) {
+            cmd.env(format!("LATCHKEY_{}", k.to_ascii_uppercase()), v);
+        }
+        cmd.envs(extra_env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("create server.log"));
+        let child = cmd.spawn().expect("spawn latchkey serve");
+        let mut app = TestApp {
+            address: format!("http://127.0.0.1:{port}"),
+            issuer: config.issuer.clone(),
+            port,
+            config,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("reqwest client"),
+            dir,
+            extra_env,
+            process: Some(ServerProcess { child, log }),
+        };
+        let started = Instant::now();
+        loop {
+            if let Some(p) = app.process.as_mut()
+                && let Ok(Some(status)) = p.child.try_wait()
+            {
+                panic!("latchkey serve exited with {status}:\n{}", p.log());
+            }
+            if let Ok(r) = app.http.get(app.url("/readyz")).send().await
+                && r.status() == StatusCode::OK
+            {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "latchkey serve did not become ready:\n{}",
+                app.process
+                    .as_ref()
+                    .map(ServerProcess::log)
+                    .unwrap_or_default()
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        app
+    }
+
+    /// `kill -9` the server process.
+    pub fn kill(&mut self) {
+        let p = self
+            .process
+            .as_mut()
+            .expect("only a server process can be killed");
+        p.child.kill().expect("SIGKILL");
+        p.child.wait().expect("reap");
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -287,6 +406,7 @@ impl TestApp {
         env: &[(&str, &str)],
     ) -> CliOutput {
         let mut vars = self.config_env();
+        vars.extend(self.extra_env.iter().cloned());
         for (k, v) in env {
             vars.retain(|(vk, _)| vk != k);
             vars.push(((*k).into(), (*v).into()));
@@ -453,6 +573,11 @@ fn config_pairs(c: &Config) -> Vec<(&'static str, String)> {
         ("id_token_ttl", c.id_token_ttl.to_string()),
         ("jwks_max_age", c.jwks_max_age.to_string()),
         ("key_publish_ahead", c.key_publish_ahead.to_string()),
+        ("key_rotation_interval", c.key_rotation_interval.to_string()),
+        ("listen", c.listen.clone()),
+        ("workers", c.workers.to_string()),
+        ("db_pool_size", c.db_pool_size.to_string()),
+        ("refresh_reuse_grace", c.refresh_reuse_grace.to_string()),
     ]
 }
 

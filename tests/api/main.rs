@@ -15,5 +15,6 @@ mod keys;
 mod login;
 mod pg;
 mod refresh;
+mod replicas;
 mod storage;
 mod token_readback;

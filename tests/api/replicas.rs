@@ -1,0 +1,292 @@
+//! Scale-out: two `latchkey serve` processes on one PostgreSQL database behave as one server,
+//! survive `kill -9` of a replica without losing an acknowledged rotation, and ride out the
+//! database going away. Needs `LATCHKEY_TEST_POSTGRES_URL` (skips with a message otherwise).
+
+use std::time::Duration;
+
+use latchkey::config::Config;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::browser::{
+    Browser, authorize_path, exchange, location_params, obtain_code, pkce, refresh, setup,
+};
+use crate::helpers::{API, TestApp, verify_offline};
+use crate::pg::{PgDb, Proxy};
+
+/// Two replicas on a fresh database, sharing the issuer and the key-encryption key (and
+/// nothing else: separate processes, directories and ports). Servers first, so they are
+/// killed before the database is dropped.
+async fn replicas(test: &str, configure: impl Fn(&mut Config)) -> Option<(TestApp, TestApp, PgDb)> {
+    let pg = PgDb::create(test)?;
+    let kek = latchkey::secret::random_token(32);
+    let env = [("LATCHKEY_KEY_ENCRYPTION_KEY", kek.as_str())];
+    let a = TestApp::spawn_process(
+        |c| {
+            c.database_url = pg.url.clone();
+            configure(c);
+        },
+        &env,
+    )
+    .await;
+    let issuer = a.issuer.clone();
+    let b = TestApp::spawn_process(
+        |c| {
+            c.database_url = pg.url.clone();
+            c.issuer = issuer;
+            configure(c);
+        },
+        &env,
+    )
+    .await;
+    Some((a, b, pg))
+}
+
+async fn jwks(app: &TestApp) -> Value {
+    let r = app.get("/jwks").await;
+    assert_eq!(r.status, StatusCode::OK);
+    r.json()
+}
+
+#[actix_web::test]
+async fn any_replica_answers_any_request() {
+    let Some((a, b, _pg)) = replicas("any_replica_answers_any_request", |_| {}).await else {
+        return;
+    };
+    // One key set, published identically.
+    assert_eq!(jwks(&a).await, jwks(&b).await);
+
+    // A client created by the CLI is usable at once on both.
+    let svc = a.add_service_client().await;
+    for app in [&a, &b] {
+        let r = app
+            .post_token(&[("grant_type", "client_credentials")], svc.basic())
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        // ...and what one replica signs, the other's JWKS verifies.
+        let other = if std::ptr::eq(app, &a) { &b } else { &a };
+        verify_offline(
+            r.json()["access_token"].as_str().expect("token"),
+            &jwks(other).await,
+            &a.issuer,
+            API,
+        )
+        .expect("verifies against the other replica's JWKS");
+    }
+
+    // A code issued by A is redeemed at B.
+    let m = setup(&a, true).await;
+    let mut browser = Browser::new(&a);
+    let (verifier, challenge) = pkce();
+    let code = obtain_code(&a, &mut browser, &m, &challenge).await;
+    let r = exchange(&b, &m.client.client_id, &code, &verifier).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let tokens = r.json();
+    let r = a
+        .http
+        .get(a.url("/userinfo"))
+        .bearer_auth(tokens["access_token"].as_str().expect("access token"))
+        .send()
+        .await
+        .expect("userinfo");
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // The login session made at A works at B: no password asked again.
+    browser.switch_to(&b);
+    let (verifier2, challenge2) = pkce();
+    let r = browser
+        .get(&authorize_path(&m.client.client_id, &challenge2, &[]))
+        .await;
+    assert!(
+        r.status.is_redirection(),
+        "SSO across replicas: {}",
+        r.status
+    );
+    let (_, params) = location_params(&r);
+    let code2 = params.get("code").expect("code").clone();
+    let r = exchange(&a, &m.client.client_id, &code2, &verifier2).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
+    // Rotated at B twice, then the first token replayed at A: reuse, the family dies on both.
+    let rt0 = tokens["refresh_token"].as_str().expect("refresh token");
+    let r1 = refresh(&b, &m.client.client_id, rt0).await;
+    assert_eq!(r1.status, StatusCode::OK, "{}", r1.text());
+    let rt1 = r1.json()["refresh_token"].as_str().expect("rt1").to_owned();
+    let r2 = refresh(&b, &m.client.client_id, &rt1).await;
+    assert_eq!(r2.status, StatusCode::OK, "{}", r2.text());
+    let rt2 = r2.json()["refresh_token"].as_str().expect("rt2").to_owned();
+    refresh(&a, &m.client.client_id, rt0)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    refresh(&b, &m.client.client_id, &rt2)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+
+    // A key rotated from the CLI shows up identically in both replicas' JWKS.
+    let out = a.cli(&["keys", "rotate", "--json"], None).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let rotated: Value = serde_json::from_str(&out.stdout).expect("rotate JSON");
+    let new_kids: Vec<String> = rotated
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|k| k["kid"].as_str().expect("kid").to_owned())
+        .collect();
+    assert_eq!(new_kids.len(), 2, "ES256 and RS256 rotated");
+    let published = |j: &Value, kid: &str| {
+        j["keys"]
+            .as_array()
+            .is_some_and(|ks| ks.iter().any(|k| k["kid"] == kid))
+    };
+    let (ja, jb) = a
+        .eventually(
+            "the new keys on both replicas",
+            Duration::from_secs(10),
+            || async {
+                let (ja, jb) = (jwks(&a).await, jwks(&b).await);
+                new_kids
+                    .iter()
+                    .all(|k| published(&ja, k) && published(&jb, k))
+                    .then_some((ja, jb))
+            },
+        )
+        .await;
+    assert_eq!(ja, jb, "both replicas publish the same JWKS");
+    assert_eq!(ja["keys"].as_array().map(Vec::len), Some(4));
+}
+
+#[actix_web::test]
+async fn one_code_redeemed_at_two_replicas_at_once_has_one_winner() {
+    let Some((a, b, _pg)) = replicas("one_code_at_two_replicas", |_| {}).await else {
+        return;
+    };
+    let m = setup(&a, true).await;
+    for _ in 0..3 {
+        let mut browser = Browser::new(&a);
+        let (verifier, challenge) = pkce();
+        let code = obtain_code(&a, &mut browser, &m, &challenge).await;
+        let (ra, rb) = futures_util::future::join(
+            exchange(&a, &m.client.client_id, &code, &verifier),
+            exchange(&b, &m.client.client_id, &code, &verifier),
+        )
+        .await;
+        let ok = [&ra, &rb]
+            .iter()
+            .filter(|r| r.status == StatusCode::OK)
+            .count();
+        assert_eq!(
+            ok,
+            1,
+            "A: {} {}, B: {} {}",
+            ra.status,
+            ra.text(),
+            rb.status,
+            rb.text()
+        );
+        let loser = if ra.status == StatusCode::OK {
+            &rb
+        } else {
+            &ra
+        };
+        loser.assert_oauth_error(400, "invalid_grant");
+    }
+}
+
+#[actix_web::test]
+async fn kill_9_of_a_replica_under_refresh_load_loses_no_acknowledged_rotation() {
+    let Some((mut a, b, _pg)) = replicas("kill_9_under_refresh_load", |_| {}).await else {
+        return;
+    };
+    let m = setup(&a, true).await;
+    // Four apps, each with its own refresh family, refreshing at A as fast as they can.
+    let mut families = Vec::new();
+    for _ in 0..4 {
+        let t = crate::browser::login_tokens(&a, &m).await;
+        families.push(t["refresh_token"].as_str().expect("rt").to_owned());
+    }
+    let mut tasks = Vec::new();
+    for start in families {
+        let http = a.http.clone();
+        let url = a.url("/token");
+        let client_id = m.client.client_id.clone();
+        tasks.push(actix_web::rt::spawn(async move {
+            let mut acknowledged = start;
+            let mut rotations = 0u32;
+            loop {
+                let form = [
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", acknowledged.as_str()),
+                    ("client_id", client_id.as_str()),
+                ];
+                let resp = match http.post(&url).form(&form).send().await {
+                    Ok(r) => r,
+                    Err(_) => return (acknowledged, rotations), // A is gone
+                };
+                let status = resp.status();
+                let Ok(body) = resp.bytes().await else {
+                    return (acknowledged, rotations); // died mid-response: not acknowledged
+                };
+                assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+                let v: Value = serde_json::from_slice(&body).expect("token JSON");
+                acknowledged = v["refresh_token"].as_str().expect("rt").to_owned();
+                rotations += 1;
+            }
+        }));
+    }
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    a.kill();
+    let mut total = 0;
+    for task in tasks {
+        let (acknowledged, rotations) = task.await.expect("refresh loop");
+        total += rotations;
+        // The last rotation A acknowledged is durable: B accepts that token. (A rotation A
+        // committed but never acknowledged is covered by the retry grace window.)
+        let r = refresh(&b, &m.client.client_id, &acknowledged).await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "acknowledged token refused after kill -9: {}",
+            r.text()
+        );
+    }
+    assert!(
+        total >= 8,
+        "the load ran before the kill ({total} rotations)"
+    );
+}
+
+#[actix_web::test]
+async fn database_down_means_503_and_service_resumes_by_itself() {
+    let Some(pg) = PgDb::create("database_down") else {
+        return;
+    };
+    let proxy = Proxy::start(&Proxy::target_of(&pg.url));
+    let url = proxy.url_for(&pg.url);
+    let app = TestApp::spawn_with(|c| c.database_url = url).await;
+    let svc = app.add_service_client().await;
+    let token = || app.post_token(&[("grant_type", "client_credentials")], svc.basic());
+    assert_eq!(token().await.status, StatusCode::OK);
+
+    proxy.cut();
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    assert_eq!(r.json()["status"], "unavailable");
+    let r = token().await;
+    r.assert_oauth_error(503, "temporarily_unavailable");
+    assert_eq!(r.header("retry-after"), Some("5"));
+    // What needs no database keeps working: discovery and the JWKS come from memory.
+    assert_eq!(app.get("/jwks").await.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/.well-known/openid-configuration").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+
+    proxy.restore();
+    app.eventually("service to resume", Duration::from_secs(15), || async {
+        (app.get("/readyz").await.status == StatusCode::OK).then_some(())
+    })
+    .await;
+    let r = token().await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+}
