@@ -39,6 +39,7 @@ if (!plan || !Array.isArray(plan.steps)) {
 let browser = null;
 let page = null;
 let current = null; // the step being run, for diagnostics
+let timedOut = false;
 
 async function closeBrowser() {
   const b = browser;
@@ -53,6 +54,7 @@ async function closeBrowser() {
 }
 
 const hardTimeout = setTimeout(async () => {
+  timedOut = true;
   console.error(`login.mjs: hard timeout after ${plan.timeout_ms ?? 30000} ms in step ${current}`);
   await closeBrowser();
   process.exit(3);
@@ -277,6 +279,7 @@ try {
     ok: false,
     error: String(e && e.stack ? e.stack : e),
     step: current,
+    timed_out: timedOut,
     url: page ? page.url() : null,
     content: page ? await snippet() : null,
     console: consoleMessages,
@@ -288,4 +291,4 @@ try {
   await closeBrowser();
   clearTimeout(hardTimeout);
 }
-process.exit(code);
+process.exit(timedOut ? 3 : code);
