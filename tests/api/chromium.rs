@@ -274,11 +274,23 @@ fn signal(sig: &str, pid: u32) {
         .status();
 }
 
+/// Reads a child's pipe to the end on its own thread (so neither pipe can fill and block it).
+fn read_all<R: Read + Send + 'static>(pipe: Option<R>) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_string(&mut s);
+        }
+        s
+    })
+}
+
 /// Runs the script with `plan` (plus the tools and a marker for this run's Chromium) and
 /// returns its report. Panics with the script's diagnostics if it failed, timed out, or left a
 /// browser process running.
 fn run_plan_blocking(tools: &Tools, mut plan: Value) -> Value {
-    let marker = format!("--latchkey-test-run={}", latchkey::secret::random_token(12));
+    let run = latchkey::secret::random_token(12);
+    let marker = format!("--latchkey-test-run={run}");
     plan["chromium"] = tools.chromium.clone().into();
     plan["extra_args"] = json!([marker]);
     plan["timeout_ms"] = SCRIPT_LIMIT_MS.into();
@@ -295,27 +307,7 @@ fn run_plan_blocking(tools: &Tools, mut plan: Value) -> Value {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn node");
-    let pipe = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_string(&mut s);
-            }
-            s
-        })
-    };
-    let out = pipe(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let err = pipe(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
+    let (out, err) = (read_all(child.stdout.take()), read_all(child.stderr.take()));
     let start = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait for node") {
@@ -331,8 +323,6 @@ fn run_plan_blocking(tools: &Tools, mut plan: Value) -> Value {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let stdout = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
     // The browser must be gone once the script is; give it a moment to exit, then end it.
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut left = marked_processes(&marker);
@@ -343,13 +333,15 @@ fn run_plan_blocking(tools: &Tools, mut plan: Value) -> Value {
     for pid in &left {
         signal("-KILL", *pid);
     }
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
     let Some(status) = status else {
         panic!(
             "the browser script ran longer than {RUN_LIMIT:?} and was killed\nstdout: {stdout}\nstderr: {stderr}"
         );
     };
     if let Some(dir) = &debug_dir {
-        let _ = std::fs::write(Path::new(dir).join(format!("report{marker}.json")), &stdout);
+        let _ = std::fs::write(Path::new(dir).join(format!("report-{run}.json")), &stdout);
     }
     let report: Value = stdout
         .lines()
@@ -512,7 +504,8 @@ fn final_url(step: &Value) -> String {
     step["final_url"].as_str().expect("final_url").to_owned()
 }
 
-/// The main-frame responses whose URL starts with `prefix`.
+/// The document responses (of the main frame, or of frames in it) whose URL starts with
+/// `prefix`.
 fn responses<'a>(step: &'a Value, prefix: &str, main_frame: bool) -> Vec<&'a Value> {
     step["navigations"]
         .as_array()
@@ -530,6 +523,19 @@ fn cookie<'a>(step: &'a Value, name: &str) -> &'a Value {
         .as_array()
         .and_then(|c| c.iter().find(|c| c["name"] == name))
         .unwrap_or_else(|| panic!("no {name} cookie in the browser: {}", step["cookies"]))
+}
+
+/// Every page of the server that the browser rendered in this step carries the page headers.
+#[track_caller]
+fn assert_pages_headers(step: &Value, server: &str) -> usize {
+    let shown: Vec<_> = responses(step, server, true)
+        .into_iter()
+        .filter(|r| r["status"] != 302)
+        .collect();
+    for r in &shown {
+        assert_page_headers(r);
+    }
+    shown.len()
 }
 
 /// The headers every HTML page of the server carries, as the browser received them.
@@ -556,7 +562,7 @@ fn assert_page_headers(resp: &Value) {
     );
 }
 
-/// Console errors other than ones that are expected in `allowed`.
+/// The console's errors (CSP violations, framing refusals, failed loads, script errors).
 fn console_errors(step: &Value) -> Vec<String> {
     step["console"]
         .as_array()
@@ -652,17 +658,12 @@ async fn chromium_signs_in_consents_reuses_the_session_and_honours_prompt() {
             "Access: api:read"
         ])
     );
-    let html = responses(st, &app.address, true);
-    let shown: Vec<_> = html.iter().filter(|r| r["status"] == 200).collect();
     assert_eq!(
-        shown.len(),
+        assert_pages_headers(st, &app.address),
         2,
         "login and consent pages: {}",
         st["navigations"]
     );
-    for r in &shown {
-        assert_page_headers(r);
-    }
     assert!(
         console_errors(st).is_empty(),
         "errors in the console (a CSP violation?): {}",
@@ -715,6 +716,7 @@ async fn chromium_signs_in_consents_reuses_the_session_and_honours_prompt() {
     // prompt=login: the login form again (consent is remembered), then a new session.
     let st = step(&report, "relogin");
     assert_eq!(kinds(st), ["login"], "{st}");
+    assert_eq!(assert_pages_headers(st, &app.address), 1);
     let p = callback_params(&app, &relogin, &redirect, &final_url(st));
     let c3 = redeem(
         &app,
@@ -732,6 +734,7 @@ async fn chromium_signs_in_consents_reuses_the_session_and_honours_prompt() {
     // prompt=consent and Deny: access_denied at the app, no code.
     let st = step(&report, "deny");
     assert_eq!(kinds(st), ["consent"], "{st}");
+    assert_eq!(assert_pages_headers(st, &app.address), 1);
     let p = callback_params(&app, &deny, &redirect, &final_url(st));
     assert_eq!(p.get("error").map(String::as_str), Some("access_denied"));
     assert!(!p.contains_key("code"));
@@ -780,6 +783,7 @@ async fn chromium_signs_in_on_a_phone_sized_touch_screen() {
     let st = step(&report, "phone");
     // First-party: no consent page.
     assert_eq!(kinds(st), ["login", "login"], "{st}");
+    assert_eq!(assert_pages_headers(st, &app.address), 2);
     let pages = st["pages"].as_array().expect("pages");
     assert_eq!(pages[0]["error"], Value::Null);
     assert_eq!(pages[1]["error"], "Invalid username or password.");
