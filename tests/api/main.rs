@@ -4,6 +4,7 @@
 mod authorize;
 mod bad_input;
 mod browser;
+mod chromium;
 mod cli;
 mod client_credentials;
 mod code_exchange;

@@ -1,0 +1,294 @@
+#!/usr/bin/env node
+// Drives a real headless Chromium (Debian's /usr/bin/chromium, through playwright-core) through
+// Latchkey's login and consent pages. Run by tests/api/chromium.rs, which owns the server, the
+// app's loopback redirect listener and every assertion; this script only acts like a person at
+// the browser and reports what it saw.
+//
+//   node tests/browser/login.mjs '<plan JSON>'
+//
+// The plan:
+//   chromium         path of the browser executable
+//   extra_args       more Chromium switches (the Rust side adds a marker to find its processes)
+//   redirect_prefix  the app's redirect URI: a step ends when the page reaches it
+//   timeout_ms       hard limit for the whole run (default 30000)
+//   context          options for browser.newContext() (viewport, isMobile, hasTouch, ...)
+//   screenshot_dir   if set, a PNG of every page seen is saved there
+//   steps            run in order in ONE browser context (cookies carry over), each either
+//     { name, action: "authorize", url, logins: [{username, password}], consent: "allow"|"deny",
+//       measure: true }
+//        opens url and, until the redirect is reached, fills each login page it meets with the
+//        next entry of `logins` (a login page with none left is a failure) and answers consent
+//        pages with `consent` (a consent page without it is a failure). `measure` records the
+//        layout of the login form (for the phone-viewport test).
+//     { name, action: "framed", url, frame_timeout_ms }
+//        opens url (a page of the test's own that frames the login page) and reports what the
+//        frame ended up showing.
+//
+// Prints one JSON object on stdout: { ok: true, steps: [...], cookies: [...] } and exits 0, or
+// { ok: false, error, step, url, content } and exits 1. Exit 3: the hard timeout hit. The
+// browser is closed on every path.
+
+import { chromium } from 'playwright-core';
+
+const plan = JSON.parse(process.argv[2] ?? process.env.LATCHKEY_BROWSER_PLAN ?? 'null');
+if (!plan || !Array.isArray(plan.steps)) {
+  console.error('usage: node login.mjs <plan JSON> (see the comment at the top)');
+  process.exit(2);
+}
+
+let browser = null;
+let page = null;
+let current = null; // the step being run, for diagnostics
+let timedOut = false;
+
+async function closeBrowser() {
+  const b = browser;
+  browser = null;
+  if (b) {
+    try {
+      await b.close();
+    } catch (e) {
+      console.error(`closing the browser failed: ${e}`);
+    }
+  }
+}
+
+const hardTimeout = setTimeout(async () => {
+  timedOut = true;
+  console.error(`login.mjs: hard timeout after ${plan.timeout_ms ?? 30000} ms in step ${current}`);
+  await closeBrowser();
+  process.exit(3);
+}, plan.timeout_ms ?? 30000);
+
+async function snippet() {
+  try {
+    const html = await page.content();
+    return html.replace(/\s+/g, ' ').slice(0, 2000);
+  } catch (e) {
+    return `(no content: ${e})`;
+  }
+}
+
+class StepError extends Error {}
+
+let shot = 0;
+async function screenshot(label) {
+  if (!plan.screenshot_dir || !page) return;
+  try {
+    shot += 1;
+    const file = `${plan.screenshot_dir}/${String(shot).padStart(2, '0')}-${current}-${label}.png`;
+    await page.screenshot({ path: file, fullPage: true });
+  } catch (e) {
+    console.error(`screenshot failed: ${e}`);
+  }
+}
+
+// Every main-frame document response, with all its headers (the cookies' Set-Cookie included).
+let navigations = [];
+// Console errors and warnings: CSP violations and framing refusals show up here.
+let consoleMessages = [];
+
+function watch(p) {
+  p.on('response', (r) => {
+    if (r.request().isNavigationRequest()) {
+      const entry = { url: r.url(), status: r.status(), main_frame: r.frame() === p.mainFrame() };
+      entry.headers = r.allHeaders().catch(() => r.headers());
+      navigations.push(entry);
+    }
+  });
+  p.on('console', (m) => {
+    if (m.type() === 'error' || m.type() === 'warning') {
+      consoleMessages.push({ type: m.type(), text: m.text() });
+    }
+  });
+  p.on('pageerror', (e) => consoleMessages.push({ type: 'pageerror', text: String(e) }));
+}
+
+async function settle(list) {
+  const out = [];
+  for (const n of list) out.push({ ...n, headers: await n.headers });
+  return out;
+}
+
+// The kind of page showing now.
+async function kind() {
+  if (page.url().startsWith(plan.redirect_prefix)) return 'redirect';
+  if (await page.locator('input[name="password"]').count()) return 'login';
+  if (await page.locator('button[name="decision"]').count()) return 'consent';
+  return 'other';
+}
+
+// Clicks (or taps) `selector` and waits for the main frame to commit a new document.
+async function submitWith(selector) {
+  const navigated = page.waitForEvent('framenavigated', {
+    predicate: (f) => f === page.mainFrame(),
+    timeout: 15000,
+  });
+  if (plan.context?.hasTouch) {
+    await page.tap(selector);
+  } else {
+    await page.click(selector);
+  }
+  await navigated;
+  await page.waitForLoadState('domcontentloaded');
+}
+
+async function fillField(selector, value) {
+  if (plan.context?.hasTouch) await page.tap(selector);
+  await page.fill(selector, value);
+}
+
+// Layout facts about the login form, as a person on this viewport would see them.
+async function measure() {
+  return page.evaluate(() => {
+    const box = (el) => {
+      const r = el.getBoundingClientRect();
+      const cs = getComputedStyle(el);
+      return {
+        left: r.left,
+        right: r.right,
+        top: r.top,
+        bottom: r.bottom,
+        width: r.width,
+        height: r.height,
+        font_size_px: parseFloat(cs.fontSize),
+        visible: cs.visibility !== 'hidden' && cs.display !== 'none' && r.width > 0 && r.height > 0,
+      };
+    };
+    const q = (s) => document.querySelector(s);
+    return {
+      inner_width: window.innerWidth,
+      inner_height: window.innerHeight,
+      scroll_width: document.documentElement.scrollWidth,
+      viewport_meta: q('meta[name="viewport"]')?.getAttribute('content') ?? null,
+      username: box(q('input[name="username"]')),
+      password: box(q('input[name="password"]')),
+      submit: box(q('form button[type="submit"]')),
+      focused: document.activeElement?.getAttribute('name') ?? null,
+    };
+  });
+}
+
+async function authorizeStep(step) {
+  const pages = [];
+  const logins = [...(step.logins ?? [])];
+  await page.goto(step.url, { waitUntil: 'domcontentloaded' });
+  for (let i = 0; i < 8; i++) {
+    const k = await kind();
+    await screenshot(`${i}-${k}`);
+    if (k === 'redirect') {
+      return { final_url: page.url(), pages };
+    }
+    const seen = { kind: k, url: page.url(), title: await page.title() };
+    if (k === 'login') {
+      seen.error = (await page.locator('[role="alert"]').allTextContents()).join(' ').trim() || null;
+      seen.username_value = await page.inputValue('input[name="username"]');
+      seen.client_text = (await page.locator('p.muted').allTextContents()).join(' ').trim();
+      if (step.measure) seen.layout = await measure();
+      pages.push(seen);
+      const login = logins.shift();
+      if (!login) throw new StepError('a login page was shown, but the step has no login left for it');
+      await fillField('input[name="username"]', login.username);
+      await fillField('input[name="password"]', login.password);
+      await submitWith('form button[type="submit"]');
+    } else if (k === 'consent') {
+      seen.heading = (await page.locator('h1').textContent())?.trim() ?? null;
+      seen.scopes = (await page.locator('ul.scopes li').allTextContents()).map((s) => s.trim());
+      pages.push(seen);
+      if (!step.consent) throw new StepError('a consent page was shown, but the step does not expect one');
+      await submitWith(`button[name="decision"][value="${step.consent}"]`);
+    } else {
+      seen.content = await snippet();
+      pages.push(seen);
+      // An error page from the server (or anything else): report it, the test decides.
+      return { final_url: page.url(), pages, stopped_on_other_page: true };
+    }
+  }
+  throw new StepError('too many pages without reaching the redirect URI');
+}
+
+async function framedStep(step) {
+  await page.goto(step.url, { waitUntil: 'load' });
+  const deadline = Date.now() + (step.frame_timeout_ms ?? 5000);
+  let frame = null;
+  while (Date.now() < deadline) {
+    frame = page.frames().find((f) => f !== page.mainFrame());
+    // A refused frame ends on Chromium's error page; an allowed one on the login page.
+    if (frame && frame.url() !== '' && frame.url() !== 'about:blank') break;
+    await page.waitForTimeout(100);
+  }
+  // Give a frame that did load a moment to render its form.
+  await page.waitForTimeout(500);
+  await screenshot('framed');
+  let frameHasPassword = null;
+  let frameError = null;
+  if (frame) {
+    try {
+      frameHasPassword = (await frame.locator('input[name="password"]').count()) > 0;
+    } catch (e) {
+      frameError = String(e);
+    }
+  }
+  return {
+    frame_found: frame !== null,
+    frame_url: frame ? frame.url() : null,
+    frame_has_password_input: frameHasPassword,
+    frame_error: frameError,
+  };
+}
+
+async function main() {
+  browser = await chromium.launch({
+    executablePath: plan.chromium ?? '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', ...(plan.extra_args ?? [])],
+    timeout: 20000,
+  });
+  const context = await browser.newContext(plan.context ?? {});
+  context.setDefaultTimeout(10000);
+  page = await context.newPage();
+  watch(page);
+  const results = [];
+  for (const step of plan.steps) {
+    current = step.name;
+    navigations = [];
+    consoleMessages = [];
+    let r;
+    if (step.action === 'authorize') r = await authorizeStep(step);
+    else if (step.action === 'framed') r = await framedStep(step);
+    else throw new StepError(`unknown action ${step.action}`);
+    results.push({
+      name: step.name,
+      ...r,
+      navigations: await settle(navigations),
+      console: consoleMessages,
+      cookies: await context.cookies(),
+    });
+  }
+  current = null;
+  return { ok: true, version: browser.version(), steps: results };
+}
+
+let code = 0;
+try {
+  const out = await main();
+  console.log(JSON.stringify(out));
+} catch (e) {
+  code = 1;
+  const failure = {
+    ok: false,
+    error: String(e && e.stack ? e.stack : e),
+    step: current,
+    timed_out: timedOut,
+    url: page ? page.url() : null,
+    content: page ? await snippet() : null,
+    console: consoleMessages,
+  };
+  await screenshot('failure');
+  console.log(JSON.stringify(failure));
+  console.error(`login.mjs failed in step ${current} at ${failure.url}: ${e}\npage: ${failure.content}`);
+} finally {
+  await closeBrowser();
+  clearTimeout(hardTimeout);
+}
+process.exit(timedOut ? 3 : code);
