@@ -139,7 +139,7 @@ impl KeyRing {
             // agree on one first key.
             let retire_at = now + config.max_token_ttl() as i64 + RETIRE_MARGIN;
             let inserted = store.rotate_signing_key(alg.as_str(), &holder(), now, |existing| {
-                (!usable(existing)).then(|| (record, retire_at))
+                (!usable(existing)).then_some((record, retire_at))
             })?;
             if let Some(r) = inserted {
                 tracing::info!(kid = %r.kid, alg = alg.as_str(), "generated signing key");

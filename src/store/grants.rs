@@ -274,7 +274,7 @@ impl Store {
         now: i64,
     ) -> StoreResult<()> {
         let mut conn = self.conn()?;
-        write_tx(&mut *conn, |conn| {
+        write_tx(&mut conn, |conn| {
             diesel::delete(consents::table.find((user_id, client_id))).execute(conn)?;
             diesel::insert_into(consents::table)
                 .values((
@@ -323,7 +323,7 @@ impl Store {
         check: impl FnOnce(&AuthCode) -> Result<Issuance, E>,
     ) -> StoreResult<Redeemed<E>> {
         let mut conn = self.conn()?;
-        write_tx(&mut *conn, |conn| {
+        write_tx(&mut conn, |conn| {
             lock_code(conn, code_hash)?;
             let row = ac::table
                 .find(code_hash)
@@ -439,7 +439,7 @@ impl Store {
         check: impl FnOnce(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
     ) -> StoreResult<Rotated<E>> {
         let mut conn = self.conn()?;
-        write_tx(&mut *conn, |conn| {
+        write_tx(&mut conn, |conn| {
             let Some(family_id) = rt::table
                 .find(token_hash)
                 .select(rt::family_id)
@@ -507,13 +507,13 @@ impl Store {
 
     pub fn revoke_family(&self, family_id: &str, reason: &str, now: i64) -> StoreResult<()> {
         let mut conn = self.conn()?;
-        revoke_family_in(&mut *conn, family_id, reason, now)?;
+        revoke_family_in(&mut conn, family_id, reason, now)?;
         Ok(())
     }
 
     pub fn revoke_access_token(&self, jti: &str, expires_at: i64) -> StoreResult<()> {
         let mut conn = self.conn()?;
-        revoke_jti_in(&mut *conn, jti, expires_at)?;
+        revoke_jti_in(&mut conn, jti, expires_at)?;
         Ok(())
     }
 

@@ -479,7 +479,7 @@ impl Store {
     ) -> StoreResult<Option<SigningKeyRecord>> {
         use schema::locks;
         let mut conn = self.conn()?;
-        let inserted = write_tx(&mut *conn, |conn| {
+        let inserted = write_tx(&mut conn, |conn| {
             if let Db::Pg(pg) = conn {
                 locks::table
                     .find("key_rotation")
@@ -532,7 +532,7 @@ impl Store {
     /// Deletes keys whose publication ended before `now`; returns their kids.
     pub fn delete_expired_signing_keys(&self, now: i64) -> StoreResult<Vec<String>> {
         let mut conn = self.conn()?;
-        write_tx(&mut *conn, |conn| {
+        write_tx(&mut conn, |conn| {
             let expired = signing_keys::table
                 .filter(signing_keys::expires_at.lt(now))
                 .select(signing_keys::kid)
