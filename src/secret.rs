@@ -90,7 +90,10 @@ mod tests {
         for _ in 0..2000 {
             let id = super::random_id();
             assert_eq!(id.len(), 32);
-            assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            );
         }
         assert_ne!(super::random_id(), super::random_id());
     }

@@ -13,5 +13,6 @@ mod independent_verifier;
 mod jwks;
 mod keys;
 mod login;
+mod oidc_client;
 mod refresh;
 mod token_readback;
