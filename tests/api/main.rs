@@ -13,6 +13,7 @@ mod independent_verifier;
 mod jwks;
 mod keys;
 mod login;
+mod native_app;
 mod oidc_client;
 mod refresh;
 mod token_readback;
