@@ -17,3 +17,4 @@ mod native_app;
 mod oidc_client;
 mod refresh;
 mod token_readback;
+mod verify_live;

@@ -14,25 +14,8 @@ use reqwest::StatusCode;
 use crate::browser::{Browser, PASSWORD, setup};
 use crate::helpers::TestApp;
 
-/// `target/<profile>/examples/native_app`, built by `cargo test` (which builds the examples of
-/// the packages it tests) or `cargo build --example native_app`. `None` when it was not built,
-/// e.g. under `cargo test --test api`.
 fn example_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe.parent()?.parent()?;
-    let path = profile_dir
-        .join("examples")
-        .join(format!("native_app{}", std::env::consts::EXE_SUFFIX));
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "SKIPPED: {} is missing; `cargo test --workspace` builds it, or run \
-             `cargo build --example native_app` first",
-            path.display()
-        );
-        None
-    }
+    crate::helpers::example_binary("native_app", "cargo build --example native_app")
 }
 
 /// The example process, killed when the test ends; its stdout arrives line by line.
