@@ -221,10 +221,12 @@ async fn native_app_example_refuses_a_redirect_with_a_forged_state() {
     // Another path on the listener is not the redirect and is ignored.
     let stray = app
         .http
-        .get(format!(
-            "{}favicon.ico",
-            &q["redirect_uri"][..q["redirect_uri"].len() - 2]
-        ))
+        .get(
+            url::Url::parse(&q["redirect_uri"])
+                .and_then(|u| u.join("/favicon.ico"))
+                .expect("URL")
+                .as_str(),
+        )
         .send()
         .await
         .expect("listener");
