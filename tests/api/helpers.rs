@@ -775,6 +775,26 @@ pub fn kids(jwks: &Value, alg: &str) -> Vec<String> {
         .collect()
 }
 
+/// `target/<profile>/examples/NAME`: the example binaries `cargo test --workspace` builds before
+/// running tests (`cargo test --test api` alone does not). `None`, with a message saying why and
+/// how to build it, when it is missing.
+pub fn example_binary(name: &str, build: &str) -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent()?.parent()?;
+    let path = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if path.exists() {
+        return Some(path);
+    }
+    eprintln!(
+        "SKIPPED: {} is missing; `cargo test --workspace --all-features` builds it, or run \
+         `{build}` first",
+        path.display()
+    );
+    None
+}
+
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
