@@ -236,3 +236,68 @@ async fn two_rotations_in_the_same_second_sign_with_the_newest_key() {
     .await;
     assert_ne!(k1, k2);
 }
+
+#[actix_web::test]
+async fn scheduled_rotation_publishes_ahead_then_signs_and_keeps_the_old_key() {
+    let app = TestApp::spawn_with(|c| {
+        c.key_publish_ahead = 2;
+        c.key_rotation_interval = 4;
+        c.jwks_max_age = 300;
+    })
+    .await;
+    // The JWKS may not be cached longer than a new key is published before it signs.
+    let r = app.get("/jwks").await;
+    assert_eq!(r.header("cache-control"), Some("public, max-age=2"));
+    let first = kids(&app.jwks().await, "ES256");
+    assert_eq!(first.len(), 1);
+    let svc = app.add_service_client().await;
+
+    // Within one interval plus a poll, a second key is published without anyone asking...
+    let new_kid = app
+        .eventually("a scheduled rotation", Duration::from_secs(10), || async {
+            let es = kids(&app.jwks().await, "ES256");
+            es.into_iter().find(|k| *k != first[0])
+        })
+        .await;
+    let published_at = Instant::now();
+    let list = keys_list(&app).await;
+    let state = state_of(&list, &new_kid);
+    // ...and, until key_publish_ahead has passed, tokens are still signed with the old key.
+    if state == "pending" {
+        let token = app.access_token_for(&svc).await;
+        assert_eq!(jwt_parts(&token).0["kid"], first[0].as_str());
+    }
+    // Then the new key signs, and the old one stays published for the tokens it signed.
+    let token = app
+        .eventually("the new key to sign", Duration::from_secs(6), || async {
+            let t = app.access_token_for(&svc).await;
+            (jwt_parts(&t).0["kid"] == new_kid.as_str()).then_some(t)
+        })
+        .await;
+    assert!(published_at.elapsed() < Duration::from_secs(6));
+    let jwks = app.jwks().await;
+    assert!(
+        kids(&jwks, "ES256").contains(&first[0]),
+        "old key still published"
+    );
+    verify_offline(&token, &jwks, &app.issuer, API).expect("new token verifies");
+    // RS256 (ID tokens) rotated on the same schedule.
+    assert!(kids(&jwks, "RS256").len() >= 2, "{jwks}");
+}
+
+#[actix_web::test]
+async fn rotation_interval_not_longer_than_publish_ahead_is_refused() {
+    let app = TestApp::spawn().await;
+    let out = app
+        .cli_with_env(
+            &["keys", "list"],
+            None,
+            &[
+                ("LATCHKEY_KEY_PUBLISH_AHEAD", "600"),
+                ("LATCHKEY_KEY_ROTATION_INTERVAL", "300"),
+            ],
+        )
+        .await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("key_rotation_interval"), "{out:?}");
+}

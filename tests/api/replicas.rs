@@ -290,3 +290,81 @@ async fn database_down_means_503_and_service_resumes_by_itself() {
     let r = token().await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 }
+
+#[actix_web::test]
+async fn one_refresh_token_at_two_replicas_at_once_has_one_winner() {
+    // Without a retry window every second presentation is reuse: exactly one rotation wins.
+    let Some((a, b, _pg)) = replicas("one_refresh_at_two_replicas", |c| {
+        c.refresh_reuse_grace = 0;
+    })
+    .await
+    else {
+        return;
+    };
+    let m = setup(&a, true).await;
+    let tokens = crate::browser::login_tokens(&a, &m).await;
+    let rt = tokens["refresh_token"].as_str().expect("rt");
+    let (ra, rb) = futures_util::future::join(
+        refresh(&a, &m.client.client_id, rt),
+        refresh(&b, &m.client.client_id, rt),
+    )
+    .await;
+    let winners: Vec<_> = [&ra, &rb]
+        .into_iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .collect();
+    assert_eq!(winners.len(), 1, "A: {} B: {}", ra.text(), rb.text());
+    let loser = if ra.status == StatusCode::OK {
+        &rb
+    } else {
+        &ra
+    };
+    loser.assert_oauth_error(400, "invalid_grant");
+    // The loser's presentation was reuse, so the family is revoked: the winner's successor dies.
+    let next = winners[0].json()["refresh_token"]
+        .as_str()
+        .expect("rt")
+        .to_owned();
+    refresh(&a, &m.client.client_id, &next)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+}
+
+#[actix_web::test]
+async fn scheduled_rotation_happens_once_per_interval_across_replicas() {
+    let Some((a, b, _pg)) = replicas("scheduled_rotation_across_replicas", |c| {
+        c.key_publish_ahead = 1;
+        c.key_rotation_interval = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    actix_web::rt::time::sleep(Duration::from_secs(8)).await;
+    let out = a.cli(&["keys", "list", "--json"], None).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let list: Value = serde_json::from_str(&out.stdout).expect("keys JSON");
+    let mut created: Vec<i64> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|k| k["alg"] == "ES256")
+        .map(|k| k["published_at"].as_i64().expect("published_at"))
+        .collect();
+    created.sort_unstable();
+    assert!(
+        created.len() >= 2,
+        "at least one scheduled rotation in 8 s: {list}"
+    );
+    for pair in created.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 3,
+            "two replicas rotated within one interval: {created:?}"
+        );
+    }
+    // Both replicas publish the result identically.
+    a.eventually("identical JWKS", Duration::from_secs(5), || async {
+        (jwks(&a).await == jwks(&b).await).then_some(())
+    })
+    .await;
+}

@@ -7,6 +7,8 @@
 //!
 //! - `LATCHKEY_ISSUER`: the issuer, exactly as in the tokens' `iss` (default
 //!   `http://127.0.0.1:8080`, the server's default); the JWKS is found by discovery.
+//! - `LATCHKEY_JWKS_URL` (optional): fetch the JWKS here instead of discovering it, for an API
+//!   that reaches the issuer by an internal name (as in `docker-compose.yml`).
 //! - `RESOURCE_AUDIENCE` (required): this API's audience; tokens must name it in `aud`.
 //! - `RESOURCE_LISTEN`: `host:port` to listen on (default `127.0.0.1:8081`).
 //! - `RESOURCE_ALLOW_INSECURE_HTTP=1`: accept a plain-http issuer on a non-loopback host (e.g.
@@ -30,14 +32,20 @@ async fn me(token: VerifiedToken) -> HttpResponse {
     }))
 }
 
-async fn connect(issuer: &str, audience: &str, insecure: bool) -> Result<Verifier, SetupError> {
+async fn connect(
+    issuer: &str,
+    jwks_url: Option<&str>,
+    audience: &str,
+    insecure: bool,
+) -> Result<Verifier, SetupError> {
     let mut delay = Duration::from_millis(250);
     let mut waited = Duration::ZERO;
     loop {
-        let result = Verifier::builder(issuer, audience)
-            .allow_insecure_http(insecure)
-            .build()
-            .await;
+        let mut builder = Verifier::builder(issuer, audience).allow_insecure_http(insecure);
+        if let Some(url) = jwks_url {
+            builder = builder.jwks_url(url);
+        }
+        let result = builder.build().await;
         match result {
             // Only an unreachable issuer is worth waiting for; configuration errors are final.
             Err(SetupError::Fetch { url, reason }) if waited < Duration::from_secs(60) => {
@@ -69,7 +77,8 @@ async fn main() -> std::io::Result<()> {
     let listen = std::env::var("RESOURCE_LISTEN").unwrap_or_else(|_| "127.0.0.1:8081".to_owned());
     let insecure = std::env::var("RESOURCE_ALLOW_INSECURE_HTTP").is_ok_and(|v| v == "1");
 
-    let verifier = match connect(&issuer, &audience, insecure).await {
+    let jwks_url = std::env::var("LATCHKEY_JWKS_URL").ok();
+    let verifier = match connect(&issuer, jwks_url.as_deref(), &audience, insecure).await {
         Ok(v) => v,
         Err(e) => {
             eprintln!("cannot verify tokens from {issuer}: {e}");
