@@ -18,6 +18,7 @@ mod login;
 mod native_app;
 mod oidc_client;
 mod pg;
+mod properties;
 mod refresh;
 mod replicas;
 mod storage;
