@@ -48,6 +48,9 @@ pub struct Params {
 impl Params {
     pub fn parse(input: &[u8]) -> OAuthResult<Params> {
         let mut pairs: Vec<(String, String)> = Vec::new();
+        // Keys seen so far: the duplicate check stays linear in the number of parameters
+        // (a body of thousands of tiny parameters must not cost quadratic time).
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         for (k, v) in form_urlencoded::parse(input) {
             if v.is_empty() {
                 continue;
@@ -57,7 +60,7 @@ impl Params {
                     "a request parameter is too long",
                 ));
             }
-            if !REPEATABLE.contains(&k.as_ref()) && pairs.iter().any(|(pk, _)| *pk == k) {
+            if !REPEATABLE.contains(&k.as_ref()) && !seen.insert(k.clone().into_owned()) {
                 match KNOWN.iter().find(|known| **known == k) {
                     Some(known) => {
                         return Err(OAuthError::invalid_request(format!(

@@ -495,3 +495,4 @@ async fn repeated_unknown_parameters_are_ignored() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 }
+
