@@ -495,4 +495,3 @@ async fn repeated_unknown_parameters_are_ignored() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 }
-
