@@ -32,7 +32,10 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
 pub fn respond(err: OAuthError) -> HttpResponse {
     let mut status = status_of(err.code);
     if err.challenge == Some(AuthScheme::Dpop)
-        && matches!(err.code, ErrorCode::InvalidDpopProof | ErrorCode::UseDpopNonce)
+        && matches!(
+            err.code,
+            ErrorCode::InvalidDpopProof | ErrorCode::UseDpopNonce
+        )
     {
         // RFC 9449 §7.1, §9: a protected resource refuses a proof with 401.
         status = StatusCode::UNAUTHORIZED;
@@ -90,7 +93,8 @@ pub fn respond(err: OAuthError) -> HttpResponse {
         }
         if err.challenge == Some(AuthScheme::Bearer)
             && status == StatusCode::UNAUTHORIZED
-            && let Ok(c) = HeaderValue::from_str(&format!(r#"DPoP realm="latchkey", algs="{algs}""#))
+            && let Ok(c) =
+                HeaderValue::from_str(&format!(r#"DPoP realm="latchkey", algs="{algs}""#))
         {
             // RFC 9449 §7.2: the resource also accepts DPoP; the error stays with the scheme
             // the client tried.

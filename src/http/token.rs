@@ -21,11 +21,8 @@ pub async fn token(
             .headers()
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes);
-        let proof = dpop::Header::from_values(
-            req.headers()
-                .get_all(DPOP)
-                .map(HeaderValue::as_bytes),
-        );
+        let proof =
+            dpop::Header::from_values(req.headers().get_all(DPOP).map(HeaderValue::as_bytes));
         token::exchange(&state.ctx, authorization, proof, params, now).await
     }
     .await;

@@ -61,7 +61,8 @@ impl Kek {
     fn from_bytes(bytes: &[u8], source: String) -> anyhow::Result<Kek> {
         let key = RandomizedNonceKey::new(&AES_256_GCM, bytes)
             .map_err(|_| anyhow::anyhow!("key-encryption key from {source} is unusable"))?;
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"latchkey kek-derived keys v1").extract(bytes);
+        let prk =
+            hkdf::Salt::new(hkdf::HKDF_SHA256, b"latchkey kek-derived keys v1").extract(bytes);
         Ok(Kek { key, prk, source })
     }
 
@@ -209,7 +210,11 @@ mod tests {
         let a = Kek::from_raw(&[7u8; 32]).unwrap();
         let a2 = Kek::from_raw(&[7u8; 32]).unwrap();
         let b = Kek::from_raw(&[8u8; 32]).unwrap();
-        assert_eq!(tag(&a, b"p"), tag(&a2, b"p"), "replicas derive the same key");
+        assert_eq!(
+            tag(&a, b"p"),
+            tag(&a2, b"p"),
+            "replicas derive the same key"
+        );
         assert_ne!(tag(&a, b"p"), tag(&b, b"p"));
         assert_ne!(tag(&a, b"p"), tag(&a, b"q"));
     }

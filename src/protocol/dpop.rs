@@ -387,7 +387,9 @@ impl PublicKey {
         if let Some(a) = jwk.get("alg")
             && a.as_str() != Some(alg)
         {
-            return Err(invalid("the DPoP proof jwk alg differs from the header alg"));
+            return Err(invalid(
+                "the DPoP proof jwk alg differs from the header alg",
+            ));
         }
         let kty = member("kty")?;
         let canonical = |members: &[(&str, &str)]| -> String {
@@ -708,7 +710,10 @@ mod tests {
         // Without a nonce, or with a stale one: use_dpop_nonce and a fresh nonce.
         let e = check(&k.proof(claims()), &expect(), 60, Some(&key), NOW).unwrap_err();
         assert_eq!(e.code, ErrorCode::UseDpopNonce);
-        assert_eq!(e.dpop_nonce.as_deref(), Some(make_nonce(&key, NOW).as_str()));
+        assert_eq!(
+            e.dpop_nonce.as_deref(),
+            Some(make_nonce(&key, NOW).as_str())
+        );
         let mut c = claims();
         c["nonce"] = json!(make_nonce(&key, NOW - 3 * NONCE_WINDOW));
         assert_eq!(

@@ -109,7 +109,15 @@ fn rt_from_row(r: RtRow) -> StoreResult<RefreshToken> {
     })
 }
 
-type FamRow = (String, String, String, i64, i64, Option<i64>, Option<String>);
+type FamRow = (
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+);
 
 fn fam_from_row(r: FamRow) -> TokenFamily {
     TokenFamily {

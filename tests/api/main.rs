@@ -10,6 +10,7 @@ mod client_credentials;
 mod code_exchange;
 mod deploy;
 mod discovery;
+mod dpop;
 mod helpers;
 mod independent_verifier;
 mod jwks;
