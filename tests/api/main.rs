@@ -18,6 +18,7 @@ mod keys;
 mod login;
 mod native_app;
 mod oidc_client;
+mod openid_client;
 mod pg;
 mod refresh;
 mod replicas;
