@@ -30,6 +30,12 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
 
 /// JSON error response with `Cache-Control: no-store`; a 401 names the scheme the client tried.
 pub fn respond(err: OAuthError) -> HttpResponse {
+    respond_with_nonce(err, None)
+}
+
+/// [`respond`], plus RFC 9449 §8/§9: `DPoP-Nonce`, the nonce for the client's next proof (at
+/// most one such header), when the server requires nonces.
+pub fn respond_with_nonce(err: OAuthError, dpop_nonce: Option<String>) -> HttpResponse {
     let mut status = status_of(err.code);
     if err.challenge == Some(AuthScheme::Dpop)
         && matches!(
@@ -60,12 +66,7 @@ pub fn respond(err: OAuthError) -> HttpResponse {
         // RFC 9110 §10.2.3: tell clients (and load balancers) when to try again.
         resp.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
     }
-    if let Some(nonce) = err
-        .dpop_nonce
-        .as_deref()
-        .and_then(|n| HeaderValue::from_str(n).ok())
-    {
-        // RFC 9449 §8: at most one DPoP-Nonce header.
+    if let Some(nonce) = dpop_nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
         resp.insert_header((DPOP_NONCE, nonce));
     }
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {

@@ -111,11 +111,6 @@ pub async fn userinfo(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
             }
             r.json(v)
         }
-        Err(mut e) => {
-            if dpop_scheme && e.dpop_nonce.is_none() {
-                e.dpop_nonce = nonce;
-            }
-            error::respond(e)
-        }
+        Err(e) => error::respond_with_nonce(e, nonce.filter(|_| dpop_scheme)),
     }
 }

@@ -38,12 +38,7 @@ pub async fn token(
             }
             ok.json(resp)
         }
-        Err(mut e) => {
-            if e.dpop_nonce.is_none() {
-                e.dpop_nonce = nonce;
-            }
-            error::respond(e)
-        }
+        Err(e) => error::respond_with_nonce(e, nonce),
     }
 }
 

@@ -323,11 +323,11 @@ pub fn check(
         // does not matter.
         Some(key) => {
             let stale = || {
+                // The HTTP layer attaches the current nonce (`current_nonce`) to the answer.
                 OAuthError::new(
                     ErrorCode::UseDpopNonce,
                     "a fresh server-provided nonce is required in the DPoP proof",
                 )
-                .with_dpop_nonce(Some(make_nonce(key, now)))
             };
             let nonce = claims.nonce.as_deref().ok_or_else(stale)?;
             let slot = nonce_slot(key, nonce, now).ok_or_else(stale)?;
@@ -707,13 +707,9 @@ mod tests {
         assert!(nonce_slot(&other, &n, NOW).is_none());
         assert!(nonce_slot(&key, "garbage", NOW).is_none());
         let k = Key::new();
-        // Without a nonce, or with a stale one: use_dpop_nonce and a fresh nonce.
+        // Without a nonce, or with a stale one: use_dpop_nonce.
         let e = check(&k.proof(claims()), &expect(), 60, Some(&key), NOW).unwrap_err();
         assert_eq!(e.code, ErrorCode::UseDpopNonce);
-        assert_eq!(
-            e.dpop_nonce.as_deref(),
-            Some(make_nonce(&key, NOW).as_str())
-        );
         let mut c = claims();
         c["nonce"] = json!(make_nonce(&key, NOW - 3 * NONCE_WINDOW));
         assert_eq!(

@@ -80,8 +80,6 @@ pub struct OAuthError {
     pub cause: Option<String>,
     /// The scheme to name in `WWW-Authenticate` on a 401.
     pub challenge: Option<AuthScheme>,
-    /// RFC 9449 §8/§9: a fresh nonce for the client's next DPoP proof (`DPoP-Nonce` header).
-    pub dpop_nonce: Option<String>,
 }
 
 impl OAuthError {
@@ -91,7 +89,6 @@ impl OAuthError {
             description: description.into(),
             cause: None,
             challenge: None,
-            dpop_nonce: None,
         }
     }
 
@@ -102,11 +99,6 @@ impl OAuthError {
 
     pub fn with_challenge(mut self, scheme: Option<AuthScheme>) -> Self {
         self.challenge = scheme;
-        self
-    }
-
-    pub fn with_dpop_nonce(mut self, nonce: Option<String>) -> Self {
-        self.dpop_nonce = nonce;
         self
     }
 
