@@ -652,3 +652,53 @@ async fn a_replayed_proof_is_refused_by_another_replica_on_postgres() {
     };
     replay_across_servers(Some(pg.url.clone())).await;
 }
+
+/// The server's binding and latchkey-verify's check agree (thumbprint, `ath`, `htu`): a token
+/// the server bound is accepted by the library with a proof by the same key, and refused as a
+/// bearer token or with another key's proof.
+#[actix_web::test]
+async fn latchkey_verify_accepts_the_servers_bound_tokens_with_their_proofs() {
+    use latchkey_verify::{DpopRequest, Verifier, VerifyError};
+    let app = TestApp::spawn().await;
+    let svc = app.add_service_client().await;
+    let key = DpopKey::new();
+    let r = service_token(&app, &svc, Some(&key.proof("POST", &token_url(&app), None))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let at = r.json()["access_token"].as_str().expect("at").to_owned();
+    let verifier = Verifier::from_issuer(&app.issuer, API)
+        .await
+        .expect("verifier");
+    let url = "https://api.example.test/orders?page=2";
+    let proof = key.proof("GET", "https://api.example.test/orders", Some(&at));
+    let ok = verifier
+        .verify_dpop(
+            &at,
+            &DpopRequest {
+                proof: &proof,
+                method: "GET",
+                url,
+            },
+        )
+        .await
+        .expect("accepted");
+    assert_eq!(ok.cnf.and_then(|c| c.jkt), Some(key.jkt()));
+    assert_eq!(
+        verifier.verify(&at).await.unwrap_err(),
+        VerifyError::SenderConstrained
+    );
+    let other = DpopKey::new().proof("GET", "https://api.example.test/orders", Some(&at));
+    assert_eq!(
+        verifier
+            .verify_dpop(
+                &at,
+                &DpopRequest {
+                    proof: &other,
+                    method: "GET",
+                    url,
+                },
+            )
+            .await
+            .unwrap_err(),
+        VerifyError::DpopKeyMismatch
+    );
+}

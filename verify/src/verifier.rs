@@ -87,7 +87,9 @@ struct Inner {
     /// `dpop_algs` space-separated, for `DPoP` challenges.
     dpop_algs_str: String,
     dpop_max_age_secs: u64,
-    replay: ReplayCache,
+    /// Allocated on the first DPoP request: bearer-only users never pay for it.
+    replay: std::sync::OnceLock<ReplayCache>,
+    replay_capacity: usize,
     public_base_url: Option<String>,
 }
 
@@ -147,7 +149,7 @@ impl VerifierBuilder {
     }
 
     /// Slots of the DPoP replay cache (default [`DEFAULT_DPOP_REPLAY_CAPACITY`], 8 bytes each,
-    /// allocated once). Give it about ten times the number of proofs accepted per
+    /// allocated once, on the first DPoP request). Give it about ten times the number of proofs accepted per
     /// `dpop_proof_max_age`; when a bucket is full, new proofs are refused
     /// ([`VerifyError::DpopReplayCacheFull`], 503) rather than left unchecked.
     pub fn dpop_replay_cache_capacity(mut self, slots: usize) -> Self {
@@ -269,7 +271,8 @@ impl VerifierBuilder {
             dpop_algs: dpop_algs.clone(),
             dpop_algs_str: dpop_algs.join(" "),
             dpop_max_age_secs: self.dpop_max_age.as_secs(),
-            replay: ReplayCache::new(self.replay_capacity.max(8)),
+            replay: std::sync::OnceLock::new(),
+            replay_capacity: self.replay_capacity.max(8),
             public_base_url: self
                 .public_base_url
                 .as_ref()
@@ -616,7 +619,10 @@ impl Inner {
             .iat
             .saturating_add(self.dpop_max_age_secs)
             .saturating_add(1);
-        match self.replay.insert(&proof.jkt, &proof.jti, expires, now) {
+        let replay = self
+            .replay
+            .get_or_init(|| ReplayCache::new(self.replay_capacity));
+        match replay.insert(&proof.jkt, &proof.jti, expires, now) {
             Seen::Fresh => Ok(claims),
             Seen::Replay => Err(VerifyError::InvalidDpopProof(
                 "the DPoP proof was already used",
