@@ -141,6 +141,9 @@ pub struct AuthCode {
     pub sid: String,
     pub created_at: i64,
     pub expires_at: i64,
+    /// RFC 9449 §10: the `dpop_jkt` of the authorization request; the code is redeemed only
+    /// with a DPoP proof by that key.
+    pub dpop_jkt: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -158,6 +158,29 @@ pub fn check_refresh_binding(family: &TokenFamily, dpop_jkt: Option<&str>) -> OA
     }
 }
 
+/// RFC 9449 §10: a code from an authorization request with `dpop_jkt` is redeemed only with a
+/// proof by that key (a missing proof: `invalid_dpop_proof`; another key: `invalid_grant`).
+pub fn check_code_binding(code_jkt: Option<&str>, dpop_jkt: Option<&str>) -> OAuthResult<()> {
+    match (code_jkt, dpop_jkt) {
+        (None, _) => Ok(()),
+        (Some(_), None) => Err(OAuthError::invalid_dpop_proof(
+            "the code is bound to a DPoP key (dpop_jkt): a DPoP proof is required",
+        )),
+        (Some(bound), Some(presented)) if bound == presented => Ok(()),
+        (Some(_), Some(_)) => Err(OAuthError::invalid_grant(
+            "the code is bound to another DPoP key (dpop_jkt)",
+        )),
+    }
+}
+
+/// Whether `s` looks like an RFC 7638 SHA-256 thumbprint: 43 base64url characters (32 bytes).
+pub fn is_thumbprint(s: &str) -> bool {
+    s.len() == 43
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && URL_SAFE_NO_PAD.decode(s).is_ok_and(|b| b.len() == 32)
+}
+
 /// A fresh nonce to hand out (`DPoP-Nonce`), when nonces are required.
 pub fn current_nonce(ctx: &Ctx, now: i64) -> Option<String> {
     if !ctx.config.dpop_require_nonce {

@@ -61,6 +61,7 @@ type CodeRow = (
     String,
     i64,
     i64,
+    Option<String>,
 );
 
 fn code_from_row(r: CodeRow) -> StoreResult<AuthCode> {
@@ -78,6 +79,7 @@ fn code_from_row(r: CodeRow) -> StoreResult<AuthCode> {
         sid: r.10,
         created_at: r.11,
         expires_at: r.12,
+        dpop_jkt: r.13,
     })
 }
 
@@ -319,6 +321,7 @@ impl Store {
                 ac::sid.eq(&c.sid),
                 ac::created_at.eq(c.created_at),
                 ac::expires_at.eq(c.expires_at),
+                ac::dpop_jkt.eq(&c.dpop_jkt),
             ))
             .execute(&mut *conn)?;
         Ok(())
@@ -353,6 +356,7 @@ impl Store {
                         ac::sid,
                         ac::created_at,
                         ac::expires_at,
+                        ac::dpop_jkt,
                     ),
                     ac::used_at,
                     ac::family_id,

@@ -92,6 +92,7 @@ diesel::table! {
         family_id -> Nullable<Text>,
         access_jti -> Nullable<Text>,
         access_expires_at -> Nullable<BigInt>,
+        dpop_jkt -> Nullable<Text>,
     }
 }
 

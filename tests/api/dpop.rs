@@ -702,3 +702,70 @@ async fn latchkey_verify_accepts_the_servers_bound_tokens_with_their_proofs() {
         VerifyError::DpopKeyMismatch
     );
 }
+
+/// RFC 9449 §10: `dpop_jkt` in the authorization request binds the code to that key.
+#[actix_web::test]
+async fn dpop_jkt_binds_the_authorization_code_to_the_key() {
+    use crate::browser::{PASSWORD, authorize_path, location_params};
+    let app = TestApp::spawn().await;
+    let m = setup(&app, true).await;
+    let key = DpopKey::new();
+    let jkt = key.jkt();
+    let mut b = Browser::new(&app);
+    // One login; then each authorization is answered at once (first-party, session).
+    let mut code_for = async |extra: &[(&str, &str)]| {
+        let (verifier, challenge) = pkce();
+        let mut r = b
+            .get(&authorize_path(&m.client.client_id, &challenge, extra))
+            .await;
+        if r.status == StatusCode::OK {
+            r = b.login(&r, &m.username, PASSWORD).await;
+        }
+        let (_, p) = location_params(&r);
+        (p, verifier)
+    };
+    let exchange = |code: String, verifier: String, proof: Option<String>| {
+        let app = &app;
+        let client_id = m.client.client_id.clone();
+        async move {
+            token_request(
+                app,
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", REDIRECT_PORT),
+                    ("client_id", &client_id),
+                    ("code_verifier", &verifier),
+                ],
+                None,
+                proof.as_deref(),
+            )
+            .await
+        }
+    };
+    let url = token_url(&app);
+
+    // Another key's proof, or none: refused (and the code is spent).
+    let (p, v) = code_for(&[("dpop_jkt", &jkt)]).await;
+    let thief = DpopKey::new().proof("POST", &url, None);
+    exchange(p["code"].clone(), v, Some(thief))
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    let (p, v) = code_for(&[("dpop_jkt", &jkt)]).await;
+    exchange(p["code"].clone(), v, None)
+        .await
+        .assert_oauth_error(400, "invalid_dpop_proof");
+    // The key named in the request: tokens bound to it.
+    let (p, v) = code_for(&[("dpop_jkt", &jkt)]).await;
+    let r = exchange(p["code"].clone(), v, Some(key.proof("POST", &url, None))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let (_, claims) = jwt_parts(r.json()["access_token"].as_str().expect("at"));
+    assert_eq!(claims["cnf"]["jkt"], jkt);
+    // A malformed dpop_jkt is an error sent back to the client.
+    let (p, _) = code_for(&[("dpop_jkt", "not-a-thumbprint")]).await;
+    assert_eq!(
+        p.get("error").map(String::as_str),
+        Some("invalid_request"),
+        "{p:?}"
+    );
+}

@@ -134,6 +134,7 @@ fn code(hash: &str) -> AuthCode {
         sid: "sid".into(),
         created_at: NOW,
         expires_at: NOW + 60,
+        dpop_jkt: Some("jkt-code".into()),
     }
 }
 
@@ -543,7 +544,10 @@ fn dpop_client_flag_and_family_binding_round_trip(s: &Store) {
     );
 
     s.insert_code(&code("code-dpop")).expect("insert");
-    assert!(matches!(redeem(s, "code-dpop", "d"), Redeemed::Issued(_)));
+    match redeem(s, "code-dpop", "d") {
+        Redeemed::Issued(c) => assert_eq!(c.dpop_jkt.as_deref(), Some("jkt-code")),
+        _ => panic!("the code should be issued"),
+    }
     let (_, fam) = s.refresh_token("rt-d").expect("get").expect("exists");
     assert_eq!(fam.dpop_jkt.as_deref(), Some("jkt-fam-d"));
     // Rotation keeps the family, and so its binding.

@@ -4,6 +4,10 @@
 -- without one are refused.
 ALTER TABLE clients ADD COLUMN dpop_bound_access_tokens BOOLEAN NOT NULL DEFAULT FALSE;
 
+-- RFC 9449 §10: an authorization request's `dpop_jkt`; the code is redeemed only with a
+-- proof by that key.
+ALTER TABLE authorization_codes ADD COLUMN dpop_jkt TEXT;
+
 -- RFC 9449 §5: a public client's refresh tokens are bound to the key of the proof that
 -- obtained them (its RFC 7638 thumbprint); every token of the family needs a proof by it.
 ALTER TABLE token_families ADD COLUMN dpop_jkt TEXT;

@@ -38,6 +38,7 @@ pub async fn grant(
     let client_id = client.client_id.clone();
     let client2 = client.clone();
     let family_jkt = dpop::refresh_binding(client, dpop_jkt);
+    let proof_jkt = dpop_jkt.map(str::to_owned);
     let (jti2, refresh2) = (jti.clone(), refresh.clone());
     let outcome = ctx
         .store
@@ -64,6 +65,7 @@ pub async fn grant(
                     }
                     _ => {}
                 }
+                dpop::check_code_binding(c.dpop_jkt.as_deref(), proof_jkt.as_deref())?;
                 let Some(v) = &verifier else {
                     return Err(OAuthError::invalid_grant(
                         "code_verifier is required (PKCE)",
