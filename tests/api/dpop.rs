@@ -769,3 +769,41 @@ async fn dpop_jkt_binds_the_authorization_code_to_the_key() {
         "{p:?}"
     );
 }
+
+/// Garbage in the DPoP scheme or header at userinfo: an RFC error in a DPoP challenge, never a
+/// server error.
+#[actix_web::test]
+async fn malformed_dpop_requests_at_userinfo_are_refused_cleanly() {
+    let app = TestApp::spawn().await;
+    let m = setup(&app, true).await;
+    let key = DpopKey::new();
+    let at = dpop_login(&app, &m, &key).await["access_token"]
+        .as_str()
+        .expect("at")
+        .to_owned();
+    for proof in [
+        "".to_owned(),
+        "x".to_owned(),
+        "a.b.c".to_owned(),
+        "e30.e30.".to_owned(),
+        "a".repeat(20_000),
+        format!(
+            "{}.{}",
+            key.proof("GET", &userinfo_url(&app), Some(&at)),
+            "extra"
+        ),
+    ] {
+        let r = userinfo(&app, &format!("DPoP {at}"), Some(&proof)).await;
+        assert!(!r.status.is_server_error(), "{}", r.status);
+        assert_resource_refusal(&r, "DPoP", "invalid_dpop_proof");
+    }
+    for token in ["x", "a.b.c", "e30.e30.e30"] {
+        let r = userinfo(
+            &app,
+            &format!("DPoP {token}"),
+            Some(&key.proof("GET", &userinfo_url(&app), Some(token))),
+        )
+        .await;
+        assert_resource_refusal(&r, "DPoP", "invalid_token");
+    }
+}
