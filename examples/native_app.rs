@@ -1,6 +1,10 @@
 //! A native app logging a user in through Latchkey, the way a mobile or desktop app does it
 //! (RFC 8252): OpenID Connect discovery, authorization code + PKCE S256, the system browser, a
-//! loopback redirect on an ephemeral port, ID token verification, userinfo, one refresh.
+//! loopback redirect on an ephemeral port, ID token verification, userinfo, one refresh — with
+//! DPoP (RFC 9449): a P-256 key made in memory at start (a phone keeps it in its secure
+//! hardware), a proof on every request, so the tokens are bound to it and useless to a thief.
+//! The `openidconnect` crate does the protocol; DPoP is added by the HTTP client it is given
+//! (proof header, `Authorization: DPoP`, and the `use_dpop_nonce` retry).
 //!
 //! ```text
 //! cargo run --example native_app -- --client-id CLIENT_ID [--issuer http://127.0.0.1:8080]
@@ -21,17 +25,23 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::Parser;
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreIdTokenVerifier, CoreProviderMetadata,
     CoreUserInfoClaims,
 };
 use openidconnect::{
-    AccessToken, AccessTokenHash, AuthorizationCode, ClientId, CsrfToken, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse, reqwest,
+    AccessToken, AccessTokenHash, AuthorizationCode, ClientId, CsrfToken, HttpRequest,
+    HttpResponse, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope,
+    TokenResponse, reqwest,
 };
 
 #[derive(Parser)]
@@ -96,6 +106,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("discovery at {issuer}"))?;
 
+    // The DPoP key: made now, in memory; every token request and resource call proves it.
+    let dpop = Dpop::new(http.clone())?;
+    let dpop_http = |request: HttpRequest| dpop.send(request);
+
     // 2. A loopback listener on an ephemeral port (RFC 8252 §7.3), bound before the browser opens.
     let listener = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
     let redirect_uri = format!(
@@ -154,9 +168,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let tokens = client
         .exchange_code(AuthorizationCode::new(code.into()))?
         .set_pkce_verifier(pkce_verifier)
-        .request_async(&http)
+        .request_async(&dpop_http)
         .await
         .context("exchanging the code")?;
+    // RFC 9449 §5: a response that is not DPoP-bound is discarded, since the binding matters here.
+    if !tokens.token_type().as_ref().eq_ignore_ascii_case("dpop") {
+        bail!(
+            "the server issued {:?} tokens, not DPoP-bound ones: refusing them",
+            tokens.token_type().as_ref()
+        );
+    }
+    println!(
+        "DPoP: tokens bound to this app's key (jkt {}), token_type DPoP",
+        dpop.thumbprint()
+    );
 
     // 6. The ID token: signature (JWKS), iss, aud, exp, nonce; then at_hash.
     let id_token = tokens
@@ -181,7 +206,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             tokens.access_token().clone(),
             Some(claims.subject().clone()),
         )?
-        .request_async(&http)
+        .request_async(&dpop_http)
         .await
         .context("calling userinfo")?;
     println!("Userinfo:");
@@ -199,7 +224,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let refreshed = client
         .exchange_refresh_token(refresh_token)?
-        .request_async(&http)
+        .request_async(&dpop_http)
         .await
         .context("refreshing")?;
     if let Some(id_token) = refreshed.id_token() {
@@ -231,6 +256,145 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if rotated { "yes" } else { "no" }
     );
     Ok(())
+}
+
+/// DPoP (RFC 9449) for the `openidconnect` requests: an in-memory P-256 key, a fresh proof per
+/// request (`htm`, `htu`, `iat`, random `jti`; `ath` with an access token), `Authorization:
+/// DPoP` instead of `Bearer`, and the server's nonce (`DPoP-Nonce`) remembered and retried with
+/// once when the server asks for it (`use_dpop_nonce`).
+struct Dpop {
+    http: reqwest::Client,
+    key: EcdsaKeyPair,
+    jwk: serde_json::Value,
+    nonce: Mutex<Option<String>>,
+}
+
+impl Dpop {
+    fn new(http: reqwest::Client) -> anyhow::Result<Dpop> {
+        let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+            .map_err(|_| anyhow!("generating the DPoP key failed"))?;
+        let point = key.public_key().as_ref();
+        let jwk = serde_json::json!({
+            "kty": "EC", "crv": "P-256",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+        });
+        Ok(Dpop {
+            http,
+            key,
+            jwk,
+            nonce: Mutex::new(None),
+        })
+    }
+
+    /// RFC 7638 thumbprint of the public key: what the server puts in `cnf.jkt`.
+    fn thumbprint(&self) -> String {
+        let j = &self.jwk;
+        let canonical = format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+            j["x"].as_str().unwrap_or(""),
+            j["y"].as_str().unwrap_or("")
+        );
+        URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            canonical.as_bytes(),
+        ))
+    }
+
+    fn proof(
+        &self,
+        method: &str,
+        htu: &str,
+        access_token: Option<&str>,
+    ) -> std::io::Result<String> {
+        let mut jti = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut jti).map_err(|_| std::io::Error::other("no randomness"))?;
+        let iat = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut claims = serde_json::json!({
+            "jti": URL_SAFE_NO_PAD.encode(jti), "htm": method, "htu": htu, "iat": iat,
+        });
+        if let Some(t) = access_token {
+            claims["ath"] = URL_SAFE_NO_PAD
+                .encode(aws_lc_rs::digest::digest(
+                    &aws_lc_rs::digest::SHA256,
+                    t.as_bytes(),
+                ))
+                .into();
+        }
+        if let Some(n) = self.nonce.lock().ok().and_then(|n| n.clone()) {
+            claims["nonce"] = n.into();
+        }
+        let header = serde_json::json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk});
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let sig = self
+            .key
+            .sign(&SystemRandom::new(), input.as_bytes())
+            .map_err(|_| std::io::Error::other("signing the DPoP proof failed"))?;
+        Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref())))
+    }
+
+    /// Sends an `openidconnect` request with a DPoP proof.
+    async fn send(&self, request: HttpRequest) -> std::io::Result<HttpResponse> {
+        let (parts, body) = request.into_parts();
+        let url = parts.uri.to_string();
+        let htu = url.split(['?', '#']).next().unwrap_or(&url).to_owned();
+        // A resource request: the access token goes with the DPoP scheme, its hash in the proof.
+        let access_token = parts
+            .headers
+            .get(reqwest::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_owned);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let proof = self.proof(parts.method.as_str(), &htu, access_token.as_deref())?;
+            let mut headers = parts.headers.clone();
+            if let Some(t) = &access_token {
+                let value = format!("DPoP {t}")
+                    .parse()
+                    .map_err(|_| std::io::Error::other("bad access token"))?;
+                headers.insert(reqwest::header::AUTHORIZATION, value);
+            }
+            let req = self
+                .http
+                .request(parts.method.clone(), &url)
+                .headers(headers)
+                .header("DPoP", proof)
+                .body(body.clone());
+            let resp = req.send().await.map_err(std::io::Error::other)?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let bytes = resp.bytes().await.map_err(std::io::Error::other)?.to_vec();
+            let new_nonce = headers
+                .get("dpop-nonce")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            if let Some(n) = &new_nonce
+                && let Ok(mut slot) = self.nonce.lock()
+            {
+                *slot = Some(n.clone());
+            }
+            let nonce_asked = String::from_utf8_lossy(&bytes).contains("use_dpop_nonce")
+                || headers
+                    .get_all(reqwest::header::WWW_AUTHENTICATE)
+                    .iter()
+                    .any(|v| v.to_str().is_ok_and(|v| v.contains("use_dpop_nonce")));
+            if nonce_asked && new_nonce.is_some() && attempt == 1 {
+                continue;
+            }
+            let mut out = HttpResponse::new(bytes);
+            *out.status_mut() = status;
+            *out.headers_mut() = headers;
+            return Ok(out);
+        }
+    }
 }
 
 fn scopes(tokens: &impl OAuth2TokenResponse) -> String {

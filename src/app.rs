@@ -89,7 +89,8 @@ impl Application {
     }
 }
 
-/// Every tick: reload the key ring; now and then, drop idle login-throttle entries.
+/// Every tick: reload the key ring; now and then, drop idle login-throttle entries and expired
+/// DPoP replay records.
 async fn housekeeping(state: web::Data<AppState>) {
     let ctx: Ctx = state.ctx.clone();
     let mut n: u64 = 0;
@@ -100,6 +101,17 @@ async fn housekeeping(state: web::Data<AppState>) {
         n += 1;
         if n.is_multiple_of(30) {
             state.throttle.prune();
+        }
+        // DPoP replay records (RFC 9449 §11.1): every 30 s, drop those of proofs that are too
+        // old to be accepted anyway, so the table holds at most one acceptance window.
+        if n.is_multiple_of(15) {
+            let pruned = ctx
+                .store
+                .blocking(|s| s.prune_dpop_proofs(unix_now()))
+                .await;
+            if let Err(e) = pruned {
+                tracing::warn!(error = %e, "pruning DPoP replay records failed; will retry");
+            }
         }
         let keys = ctx.keys.clone();
         let config = ctx.config.clone();

@@ -78,6 +78,14 @@ pub struct Config {
     pub workers: usize,
     /// `text` or `json` logs on stderr.
     pub log_format: LogFormat,
+    /// RFC 9449: seconds a DPoP proof is accepted after its `iat` (proofs from up to
+    /// `dpop_proof_max_age` in the past, or a few seconds in the future, are accepted; each
+    /// proof only once, across replicas).
+    pub dpop_proof_max_age: u64,
+    /// RFC 9449 §8: require a server-provided nonce in every DPoP proof (`use_dpop_nonce`).
+    /// Costs the client one extra round trip whenever its nonce is stale; in exchange a proof
+    /// cannot be made in advance and the client's clock no longer matters.
+    pub dpop_require_nonce: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +120,8 @@ impl Default for Config {
             db_pool_size: 8,
             workers: 0,
             log_format: LogFormat::Text,
+            dpop_proof_max_age: 60,
+            dpop_require_nonce: false,
         }
     }
 }
@@ -141,6 +151,8 @@ const KEYS: &[&str] = &[
     "db_pool_size",
     "workers",
     "log_format",
+    "dpop_proof_max_age",
+    "dpop_require_nonce",
 ];
 
 impl Config {
@@ -231,6 +243,7 @@ impl Config {
             ),
             ("id_token_ttl", self.id_token_ttl, 10, 24 * 3600),
             ("code_ttl", self.code_ttl, 5, 600),
+            ("dpop_proof_max_age", self.dpop_proof_max_age, 5, 600),
             ("jwks_max_age", self.jwks_max_age, 0, 24 * 3600),
             (
                 "key_publish_ahead",

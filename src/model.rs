@@ -74,6 +74,8 @@ pub struct Client {
     pub disabled: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// RFC 9449 §5.2 `dpop_bound_access_tokens`: every token request must carry a DPoP proof.
+    pub dpop_bound_access_tokens: bool,
 }
 
 impl Client {
@@ -139,6 +141,9 @@ pub struct AuthCode {
     pub sid: String,
     pub created_at: i64,
     pub expires_at: i64,
+    /// RFC 9449 §10: the `dpop_jkt` of the authorization request; the code is redeemed only
+    /// with a DPoP proof by that key.
+    pub dpop_jkt: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -150,6 +155,9 @@ pub struct TokenFamily {
     /// Absolute lifetime of every token in the family.
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
+    /// RFC 9449 §5: the thumbprint of the DPoP key every refresh of this family must prove
+    /// possession of (public clients that used DPoP); `None`: not bound.
+    pub dpop_jkt: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -40,6 +40,10 @@ pub enum ClientCommand {
         /// Allow the client to obtain the latchkey:admin scope via client_credentials.
         #[arg(long)]
         admin: bool,
+        /// Require a DPoP proof (RFC 9449) on every token request: the client only ever gets
+        /// sender-constrained tokens (metadata `dpop_bound_access_tokens`).
+        #[arg(long)]
+        dpop_bound: bool,
     },
     /// List clients (never secrets).
     List,
@@ -63,6 +67,7 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
             audiences,
             first_party,
             admin,
+            dpop_bound,
         } => {
             let spec = ClientSpec {
                 client_name: name,
@@ -77,6 +82,7 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
                 audiences,
                 first_party,
                 is_admin: admin,
+                dpop_bound_access_tokens: dpop_bound,
             };
             let new = clients::create(spec, now())
                 .map_err(|e| anyhow::anyhow!("{}: {}", e.code.as_str(), e.description))?;

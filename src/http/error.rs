@@ -7,6 +7,9 @@ use serde::Serialize;
 
 use crate::protocol::error::{AuthScheme, ErrorCode, OAuthError};
 
+/// RFC 9449 §8: the header carrying a server-provided nonce.
+pub const DPOP_NONCE: header::HeaderName = header::HeaderName::from_static("dpop-nonce");
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,
@@ -15,6 +18,8 @@ struct ErrorBody<'a> {
 
 pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
+        // 400 at the token endpoint (RFC 9449 §5, §8); a protected resource answers 401 with
+        // a DPoP challenge instead (see `respond`).
         ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
         ErrorCode::InsufficientScope | ErrorCode::AccessDenied => StatusCode::FORBIDDEN,
         ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
@@ -25,7 +30,22 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
 
 /// JSON error response with `Cache-Control: no-store`; a 401 names the scheme the client tried.
 pub fn respond(err: OAuthError) -> HttpResponse {
-    let status = status_of(err.code);
+    respond_with_nonce(err, None)
+}
+
+/// [`respond`], plus RFC 9449 §8/§9: `DPoP-Nonce`, the nonce for the client's next proof (at
+/// most one such header), when the server requires nonces.
+pub fn respond_with_nonce(err: OAuthError, dpop_nonce: Option<String>) -> HttpResponse {
+    let mut status = status_of(err.code);
+    if err.challenge == Some(AuthScheme::Dpop)
+        && matches!(
+            err.code,
+            ErrorCode::InvalidDpopProof | ErrorCode::UseDpopNonce
+        )
+    {
+        // RFC 9449 §7.1, §9: a protected resource refuses a proof with 401.
+        status = StatusCode::UNAUTHORIZED;
+    }
     if status.is_server_error() {
         tracing::error!(
             error = err.code.as_str(),
@@ -46,11 +66,20 @@ pub fn respond(err: OAuthError) -> HttpResponse {
         // RFC 9110 §10.2.3: tell clients (and load balancers) when to try again.
         resp.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
     }
+    if let Some(nonce) = dpop_nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+        resp.insert_header((DPOP_NONCE, nonce));
+    }
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        let algs = crate::protocol::dpop::ALGS.join(" ");
         let challenge = match err.challenge {
             Some(AuthScheme::Basic) => Some(r#"Basic realm="latchkey""#.to_owned()),
             Some(AuthScheme::Bearer) => Some(format!(
                 r#"Bearer realm="latchkey", error="{}", error_description="{}""#,
+                err.code.as_str(),
+                err.description.replace(['"', '\\'], "'")
+            )),
+            Some(AuthScheme::Dpop) => Some(format!(
+                r#"DPoP realm="latchkey", error="{}", error_description="{}", algs="{algs}""#,
                 err.code.as_str(),
                 err.description.replace(['"', '\\'], "'")
             )),
@@ -62,6 +91,15 @@ pub fn respond(err: OAuthError) -> HttpResponse {
         };
         if let Some(c) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             resp.insert_header((header::WWW_AUTHENTICATE, c));
+        }
+        if err.challenge == Some(AuthScheme::Bearer)
+            && status == StatusCode::UNAUTHORIZED
+            && let Ok(c) =
+                HeaderValue::from_str(&format!(r#"DPoP realm="latchkey", algs="{algs}""#))
+        {
+            // RFC 9449 §7.2: the resource also accepts DPoP; the error stays with the scheme
+            // the client tried.
+            resp.append_header((header::WWW_AUTHENTICATE, c));
         }
     }
     resp.json(ErrorBody {

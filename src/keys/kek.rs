@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
+use aws_lc_rs::{hkdf, hmac};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
@@ -22,6 +23,9 @@ const PREFIX: &str = "v1.";
 
 pub struct Kek {
     key: RandomizedNonceKey,
+    /// HKDF pseudo-random key from the KEK, for deriving purpose-specific keys that every
+    /// replica sharing the KEK derives alike (see [`Kek::mac_key`]). The KEK itself only seals.
+    prk: hkdf::Prk,
     /// Where the KEK came from, for error messages (never the key itself).
     source: String,
 }
@@ -57,7 +61,9 @@ impl Kek {
     fn from_bytes(bytes: &[u8], source: String) -> anyhow::Result<Kek> {
         let key = RandomizedNonceKey::new(&AES_256_GCM, bytes)
             .map_err(|_| anyhow::anyhow!("key-encryption key from {source} is unusable"))?;
-        Ok(Kek { key, source })
+        let prk =
+            hkdf::Salt::new(hkdf::HKDF_SHA256, b"latchkey kek-derived keys v1").extract(bytes);
+        Ok(Kek { key, prk, source })
     }
 
     /// A KEK from raw bytes (tests, tools).
@@ -67,6 +73,15 @@ impl Kek {
 
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// An HMAC-SHA256 key for `purpose`, derived from the KEK with HKDF-SHA256 (RFC 5869):
+    /// the same on every replica that shares the KEK, independent of the KEK itself and of the
+    /// keys for other purposes. Used for stateless DPoP nonces (`protocol::dpop`).
+    pub fn mac_key(&self, purpose: &[u8]) -> Option<hmac::Key> {
+        let info = [purpose];
+        let okm = self.prk.expand(&info, hmac::HMAC_SHA256).ok()?;
+        Some(hmac::Key::from(okm))
     }
 
     /// Encrypts a private key for storage under `kid`.
@@ -183,6 +198,25 @@ mod tests {
         );
         assert!(kek.open("kid-1", "v1.").is_err());
         assert!(kek.open("kid-1", "v2.abc").is_err());
+    }
+
+    #[test]
+    fn derived_mac_keys_depend_on_the_kek_and_the_purpose() {
+        let tag = |kek: &Kek, purpose: &[u8]| {
+            hmac::sign(&kek.mac_key(purpose).unwrap(), b"msg")
+                .as_ref()
+                .to_vec()
+        };
+        let a = Kek::from_raw(&[7u8; 32]).unwrap();
+        let a2 = Kek::from_raw(&[7u8; 32]).unwrap();
+        let b = Kek::from_raw(&[8u8; 32]).unwrap();
+        assert_eq!(
+            tag(&a, b"p"),
+            tag(&a2, b"p"),
+            "replicas derive the same key"
+        );
+        assert_ne!(tag(&a, b"p"), tag(&b, b"p"));
+        assert_ne!(tag(&a, b"p"), tag(&a, b"q"));
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub struct AuthorizeRequest {
     pub prompt: Prompt,
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
+    /// RFC 9449 §10: bind the code to this DPoP key thumbprint.
+    pub dpop_jkt: Option<String>,
 }
 
 #[derive(Debug)]
@@ -204,6 +206,15 @@ pub async fn validate(ctx: &Ctx, params: &Params) -> Result<AuthorizeRequest, Au
                 "prompt=none cannot be combined with other values",
             ));
         }
+        let dpop_jkt = match params.get("dpop_jkt") {
+            Some(j) if super::dpop::is_thumbprint(j) => Some(j.to_owned()),
+            Some(_) => {
+                return Err(OAuthError::invalid_request(
+                    "dpop_jkt must be a base64url SHA-256 JWK thumbprint",
+                ));
+            }
+            None => None,
+        };
         let max_age = match params.get("max_age") {
             Some(m) => Some(m.parse::<u32>().map_err(|_| {
                 OAuthError::invalid_request("max_age must be a non-negative integer")
@@ -222,6 +233,7 @@ pub async fn validate(ctx: &Ctx, params: &Params) -> Result<AuthorizeRequest, Au
             prompt,
             max_age,
             login_hint: params.get("login_hint").map(str::to_owned),
+            dpop_jkt,
         })
     })();
     result.map_err(fail)
@@ -310,6 +322,7 @@ pub async fn issue_code(
         sid: session.sid.clone(),
         created_at: now,
         expires_at: now + ctx.config.code_ttl as i64,
+        dpop_jkt: req.dpop_jkt.clone(),
     };
     ctx.store
         .blocking(move |s| s.insert_code(&record))

@@ -20,6 +20,8 @@ pub struct ClientSpec {
     pub audiences: Vec<String>,
     pub first_party: bool,
     pub is_admin: bool,
+    /// RFC 9449 §5.2 `dpop_bound_access_tokens`: refuse token requests without a DPoP proof.
+    pub dpop_bound_access_tokens: bool,
 }
 
 /// A new client and, for a confidential one, its secret (shown once, stored only as a hash).
@@ -130,6 +132,7 @@ pub fn create(spec: ClientSpec, now: i64) -> OAuthResult<NewClient> {
         disabled: false,
         created_at: now,
         updated_at: now,
+        dpop_bound_access_tokens: spec.dpop_bound_access_tokens,
     };
     Ok(NewClient { client, secret })
 }
@@ -153,6 +156,7 @@ pub fn metadata(c: &Client) -> serde_json::Value {
         "first_party": c.first_party,
         "admin": c.is_admin,
         "disabled": c.disabled,
+        "dpop_bound_access_tokens": c.dpop_bound_access_tokens,
         "client_id_issued_at": c.created_at,
     })
 }

@@ -44,5 +44,7 @@ pub fn metadata(config: &Config) -> Value {
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": id_token_algs,
         "access_token_signing_alg_values_supported": [config.access_token_alg.as_str()],
+        // RFC 9449 §5.1.
+        "dpop_signing_alg_values_supported": super::dpop::ALGS,
     })
 }

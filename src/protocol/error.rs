@@ -26,6 +26,10 @@ pub enum ErrorCode {
     RequestUriNotSupported,
     ServerError,
     TemporarilyUnavailable,
+    /// RFC 9449 §5, §7.1: the DPoP proof is missing, malformed or does not match the request.
+    InvalidDpopProof,
+    /// RFC 9449 §8, §9: a (fresh) server-provided nonce is required in the DPoP proof.
+    UseDpopNonce,
 }
 
 impl ErrorCode {
@@ -52,6 +56,8 @@ impl ErrorCode {
             RequestUriNotSupported => "request_uri_not_supported",
             ServerError => "server_error",
             TemporarilyUnavailable => "temporarily_unavailable",
+            InvalidDpopProof => "invalid_dpop_proof",
+            UseDpopNonce => "use_dpop_nonce",
         }
     }
 }
@@ -61,6 +67,9 @@ impl ErrorCode {
 pub enum AuthScheme {
     Basic,
     Bearer,
+    /// RFC 9449 §7.1: the `DPoP` scheme of a protected resource (userinfo). Its refusals are
+    /// 401 with a `DPoP` challenge naming the accepted proof algorithms.
+    Dpop,
 }
 
 #[derive(Debug)]
@@ -91,6 +100,10 @@ impl OAuthError {
     pub fn with_challenge(mut self, scheme: Option<AuthScheme>) -> Self {
         self.challenge = scheme;
         self
+    }
+
+    pub fn invalid_dpop_proof(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidDpopProof, d)
     }
 
     pub fn invalid_request(d: impl Into<Cow<'static, str>>) -> Self {

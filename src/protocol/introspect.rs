@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use super::Ctx;
 use super::client_auth;
+use super::dpop;
 use super::error::{AuthScheme, ErrorCode, OAuthError, OAuthResult};
 use super::params::Params;
 use crate::keys::VerifiedAccessToken;
@@ -116,21 +117,107 @@ fn bearer_error(code: ErrorCode, d: &'static str) -> OAuthError {
     OAuthError::new(code, d).with_challenge(Some(AuthScheme::Bearer))
 }
 
+/// How the access token reached a protected resource (RFC 6750 §2.1, RFC 9449 §7.1).
+#[derive(Debug, Clone, Copy)]
+pub enum Presented<'a> {
+    Bearer(&'a str),
+    /// `Authorization: DPoP <token>` with the request's `DPoP` header(s), method and URL.
+    Dpop {
+        token: &'a str,
+        proof: dpop::Header<'a>,
+        method: &'a str,
+        htu: &'a str,
+    },
+}
+
+fn dpop_error(code: ErrorCode, d: &'static str) -> OAuthError {
+    OAuthError::new(code, d).with_challenge(Some(AuthScheme::Dpop))
+}
+
+/// The live access token presented to a protected resource of this server, with its DPoP
+/// binding checked: a bound token only with the `DPoP` scheme and a proof by its key carrying
+/// `ath` (RFC 9449 §7); an unbound one only as a bearer token.
+pub async fn authenticate_resource(
+    ctx: &Ctx,
+    presented: Presented<'_>,
+    now: i64,
+) -> OAuthResult<VerifiedAccessToken> {
+    let invalid = "the access token is invalid, expired or revoked";
+    match presented {
+        Presented::Bearer(token) => {
+            let claims = live_access_token(ctx, token, now)
+                .await?
+                .ok_or_else(|| bearer_error(ErrorCode::InvalidToken, invalid))?;
+            if claims.cnf.is_some() {
+                // RFC 9449 §7.2: a DPoP-bound token is never accepted as a bearer token.
+                return Err(bearer_error(
+                    ErrorCode::InvalidToken,
+                    "the access token is DPoP-bound: present it with the DPoP scheme and a proof",
+                ));
+            }
+            Ok(claims)
+        }
+        Presented::Dpop {
+            token,
+            proof,
+            method,
+            htu,
+        } => {
+            let claims = live_access_token(ctx, token, now)
+                .await?
+                .ok_or_else(|| dpop_error(ErrorCode::InvalidToken, invalid))?;
+            let Some(bound) = claims
+                .cnf
+                .as_ref()
+                .and_then(|c| c.get("jkt"))
+                .and_then(|j| j.as_str())
+                .map(str::to_owned)
+            else {
+                return Err(dpop_error(
+                    ErrorCode::InvalidToken,
+                    "the access token is not DPoP-bound: present it as a bearer token",
+                ));
+            };
+            if proof.is_absent() {
+                return Err(dpop_error(
+                    ErrorCode::InvalidDpopProof,
+                    "a DPoP proof is required with the DPoP scheme",
+                ));
+            }
+            let checked = dpop::verify(
+                ctx,
+                proof,
+                dpop::Expect {
+                    method,
+                    htu,
+                    access_token: Some(token),
+                },
+                now,
+            )
+            .await
+            .map_err(|e| e.with_challenge(Some(AuthScheme::Dpop)))?;
+            if checked.map(|p| p.jkt).as_deref() != Some(bound.as_str()) {
+                return Err(dpop_error(
+                    ErrorCode::InvalidToken,
+                    "invalid DPoP key binding: the proof is signed by another key",
+                ));
+            }
+            Ok(claims)
+        }
+    }
+}
+
 /// OIDC Core §5.3 userinfo: standard claims by scope.
-pub async fn userinfo(ctx: &Ctx, token: Option<&str>, now: i64) -> OAuthResult<Value> {
-    let token = token.ok_or_else(|| {
-        OAuthError::new(
-            ErrorCode::InvalidRequest,
-            "a bearer access token is required",
-        )
-        .with_challenge(Some(AuthScheme::Bearer))
-    })?;
-    let claims = live_access_token(ctx, token, now).await?.ok_or_else(|| {
-        bearer_error(
-            ErrorCode::InvalidToken,
-            "the access token is invalid, expired or revoked",
-        )
-    })?;
+pub async fn userinfo(ctx: &Ctx, presented: Presented<'_>, now: i64) -> OAuthResult<Value> {
+    let dpop_scheme = matches!(presented, Presented::Dpop { .. });
+    let claims = authenticate_resource(ctx, presented, now).await?;
+    let bearer_error = |code, d| {
+        if dpop_scheme {
+            dpop_error(code, d)
+        } else {
+            bearer_error(code, d)
+        }
+    };
     if !claims.has_scope("openid") {
         return Err(bearer_error(
             ErrorCode::InsufficientScope,

@@ -6,6 +6,7 @@ pub mod authorize;
 pub mod client_auth;
 pub mod clients;
 pub mod discovery;
+pub mod dpop;
 pub mod error;
 pub mod grants;
 pub mod introspect;

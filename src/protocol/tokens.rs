@@ -17,9 +17,21 @@ impl Serialize for Audience {
     }
 }
 
+/// RFC 7800 `cnf`; RFC 9449 §6.1 `jkt`: the thumbprint of the DPoP key the token is bound to.
 #[derive(Debug, Serialize)]
 pub struct Confirmation {
     pub jkt: String,
+}
+
+impl Confirmation {
+    pub fn dpop(jkt: Option<&str>) -> Option<Confirmation> {
+        jkt.map(|j| Confirmation { jkt: j.to_owned() })
+    }
+}
+
+/// RFC 9449 §5: `DPoP` for a token bound to a proof key, else `Bearer`.
+pub fn token_type(dpop_jkt: Option<&str>) -> &'static str {
+    if dpop_jkt.is_some() { "DPoP" } else { "Bearer" }
 }
 
 /// RFC 9068 §2.2 claims.

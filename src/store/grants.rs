@@ -61,6 +61,7 @@ type CodeRow = (
     String,
     i64,
     i64,
+    Option<String>,
 );
 
 fn code_from_row(r: CodeRow) -> StoreResult<AuthCode> {
@@ -78,6 +79,7 @@ fn code_from_row(r: CodeRow) -> StoreResult<AuthCode> {
         sid: r.10,
         created_at: r.11,
         expires_at: r.12,
+        dpop_jkt: r.13,
     })
 }
 
@@ -109,7 +111,15 @@ fn rt_from_row(r: RtRow) -> StoreResult<RefreshToken> {
     })
 }
 
-type FamRow = (String, String, String, i64, i64, Option<i64>);
+type FamRow = (
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+);
 
 fn fam_from_row(r: FamRow) -> TokenFamily {
     TokenFamily {
@@ -119,6 +129,7 @@ fn fam_from_row(r: FamRow) -> TokenFamily {
         created_at: r.3,
         expires_at: r.4,
         revoked_at: r.5,
+        dpop_jkt: r.6,
     }
 }
 
@@ -129,6 +140,7 @@ const FAM_COLS: (
     tf::created_at,
     tf::expires_at,
     tf::revoked_at,
+    tf::dpop_jkt,
 ) = (
     tf::family_id,
     tf::client_id,
@@ -136,6 +148,7 @@ const FAM_COLS: (
     tf::created_at,
     tf::expires_at,
     tf::revoked_at,
+    tf::dpop_jkt,
 );
 
 fn insert_refresh(conn: &mut Db, t: &RefreshToken) -> Result<(), diesel::result::Error> {
@@ -308,6 +321,7 @@ impl Store {
                 ac::sid.eq(&c.sid),
                 ac::created_at.eq(c.created_at),
                 ac::expires_at.eq(c.expires_at),
+                ac::dpop_jkt.eq(&c.dpop_jkt),
             ))
             .execute(&mut *conn)?;
         Ok(())
@@ -342,6 +356,7 @@ impl Store {
                         ac::sid,
                         ac::created_at,
                         ac::expires_at,
+                        ac::dpop_jkt,
                     ),
                     ac::used_at,
                     ac::family_id,
@@ -388,6 +403,7 @@ impl Store {
                         tf::user_id.eq(&fam.user_id),
                         tf::created_at.eq(fam.created_at),
                         tf::expires_at.eq(fam.expires_at),
+                        tf::dpop_jkt.eq(&fam.dpop_jkt),
                     ))
                     .execute(conn)?;
                 insert_refresh(conn, first)?;
@@ -510,6 +526,32 @@ impl Store {
                 .execute(conn)?;
             Ok::<_, diesel::result::Error>(Ok(Rotated::Rotated { old, family, retry }))
         })?
+    }
+
+    // ---- DPoP proofs (RFC 9449 §11.1) ----------------------------------------------------
+
+    /// Records an accepted DPoP proof by its replay key. Returns false when the key is
+    /// already recorded (a replay, on this replica or another): the primary key decides, so
+    /// of two concurrent presentations exactly one is fresh.
+    pub fn record_dpop_proof(&self, replay_key: &str, expires_at: i64) -> StoreResult<bool> {
+        use super::schema::dpop_proofs as dp;
+        let mut conn = self.conn()?;
+        match diesel::insert_into(dp::table)
+            .values((dp::replay_key.eq(replay_key), dp::expires_at.eq(expires_at)))
+            .execute(&mut *conn)
+            .map_err(StoreError::from)
+        {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes replay records of proofs that can no longer be accepted; returns how many.
+    pub fn prune_dpop_proofs(&self, now: i64) -> StoreResult<usize> {
+        use super::schema::dpop_proofs as dp;
+        let mut conn = self.conn()?;
+        Ok(diesel::delete(dp::table.filter(dp::expires_at.lt(now))).execute(&mut *conn)?)
     }
 
     pub fn revoke_family(&self, family_id: &str, reason: &str, now: i64) -> StoreResult<()> {

@@ -564,6 +564,7 @@ struct ClientRow {
     created_at: i64,
     updated_at: i64,
     post_logout_redirect_uris: String,
+    dpop_bound_access_tokens: bool,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -600,6 +601,7 @@ impl ClientRow {
             disabled: self.disabled,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            dpop_bound_access_tokens: self.dpop_bound_access_tokens,
         })
     }
 
@@ -620,6 +622,7 @@ impl ClientRow {
             created_at: c.created_at,
             updated_at: c.updated_at,
             post_logout_redirect_uris: to_json(&c.post_logout_redirect_uris)?,
+            dpop_bound_access_tokens: c.dpop_bound_access_tokens,
         })
     }
 }

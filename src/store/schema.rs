@@ -16,6 +16,7 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         post_logout_redirect_uris -> Text,
+        dpop_bound_access_tokens -> Bool,
     }
 }
 
@@ -91,6 +92,7 @@ diesel::table! {
         family_id -> Nullable<Text>,
         access_jti -> Nullable<Text>,
         access_expires_at -> Nullable<BigInt>,
+        dpop_jkt -> Nullable<Text>,
     }
 }
 
@@ -103,6 +105,7 @@ diesel::table! {
         expires_at -> BigInt,
         revoked_at -> Nullable<BigInt>,
         revoked_reason -> Nullable<Text>,
+        dpop_jkt -> Nullable<Text>,
     }
 }
 
@@ -124,6 +127,13 @@ diesel::table! {
 diesel::table! {
     revoked_access_tokens (jti) {
         jti -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    dpop_proofs (replay_key) {
+        replay_key -> Text,
         expires_at -> BigInt,
     }
 }

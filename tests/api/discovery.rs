@@ -115,13 +115,16 @@ async fn metadata_does_not_advertise_unimplemented_endpoints() {
     ] {
         assert!(m[present].is_string(), "{present} missing: {m}");
     }
-    // Not implemented yet (registration: admin API issue; DPoP: its own issue).
-    for absent in ["registration_endpoint", "dpop_signing_alg_values_supported"] {
-        assert!(
-            m.get(absent).is_none(),
-            "{absent} is advertised but not implemented yet: {m}"
-        );
-    }
+    // DPoP (RFC 9449 §5.1): asymmetric proof algorithms only.
+    assert_eq!(
+        strings(&m["dpop_signing_alg_values_supported"]),
+        ["ES256", "ES384", "EdDSA", "RS256", "PS256"]
+    );
+    // Not implemented yet (registration: admin API issue).
+    assert!(
+        m.get("registration_endpoint").is_none(),
+        "registration_endpoint is advertised but not implemented yet: {m}"
+    );
     for g in strings(&m["grant_types_supported"]) {
         assert!(
             !["implicit", "password"].contains(&g),

@@ -175,6 +175,15 @@ async fn native_app_example_logs_in_verifies_the_id_token_and_refreshes() {
         out.contains("ID token verified (signature, issuer, audience, expiry, nonce, at_hash)"),
         "{out}"
     );
+    // DPoP (RFC 9449): the tokens are bound to the example's in-memory key, and userinfo and the
+    // refresh (which only work with proofs by that key) succeeded.
+    assert!(
+        out.lines().any(
+            |l| l.starts_with("DPoP: tokens bound to this app's key (jkt ")
+                && l.ends_with("token_type DPoP")
+        ),
+        "{out}"
+    );
     // The claims it printed are the verified ID token's: this user, this client, this issuer.
     assert!(out.contains(&format!("\"sub\": \"{}\"", m.sub)), "{out}");
     assert!(

@@ -80,6 +80,9 @@ contract!(
     revoked_access_tokens_and_families,
     a_superseded_successor_presented_later_revokes_the_family,
     key_rotation_under_the_lock_happens_once,
+    dpop_client_flag_and_family_binding_round_trip,
+    a_dpop_proof_is_recorded_once_and_pruned_after_expiry,
+    concurrent_presentations_of_one_dpop_proof_have_one_winner,
 );
 
 const NOW: i64 = 1_900_000_000;
@@ -100,6 +103,7 @@ fn client(id: &str) -> Client {
         disabled: false,
         created_at: NOW,
         updated_at: NOW,
+        dpop_bound_access_tokens: false,
     }
 }
 
@@ -131,6 +135,7 @@ fn code(hash: &str) -> AuthCode {
         sid: "sid".into(),
         created_at: NOW,
         expires_at: NOW + 60,
+        dpop_jkt: Some("jkt-code".into()),
     }
 }
 
@@ -161,6 +166,7 @@ fn issuance(family_id: &str, first_refresh: &str, jti: &str) -> Issuance {
                 created_at: NOW,
                 expires_at: NOW + 86400,
                 revoked_at: None,
+                dpop_jkt: Some(format!("jkt-{family_id}")),
             },
             refresh(first_refresh, family_id),
         )),
@@ -542,4 +548,80 @@ fn key_rotation_under_the_lock_happens_once(s: &Store) {
         s.delete_expired_signing_keys(NOW + 1001).expect("delete"),
         vec!["k0".to_string()]
     );
+}
+
+fn dpop_client_flag_and_family_binding_round_trip(s: &Store) {
+    let mut c = client("c-dpop");
+    c.dpop_bound_access_tokens = true;
+    s.insert_client(&c).expect("insert");
+    assert!(
+        s.client("c-dpop")
+            .expect("get")
+            .expect("exists")
+            .dpop_bound_access_tokens
+    );
+    s.insert_client(&client("c-plain")).expect("insert");
+    assert!(
+        !s.client("c-plain")
+            .expect("get")
+            .expect("exists")
+            .dpop_bound_access_tokens
+    );
+
+    s.insert_code(&code("code-dpop")).expect("insert");
+    match redeem(s, "code-dpop", "d") {
+        Redeemed::Issued(c) => assert_eq!(c.dpop_jkt.as_deref(), Some("jkt-code")),
+        _ => panic!("the code should be issued"),
+    }
+    let (_, fam) = s.refresh_token("rt-d").expect("get").expect("exists");
+    assert_eq!(fam.dpop_jkt.as_deref(), Some("jkt-fam-d"));
+    // Rotation keeps the family, and so its binding.
+    assert!(matches!(
+        rotate(s, "rt-d", "rt-d2", NOW + 5, 0),
+        Rotated::Rotated { .. }
+    ));
+    let (_, fam) = s.refresh_token("rt-d2").expect("get").expect("exists");
+    assert_eq!(fam.dpop_jkt.as_deref(), Some("jkt-fam-d"));
+}
+
+fn a_dpop_proof_is_recorded_once_and_pruned_after_expiry(s: &Store) {
+    assert!(s.record_dpop_proof("key-a", NOW + 60).expect("record"));
+    assert!(
+        !s.record_dpop_proof("key-a", NOW + 60).expect("replay"),
+        "replay"
+    );
+    assert!(s.record_dpop_proof("key-b", NOW + 10).expect("record"));
+    // Pruning keeps records whose proofs could still be accepted.
+    assert_eq!(s.prune_dpop_proofs(NOW + 10).expect("prune"), 0);
+    assert_eq!(s.prune_dpop_proofs(NOW + 11).expect("prune"), 1);
+    assert!(
+        !s.record_dpop_proof("key-a", NOW + 60)
+            .expect("still a replay")
+    );
+    assert_eq!(s.prune_dpop_proofs(NOW + 61).expect("prune"), 1);
+    assert!(
+        s.record_dpop_proof("key-a", NOW + 200)
+            .expect("gone, so fresh")
+    );
+}
+
+fn concurrent_presentations_of_one_dpop_proof_have_one_winner(s: &Store) {
+    let n = 8;
+    let barrier = Arc::new(Barrier::new(n));
+    let fresh: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                let barrier = barrier.clone();
+                scope.spawn(move || {
+                    barrier.wait();
+                    s.record_dpop_proof("same-proof", NOW + 60).expect("record")
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| usize::from(h.join().expect("thread")))
+            .sum()
+    });
+    assert_eq!(fresh, 1);
 }

@@ -376,9 +376,9 @@ fn tamper_payload(payload_b64: &str) -> String {
 }
 
 /// The `resource_api` example of `latchkey-verify`, as a process.
-struct ResourceApi {
+pub(crate) struct ResourceApi {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Drop for ResourceApi {
@@ -389,7 +389,7 @@ impl Drop for ResourceApi {
 }
 
 impl ResourceApi {
-    async fn start(app: &TestApp) -> Option<ResourceApi> {
+    pub(crate) async fn start(app: &TestApp) -> Option<ResourceApi> {
         let bin = example_binary(
             "resource_api",
             "cargo build -p latchkey-verify --example resource_api",

@@ -13,10 +13,15 @@
 //! - `RESOURCE_LISTEN`: `host:port` to listen on (default `127.0.0.1:8081`).
 //! - `RESOURCE_ALLOW_INSECURE_HTTP=1`: accept a plain-http issuer on a non-loopback host (e.g.
 //!   `http://latchkey:8080` inside a compose network). Loopback http is always accepted.
+//! - `RESOURCE_PUBLIC_URL` (optional): the API's public base URL as clients address it (e.g.
+//!   `https://api.example.com`), for checking DPoP proofs' `htu` behind a proxy; without it the
+//!   request's `Host` header is used.
 //!
-//! `GET /me` needs scope `api:read` and answers `{"sub": ..., "scope": ...}`. A missing or bad
-//! token gets 401 with `WWW-Authenticate: Bearer ...`; a token without the scope gets 403 with
-//! `error="insufficient_scope"`. The issuer may start after this API: discovery is retried
+//! `GET /me` needs scope `api:read` and answers `{"sub": ..., "scope": ...}`. Bearer tokens and
+//! DPoP-bound tokens (`Authorization: DPoP` with a `DPoP` proof, RFC 9449) are accepted; a
+//! DPoP-bound token presented as a bearer token is refused. A missing or bad token gets 401 with
+//! `WWW-Authenticate: Bearer ...` (and `DPoP algs="..."`); a token without the scope gets 403
+//! with `error="insufficient_scope"`. The issuer may start after this API: discovery is retried
 //! for up to a minute.
 
 use std::time::Duration;
@@ -37,6 +42,7 @@ async fn connect(
     jwks_url: Option<&str>,
     audience: &str,
     insecure: bool,
+    public_url: Option<&str>,
 ) -> Result<Verifier, SetupError> {
     let mut delay = Duration::from_millis(250);
     let mut waited = Duration::ZERO;
@@ -44,6 +50,9 @@ async fn connect(
         let mut builder = Verifier::builder(issuer, audience).allow_insecure_http(insecure);
         if let Some(url) = jwks_url {
             builder = builder.jwks_url(url);
+        }
+        if let Some(url) = public_url {
+            builder = builder.public_base_url(url);
         }
         let result = builder.build().await;
         match result {
@@ -78,7 +87,18 @@ async fn main() -> std::io::Result<()> {
     let insecure = std::env::var("RESOURCE_ALLOW_INSECURE_HTTP").is_ok_and(|v| v == "1");
 
     let jwks_url = std::env::var("LATCHKEY_JWKS_URL").ok();
-    let verifier = match connect(&issuer, jwks_url.as_deref(), &audience, insecure).await {
+    let public_url = std::env::var("RESOURCE_PUBLIC_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let verifier = match connect(
+        &issuer,
+        jwks_url.as_deref(),
+        &audience,
+        insecure,
+        public_url.as_deref(),
+    )
+    .await
+    {
         Ok(v) => v,
         Err(e) => {
             eprintln!("cannot verify tokens from {issuer}: {e}");

@@ -27,10 +27,17 @@
 //! # }
 //! ```
 //!
-//! Refusals are answered as RFC 6750 says: 401 with `WWW-Authenticate: Bearer` for a request
-//! without a bearer token, 401 with `error="invalid_token"` for a bad token, 400 with
-//! `error="invalid_request"` for a malformed request, 403 with `error="insufficient_scope"`
-//! (and `scope="..."`) for a missing scope; the body is the same error as JSON.
+//! Both schemes are accepted: `Authorization: Bearer <token>` (RFC 6750; a DPoP-bound token is
+//! refused there) and `Authorization: DPoP <token>` with a `DPoP` proof header (RFC 9449 §7.1),
+//! checked against this request's method and URL — set
+//! [`VerifierBuilder::public_base_url`](crate::VerifierBuilder::public_base_url) behind a proxy.
+//!
+//! Refusals are answered as RFC 6750 and RFC 9449 say: 401 with two challenges, `Bearer` and
+//! `DPoP algs="..."`, for a request without a token; for a bad token, 401 with the error
+//! (`invalid_token`, `invalid_dpop_proof`) in the challenge of the scheme the client used; 400
+//! with `error="invalid_request"` for a malformed request; 403 with
+//! `error="insufficient_scope"` (and `scope="..."`) for a missing scope; the body is the same
+//! error as JSON.
 
 use std::future::{Future, Ready, ready};
 use std::ops::Deref;
@@ -43,8 +50,9 @@ use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transfor
 use actix_web::http::{StatusCode, header};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
 
-use crate::bearer::bearer_token;
+use crate::bearer::{Scheme, access_token};
 use crate::claims::Claims;
+use crate::dpop::DpopRequest;
 use crate::error::VerifyError;
 use crate::verifier::Verifier;
 
@@ -54,17 +62,28 @@ use crate::verifier::Verifier;
 /// `web::Data<Verifier>`); without one the request fails with 500. Dereferences to [`Claims`].
 /// Behind [`RequireScope`], the token verified by the guard is reused, not verified again.
 #[derive(Debug, Clone)]
-pub struct VerifiedToken(Arc<Claims>);
+pub struct VerifiedToken {
+    claims: Arc<Claims>,
+    scheme: Scheme,
+    /// The accepted DPoP proof algorithms, for challenges.
+    algs: Arc<str>,
+}
 
 impl VerifiedToken {
     /// The claims.
     pub fn claims(&self) -> &Claims {
-        &self.0
+        &self.claims
     }
 
     /// The claims, owned.
     pub fn into_claims(self) -> Claims {
-        Arc::unwrap_or_clone(self.0)
+        Arc::unwrap_or_clone(self.claims)
+    }
+
+    /// How the token was presented: [`Scheme::Dpop`] means it was DPoP-bound and its proof,
+    /// for this very request, checked.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
     }
 }
 
@@ -72,7 +91,59 @@ impl Deref for VerifiedToken {
     type Target = Claims;
 
     fn deref(&self) -> &Claims {
-        &self.0
+        &self.claims
+    }
+}
+
+/// A refusal, answered in the challenge of the scheme the client used (RFC 9449 §7.2).
+#[derive(Debug)]
+struct Refusal {
+    error: VerifyError,
+    /// `None`: no usable credentials (both schemes are offered); else the scheme tried.
+    scheme: Option<Scheme>,
+    algs: Arc<str>,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl ResponseError for Refusal {
+    fn status_code(&self) -> StatusCode {
+        self.error.status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CACHE_CONTROL, "no-store"));
+        if self.error == VerifyError::DpopReplayCacheFull {
+            response.insert_header((header::RETRY_AFTER, "1"));
+        }
+        let dpop_bare = format!("DPoP algs=\"{}\"", self.algs);
+        match self.scheme {
+            Some(Scheme::Dpop) => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    self.error.www_authenticate_dpop(&self.algs),
+                ));
+            }
+            Some(Scheme::Bearer) | None => {
+                response.insert_header((header::WWW_AUTHENTICATE, self.error.www_authenticate()));
+                if self.error.status() == 401 {
+                    // RFC 9449 §7.2: DPoP is accepted too (the error stays with Bearer).
+                    response.append_header((header::WWW_AUTHENTICATE, dpop_bare));
+                }
+            }
+        }
+        match self.error.error_code() {
+            Some(code) => response.json(serde_json::json!({
+                "error": code,
+                "error_description": self.error.description(),
+            })),
+            None => response.finish(),
+        }
     }
 }
 
@@ -86,8 +157,31 @@ impl FromRequest for VerifiedToken {
     }
 }
 
-/// Verifies the request's bearer token (or returns the one already verified for this request).
-/// What [`VerifiedToken`] and [`RequireScope`] use; errors render as RFC 6750 responses.
+/// The request's target URI for a DPoP proof's `htu`: the verifier's public base URL plus the
+/// request path, or else `http(s)://{Host header}{path}`.
+pub fn request_url(req: &HttpRequest, verifier: &Verifier) -> String {
+    let path = req.uri().path();
+    match verifier.public_base_url() {
+        Some(base) => format!("{base}{path}"),
+        None => {
+            let scheme = if req.app_config().secure() {
+                "https"
+            } else {
+                "http"
+            };
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_else(|| req.app_config().host());
+            format!("{scheme}://{host}{path}")
+        }
+    }
+}
+
+/// Verifies the request's access token — a bearer token, or a DPoP-bound token with its proof —
+/// (or returns the one already verified for this request). What [`VerifiedToken`] and
+/// [`RequireScope`] use; errors render as RFC 6750 / RFC 9449 responses.
 pub async fn authenticate(req: &HttpRequest) -> Result<VerifiedToken, actix_web::Error> {
     if let Some(token) = req.extensions().get::<VerifiedToken>() {
         return Ok(token.clone());
@@ -100,29 +194,72 @@ pub async fn authenticate(req: &HttpRequest) -> Result<VerifiedToken, actix_web:
             "authentication is not configured",
         ));
     };
+    let algs: Arc<str> = Arc::from(verifier.dpop_algorithms());
+    let mut scheme = None;
     let result = async {
         if has_access_token_param(req.query_string()) {
             return Err(VerifyError::InvalidRequest(
                 "access tokens are not accepted in the URL",
             ));
         }
-        let token = bearer_token(
+        let (presented, token) = access_token(
             req.headers()
                 .get_all(header::AUTHORIZATION)
                 .map(|v| v.as_bytes()),
         )?;
-        verifier.verify(token).await
+        scheme = Some(presented);
+        match presented {
+            Scheme::Bearer => verifier.verify(token).await,
+            Scheme::Dpop => {
+                let mut proofs = req.headers().get_all("dpop");
+                let proof = match (proofs.next(), proofs.next()) {
+                    (Some(p), None) => p.to_str().map_err(|_| {
+                        VerifyError::InvalidDpopProof("the DPoP header is not ASCII")
+                    })?,
+                    (None, _) => {
+                        return Err(VerifyError::InvalidDpopProof(
+                            "a DPoP proof is required with the DPoP scheme",
+                        ));
+                    }
+                    (Some(_), Some(_)) => {
+                        return Err(VerifyError::InvalidDpopProof("more than one DPoP header"));
+                    }
+                };
+                let url = request_url(req, &verifier);
+                let request = DpopRequest {
+                    proof,
+                    method: req.method().as_str(),
+                    url: &url,
+                };
+                verifier.verify_dpop(token, &request).await
+            }
+        }
     }
     .await;
     match result {
         Ok(claims) => {
-            let token = VerifiedToken(Arc::new(claims));
+            let token = VerifiedToken {
+                claims: Arc::new(claims),
+                scheme: scheme.unwrap_or(Scheme::Bearer),
+                algs,
+            };
             req.extensions_mut().insert(token.clone());
             Ok(token)
         }
-        Err(e) => {
-            tracing::debug!(error = ?e, "bearer token refused");
-            Err(e.into())
+        Err(error) => {
+            tracing::debug!(error = ?error, "access token refused");
+            // A request without credentials (another scheme, or none) gets both challenges.
+            let scheme = if error == VerifyError::MissingToken {
+                None
+            } else {
+                scheme
+            };
+            Err(Refusal {
+                error,
+                scheme,
+                algs,
+            }
+            .into())
         }
     }
 }
@@ -232,8 +369,12 @@ where
             // sees an ordinary 401/403.
             let refusal = match authenticate(req.request()).await {
                 Ok(token) => token.require_scopes(&scopes).err().map(|e| {
-                    tracing::debug!(error = ?e, "bearer token refused");
-                    actix_web::Error::from(e)
+                    tracing::debug!(error = ?e, "access token refused");
+                    actix_web::Error::from(Refusal {
+                        error: e,
+                        scheme: Some(token.scheme),
+                        algs: token.algs.clone(),
+                    })
                 }),
                 Err(e) => Some(e),
             };

@@ -1,6 +1,54 @@
-//! Getting the token out of an HTTP request (RFC 6750 §2.1), framework-independent.
+//! Getting the token out of an HTTP request (RFC 6750 §2.1, RFC 9449 §7.1),
+//! framework-independent.
 
 use crate::error::VerifyError;
+
+/// The authorization scheme an access token was presented with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Authorization: Bearer <token>` (RFC 6750): verify with [`crate::Verifier::verify`].
+    Bearer,
+    /// `Authorization: DPoP <token>` (RFC 9449 §7.1): verify with the request's `DPoP` proof,
+    /// [`crate::Verifier::verify_dpop`].
+    Dpop,
+}
+
+/// The scheme and token from the values of a request's `Authorization` headers: `Bearer` or
+/// `DPoP` (case-insensitive), with the same rules as [`bearer_token`] (another scheme is
+/// [`VerifyError::MissingToken`]).
+pub fn access_token<'a, I>(authorization_values: I) -> Result<(Scheme, &'a str), VerifyError>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+{
+    let mut values = authorization_values.into_iter();
+    let Some(value) = values.next() else {
+        return Err(VerifyError::MissingToken);
+    };
+    if values.next().is_some() {
+        return Err(VerifyError::InvalidRequest(
+            "more than one Authorization header",
+        ));
+    }
+    let value = std::str::from_utf8(value)
+        .ok()
+        .filter(|v| v.is_ascii())
+        .ok_or(VerifyError::InvalidRequest(
+            "the Authorization header is not ASCII",
+        ))?;
+    let trimmed = value.trim_matches([' ', '\t']);
+    let scheme = trimmed.split(' ').next().unwrap_or("");
+    if scheme.eq_ignore_ascii_case("dpop") {
+        let token = trimmed[scheme.len()..].trim_start_matches(' ');
+        if token.is_empty() {
+            return Err(VerifyError::InvalidRequest("the access token is missing"));
+        }
+        if !is_b64token(token) {
+            return Err(VerifyError::InvalidRequest("the access token is malformed"));
+        }
+        return Ok((Scheme::Dpop, token));
+    }
+    token_from_authorization(value).map(|t| (Scheme::Bearer, t))
+}
 
 /// The token from the values of a request's `Authorization` headers.
 ///
@@ -103,5 +151,26 @@ mod tests {
             ))
         );
         assert_eq!(bearer_token([&b"Bearer x.y.z"[..]]), Ok("x.y.z"));
+        assert_eq!(
+            access_token([&b"DPoP x.y.z"[..]]),
+            Ok((Scheme::Dpop, "x.y.z"))
+        );
+        assert_eq!(
+            access_token([&b"dpop  x.y.z "[..]]),
+            Ok((Scheme::Dpop, "x.y.z"))
+        );
+        assert_eq!(
+            access_token([&b"Bearer x.y.z"[..]]),
+            Ok((Scheme::Bearer, "x.y.z"))
+        );
+        assert_eq!(
+            access_token([&b"DPoP"[..]]),
+            Err(VerifyError::InvalidRequest("the access token is missing"))
+        );
+        assert_eq!(
+            access_token([&b"DPoPx a.b.c"[..]]),
+            Err(VerifyError::MissingToken)
+        );
+        assert_eq!(access_token([]), Err(VerifyError::MissingToken));
     }
 }

@@ -47,6 +47,18 @@ pub enum VerifyError {
     /// The token is sender-constrained (`cnf`, e.g. DPoP-bound `cnf.jkt`) but was presented as
     /// a plain bearer token.
     SenderConstrained,
+    /// RFC 9449: the DPoP proof is missing, malformed, for another request, too old, replayed,
+    /// or its `ath` does not match the token. 401 `invalid_dpop_proof`.
+    InvalidDpopProof(&'static str),
+    /// RFC 9449 §7.1: the DPoP proof is valid but signed by another key than the one the token
+    /// is bound to (`cnf.jkt`). 401 `invalid_token`.
+    DpopKeyMismatch,
+    /// A token presented with the `DPoP` scheme is not DPoP-bound (no `cnf.jkt`). 401
+    /// `invalid_token`.
+    NotDpopBound,
+    /// The DPoP replay cache has no room for this proof (more live proofs than it was sized
+    /// for): refused rather than unchecked. 503, retry later.
+    DpopReplayCacheFull,
     /// The token is valid but lacks scopes. 403 `insufficient_scope`.
     InsufficientScope {
         /// The scopes the resource requires (all of them).
@@ -62,15 +74,19 @@ impl VerifyError {
             VerifyError::MissingToken => None,
             VerifyError::InvalidRequest(_) => Some("invalid_request"),
             VerifyError::InsufficientScope { .. } => Some("insufficient_scope"),
+            VerifyError::InvalidDpopProof(_) => Some("invalid_dpop_proof"),
+            VerifyError::DpopReplayCacheFull => None,
             _ => Some("invalid_token"),
         }
     }
 
-    /// The HTTP status to answer with: 400, 401 or 403.
+    /// The HTTP status to answer with: 400, 401, 403 (or 503 for
+    /// [`VerifyError::DpopReplayCacheFull`]).
     pub fn status(&self) -> u16 {
         match self {
             VerifyError::InvalidRequest(_) => 400,
             VerifyError::InsufficientScope { .. } => 403,
+            VerifyError::DpopReplayCacheFull => 503,
             _ => 401,
         }
     }
@@ -106,6 +122,16 @@ impl VerifyError {
                 "the access token is sender-constrained and cannot be used as a bearer token"
             }
             VerifyError::InsufficientScope { .. } => "the access token lacks the required scope",
+            VerifyError::InvalidDpopProof(d) => d,
+            VerifyError::DpopKeyMismatch => {
+                "invalid DPoP key binding: the proof is signed by another key than the token's"
+            }
+            VerifyError::NotDpopBound => {
+                "the access token is not DPoP-bound: present it as a bearer token"
+            }
+            VerifyError::DpopReplayCacheFull => {
+                "too many DPoP proofs to check for replay right now; retry shortly"
+            }
         }
     }
 
@@ -117,8 +143,16 @@ impl VerifyError {
         self.www_authenticate_with_realm(None)
     }
 
-    /// Like [`VerifyError::www_authenticate`], with a `realm` parameter first.
-    pub fn www_authenticate_with_realm(&self, realm: Option<&str>) -> String {
+    /// The `WWW-Authenticate` value for a request that used the `DPoP` scheme (RFC 9449 §7.1),
+    /// e.g. `DPoP error="invalid_dpop_proof", error_description="...", algs="ES256 PS256"`.
+    /// `algs` lists the accepted proof algorithms, space-separated.
+    pub fn www_authenticate_dpop(&self, algs: &str) -> String {
+        let mut params = self.params(None);
+        params.push(format!("algs=\"{}\"", quoted_safe(algs)));
+        format!("DPoP {}", params.join(", "))
+    }
+
+    fn params(&self, realm: Option<&str>) -> Vec<String> {
         let mut params: Vec<String> = Vec::with_capacity(4);
         if let Some(realm) = realm {
             params.push(format!("realm=\"{}\"", quoted_safe(realm)));
@@ -134,6 +168,12 @@ impl VerifyError {
             let scope: Vec<String> = required.iter().map(|s| quoted_safe(s)).collect();
             params.push(format!("scope=\"{}\"", scope.join(" ")));
         }
+        params
+    }
+
+    /// Like [`VerifyError::www_authenticate`], with a `realm` parameter first.
+    pub fn www_authenticate_with_realm(&self, realm: Option<&str>) -> String {
+        let params = self.params(realm);
         if params.is_empty() {
             "Bearer".to_owned()
         } else {

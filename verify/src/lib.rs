@@ -30,8 +30,12 @@
 //!    issuer exactly, `aud` (string or array) contains the audience, `exp`/`nbf`/`iat` hold with
 //!    the configured leeway;
 //! 6. the token carries no `cnf` (a DPoP- or mTLS-bound token presented as a bearer token is
-//!    refused with [`VerifyError::SenderConstrained`]; DPoP proof checking will come as a
-//!    separate entry point, and this bearer path will keep refusing bound tokens).
+//!    refused with [`VerifyError::SenderConstrained`]).
+//!
+//! DPoP-bound tokens (RFC 9449) are checked with their proof by [`Verifier::verify_dpop`]
+//! (and by the actix-web extractor for `Authorization: DPoP`): the token as above but carrying
+//! `cnf.jkt`, and a proof for this method and URL, signed by that key, with `ath`, recent, and
+//! never seen before (a bounded, lock-free replay cache).
 //!
 //! Scopes are checked by the caller: [`Claims::require_scopes`], or the actix-web
 //! [`actix::RequireScope`] guard.
@@ -40,17 +44,21 @@
 
 mod bearer;
 mod claims;
+mod dpop;
 mod error;
 mod http;
 mod jwks;
+mod replay;
 mod verifier;
 
 #[cfg(feature = "actix")]
 pub mod actix;
 
-pub use bearer::{bearer_token, token_from_authorization};
+pub use bearer::{Scheme, access_token, bearer_token, token_from_authorization};
 pub use claims::{Audience, Claims, Confirmation};
+pub use dpop::{DEFAULT_DPOP_ALGORITHMS, DpopRequest, normalize_htu};
 pub use error::{SetupError, VerifyError};
 pub use verifier::{
-    DEFAULT_LEEWAY, DEFAULT_REFETCH_COOLDOWN, MAX_TOKEN_LEN, TokenType, Verifier, VerifierBuilder,
+    DEFAULT_DPOP_MAX_AGE, DEFAULT_DPOP_REPLAY_CAPACITY, DEFAULT_LEEWAY, DEFAULT_REFETCH_COOLDOWN,
+    MAX_TOKEN_LEN, TokenType, Verifier, VerifierBuilder,
 };

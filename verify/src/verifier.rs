@@ -16,9 +16,11 @@ use serde::{Deserialize, Deserializer};
 use tokio::runtime::Handle;
 
 use crate::claims::Claims;
+use crate::dpop::{self, DEFAULT_DPOP_ALGORITHMS, DpopRequest};
 use crate::error::{SetupError, VerifyError};
 use crate::http;
 use crate::jwks::{self, ClaimRules, VerificationKey};
+use crate::replay::{ReplayCache, Seen};
 
 /// Default clock-skew allowance for `exp`, `nbf` and `iat`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
@@ -26,6 +28,12 @@ pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 pub const DEFAULT_REFETCH_COOLDOWN: Duration = Duration::from_secs(10);
 /// Longest token accepted, in bytes; longer ones are [`VerifyError::Malformed`].
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// Default time a DPoP proof is accepted after its `iat` (RFC 9449 §11.1).
+pub const DEFAULT_DPOP_MAX_AGE: Duration = Duration::from_secs(60);
+/// Default number of slots of the DPoP replay cache (8 bytes each: 8 MiB), enough for about
+/// 100,000 proofs live at once (~1,600 DPoP requests per second with the default max age).
+pub const DEFAULT_DPOP_REPLAY_CAPACITY: usize = 1 << 20;
 
 /// JWKS freshness when the response has no usable `Cache-Control`.
 const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
@@ -75,6 +83,14 @@ struct Inner {
     background_pending: AtomicBool,
     epoch: Instant,
     runtime: Option<Handle>,
+    dpop_algs: Vec<&'static str>,
+    /// `dpop_algs` space-separated, for `DPoP` challenges.
+    dpop_algs_str: String,
+    dpop_max_age_secs: u64,
+    /// Allocated on the first DPoP request: bearer-only users never pay for it.
+    replay: std::sync::OnceLock<ReplayCache>,
+    replay_capacity: usize,
+    public_base_url: Option<String>,
 }
 
 struct Source {
@@ -106,9 +122,50 @@ pub struct VerifierBuilder {
     timeout: Duration,
     allow_insecure_http: bool,
     client: Option<Client>,
+    dpop_algs: Vec<String>,
+    dpop_max_age: Duration,
+    replay_capacity: usize,
+    public_base_url: Option<String>,
 }
 
 impl VerifierBuilder {
+    /// The algorithms accepted for DPoP proofs (RFC 9449 §4.3 5), a subset of
+    /// [`DEFAULT_DPOP_ALGORITHMS`] (the default: ES256, ES384, EdDSA, RS256, PS256). Anything
+    /// else (`none`, HMAC, unknown names) makes [`build`](Self::build) fail.
+    pub fn dpop_algorithms<I, S>(mut self, algs: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.dpop_algs = algs.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// How long a DPoP proof is accepted after its `iat` (default [`DEFAULT_DPOP_MAX_AGE`]); a
+    /// proof may also be up to [`leeway`](Self::leeway) in the future. Whole seconds.
+    pub fn dpop_proof_max_age(mut self, max_age: Duration) -> Self {
+        self.dpop_max_age = max_age;
+        self
+    }
+
+    /// Slots of the DPoP replay cache (default [`DEFAULT_DPOP_REPLAY_CAPACITY`], 8 bytes each,
+    /// allocated once, on the first DPoP request). Give it about ten times the number of proofs accepted per
+    /// `dpop_proof_max_age`; when a bucket is full, new proofs are refused
+    /// ([`VerifyError::DpopReplayCacheFull`], 503) rather than left unchecked.
+    pub fn dpop_replay_cache_capacity(mut self, slots: usize) -> Self {
+        self.replay_capacity = slots;
+        self
+    }
+
+    /// The API's public base URL, as clients address it (`https://api.example.com`, or with a
+    /// path prefix): the actix-web extractor checks a DPoP proof's `htu` against this plus the
+    /// request path. Set it behind a proxy or load balancer, and whenever the API answers to
+    /// more than one name; without it the request's `Host` header is used.
+    pub fn public_base_url(mut self, url: impl Into<String>) -> Self {
+        self.public_base_url = Some(url.into());
+        self
+    }
+
     /// Fetch the JWKS from this URL instead of discovering `jwks_uri` from the issuer.
     pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
         self.jwks_url = Some(url.into());
@@ -174,10 +231,30 @@ impl VerifierBuilder {
         if self.audience.is_empty() {
             return Err(SetupError::InvalidConfig("the audience is empty"));
         }
+        if self
+            .dpop_algs
+            .iter()
+            .any(|a| !DEFAULT_DPOP_ALGORITHMS.contains(&a.as_str()))
+        {
+            return Err(SetupError::InvalidConfig(
+                "DPoP algorithms must be among ES256, ES384, EdDSA, RS256, PS256",
+            ));
+        }
+        if let Some(base) = &self.public_base_url
+            && dpop::normalize_htu(base).is_none()
+        {
+            return Err(SetupError::InvalidConfig(
+                "the public base URL must be an absolute http(s) URL",
+            ));
+        }
         Ok(())
     }
 
     fn inner(&self, source: Option<Source>, keys: KeySet, epoch: Instant) -> Inner {
+        let dpop_algs: Vec<&'static str> = DEFAULT_DPOP_ALGORITHMS
+            .into_iter()
+            .filter(|a| self.dpop_algs.iter().any(|b| b == a))
+            .collect();
         Inner {
             issuer: self.issuer.clone(),
             audience: self.audience.clone(),
@@ -191,6 +268,15 @@ impl VerifierBuilder {
             background_pending: AtomicBool::new(false),
             epoch,
             runtime: Handle::try_current().ok(),
+            dpop_algs: dpop_algs.clone(),
+            dpop_algs_str: dpop_algs.join(" "),
+            dpop_max_age_secs: self.dpop_max_age.as_secs(),
+            replay: std::sync::OnceLock::new(),
+            replay_capacity: self.replay_capacity.max(8),
+            public_base_url: self
+                .public_base_url
+                .as_ref()
+                .map(|u| u.trim_end_matches('/').to_owned()),
         }
     }
 
@@ -304,6 +390,10 @@ impl Verifier {
             timeout: DEFAULT_HTTP_TIMEOUT,
             allow_insecure_http: false,
             client: None,
+            dpop_algs: DEFAULT_DPOP_ALGORITHMS.map(str::to_owned).to_vec(),
+            dpop_max_age: DEFAULT_DPOP_MAX_AGE,
+            replay_capacity: DEFAULT_DPOP_REPLAY_CAPACITY,
+            public_base_url: None,
         }
     }
 
@@ -356,6 +446,57 @@ impl Verifier {
             Inner::schedule_background_refresh(&self.inner);
         }
         result
+    }
+
+    /// Verifies a DPoP-bound access token (presented as `Authorization: DPoP <token>`) with its
+    /// proof (RFC 9449 §4.3, §7.1): the token as [`verify`](Self::verify) checks it, but it must
+    /// carry `cnf.jkt`; the proof must be a `dpop+jwt` signed with an accepted asymmetric
+    /// algorithm by a public `jwk` whose RFC 7638 thumbprint is that `jkt`, for this method and
+    /// URL (query and fragment ignored, URLs normalized), issued within
+    /// [`dpop_proof_max_age`](VerifierBuilder::dpop_proof_max_age) (or up to the leeway in the
+    /// future), with `ath` = base64url(SHA-256(token)), and never seen before by this verifier.
+    ///
+    /// Waits for a JWKS refetch on an unknown `kid` like [`verify`](Self::verify); otherwise
+    /// synchronous.
+    pub async fn verify_dpop(
+        &self,
+        token: &str,
+        request: &DpopRequest<'_>,
+    ) -> Result<Claims, VerifyError> {
+        let seen = self.inner.attempts.load(Ordering::Acquire);
+        let first = self.inner.verify_dpop_snapshot(token, request);
+        match first {
+            Err(VerifyError::UnknownKeyId) if self.inner.source.is_some() => {
+                self.inner.refresh_after(seen).await;
+                self.inner.verify_dpop_snapshot(token, request)
+            }
+            other => other,
+        }
+    }
+
+    /// [`verify_dpop`](Self::verify_dpop) with the keys already known, never waiting (an unknown
+    /// `kid` starts a background refetch and returns [`VerifyError::UnknownKeyId`]). No lock:
+    /// the replay cache is a fixed table of atomics.
+    pub fn verify_dpop_cached(
+        &self,
+        token: &str,
+        request: &DpopRequest<'_>,
+    ) -> Result<Claims, VerifyError> {
+        let result = self.inner.verify_dpop_snapshot(token, request);
+        if matches!(result, Err(VerifyError::UnknownKeyId)) {
+            Inner::schedule_background_refresh(&self.inner);
+        }
+        result
+    }
+
+    /// The accepted DPoP proof algorithms, space-separated (the `algs` of a `DPoP` challenge).
+    pub fn dpop_algorithms(&self) -> &str {
+        &self.inner.dpop_algs_str
+    }
+
+    /// The configured public base URL, without a trailing `/`.
+    pub fn public_base_url(&self) -> Option<&str> {
+        self.inner.public_base_url.as_deref()
     }
 
     /// Fetches the JWKS now, ignoring the cooldown. On failure the known keys are kept.
@@ -445,7 +586,63 @@ impl Inner {
         self.check(&keys, token)
     }
 
+    fn verify_dpop_snapshot(
+        self: &Arc<Self>,
+        token: &str,
+        request: &DpopRequest<'_>,
+    ) -> Result<Claims, VerifyError> {
+        let keys = self.keys.load();
+        if self.source.is_some() && self.now_ms() >= keys.stale_at_ms {
+            Self::schedule_background_refresh(self);
+        }
+        let claims = self.check_token(&keys, token)?;
+        let bound = claims
+            .cnf
+            .as_ref()
+            .and_then(|c| c.jkt.as_deref())
+            .ok_or(VerifyError::NotDpopBound)?;
+        let now = unix_now();
+        let proof = dpop::check(
+            request,
+            token,
+            &self.dpop_algs,
+            self.dpop_max_age_secs,
+            self.leeway_secs,
+            now,
+        )?;
+        if proof.jkt != bound {
+            return Err(VerifyError::DpopKeyMismatch);
+        }
+        // Last, so that only proofs that passed every other check take a slot. Kept until
+        // the proof is too old to be accepted anyway.
+        let expires = proof
+            .iat
+            .saturating_add(self.dpop_max_age_secs)
+            .saturating_add(1);
+        let replay = self
+            .replay
+            .get_or_init(|| ReplayCache::new(self.replay_capacity));
+        match replay.insert(&proof.jkt, &proof.jti, expires, now) {
+            Seen::Fresh => Ok(claims),
+            Seen::Replay => Err(VerifyError::InvalidDpopProof(
+                "the DPoP proof was already used",
+            )),
+            Seen::Full => Err(VerifyError::DpopReplayCacheFull),
+        }
+    }
+
     fn check(&self, keys: &KeySet, token: &str) -> Result<Claims, VerifyError> {
+        let claims = self.check_token(keys, token)?;
+        // A sender-constrained token is only valid with its proof (DPoP, RFC 9449 §7.2, or
+        // mTLS): as a plain bearer token it is refused.
+        if claims.cnf.is_some() {
+            return Err(VerifyError::SenderConstrained);
+        }
+        Ok(claims)
+    }
+
+    /// Every check of the token itself (not how it was presented).
+    fn check_token(&self, keys: &KeySet, token: &str) -> Result<Claims, VerifyError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(VerifyError::Malformed);
         }
@@ -506,11 +703,6 @@ impl Inner {
         }
         if claims.iat > now.saturating_add(self.leeway_secs) {
             return Err(VerifyError::IssuedInFuture);
-        }
-        // A sender-constrained token is only valid with its proof (DPoP, RFC 9449 §7.1, or
-        // mTLS): as a plain bearer token it is refused.
-        if claims.cnf.is_some() {
-            return Err(VerifyError::SenderConstrained);
         }
         Ok(claims)
     }

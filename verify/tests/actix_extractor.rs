@@ -119,13 +119,28 @@ async fn missing_token_is_401_with_a_bare_challenge() {
         get("/me"),
         get("/whoami"),
         get("/me").insert_header((header::AUTHORIZATION, "Basic dXNlcjpwYXNz")),
-        get("/me").insert_header((header::AUTHORIZATION, "DPoP abc.def.ghi")),
     ] {
         let answer = call(&app, req).await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
         assert_eq!(answer.www_authenticate.as_deref(), Some("Bearer"));
         assert!(answer.body.is_empty());
     }
+    // The DPoP scheme is understood (RFC 9449): without a proof it is an invalid_dpop_proof,
+    // answered in a DPoP challenge (verify/tests/dpop.rs has the rest).
+    let answer = call(
+        &app,
+        get("/me").insert_header((header::AUTHORIZATION, "DPoP abc.def.ghi")),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        answer
+            .www_authenticate
+            .as_deref()
+            .is_some_and(|c| c.starts_with("DPoP error=\"invalid_dpop_proof\"")),
+        "{:?}",
+        answer.www_authenticate
+    );
 }
 
 #[actix_web::test]

@@ -3,6 +3,7 @@
 use super::user_tokens::{self, UserGrant};
 use crate::model::{Client, GrantType, Issuance, RefreshToken, TokenFamily};
 use crate::protocol::Ctx;
+use crate::protocol::dpop;
 use crate::protocol::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::protocol::params::Params;
 use crate::protocol::pkce;
@@ -15,6 +16,7 @@ pub async fn grant(
     ctx: &Ctx,
     client: &Client,
     params: &Params,
+    dpop_jkt: Option<&str>,
     now: i64,
 ) -> OAuthResult<TokenResponse> {
     if !client.allows_grant(GrantType::AuthorizationCode) {
@@ -35,6 +37,8 @@ pub async fn grant(
     let cfg = ctx.config.clone();
     let client_id = client.client_id.clone();
     let client2 = client.clone();
+    let family_jkt = dpop::refresh_binding(client, dpop_jkt);
+    let proof_jkt = dpop_jkt.map(str::to_owned);
     let (jti2, refresh2) = (jti.clone(), refresh.clone());
     let outcome = ctx
         .store
@@ -61,6 +65,7 @@ pub async fn grant(
                     }
                     _ => {}
                 }
+                dpop::check_code_binding(c.dpop_jkt.as_deref(), proof_jkt.as_deref())?;
                 let Some(v) = &verifier else {
                     return Err(OAuthError::invalid_grant(
                         "code_verifier is required (PKCE)",
@@ -78,6 +83,7 @@ pub async fn grant(
                         created_at: now,
                         expires_at: now + cfg.refresh_token_absolute_ttl as i64,
                         revoked_at: None,
+                        dpop_jkt: family_jkt.clone(),
                     };
                     let first = RefreshToken {
                         token_hash: secret::hash_token(&refresh2),
@@ -138,6 +144,7 @@ pub async fn grant(
             nonce: code.nonce.as_deref(),
             jti,
             refresh_token: issued_refresh.then_some(refresh),
+            dpop_jkt,
         },
         now,
     )

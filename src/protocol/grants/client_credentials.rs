@@ -7,9 +7,18 @@ use crate::protocol::audience;
 use crate::protocol::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::protocol::params::Params;
 use crate::protocol::scope::Scope;
-use crate::protocol::tokens::{AccessTokenClaims, Audience, TokenResponse, new_jti};
+use crate::protocol::tokens::{
+    AccessTokenClaims, Audience, Confirmation, TokenResponse, new_jti, token_type,
+};
 
-pub fn grant(ctx: &Ctx, client: &Client, params: &Params, now: i64) -> OAuthResult<TokenResponse> {
+/// `dpop_jkt`: the thumbprint of a checked DPoP proof's key (RFC 9449): the token is bound to it.
+pub fn grant(
+    ctx: &Ctx,
+    client: &Client,
+    params: &Params,
+    dpop_jkt: Option<&str>,
+    now: i64,
+) -> OAuthResult<TokenResponse> {
     if client.client_type != ClientType::Confidential
         || !client.allows_grant(GrantType::ClientCredentials)
     {
@@ -41,14 +50,14 @@ pub fn grant(ctx: &Ctx, client: &Client, params: &Params, now: i64) -> OAuthResu
         client_id: &client.client_id,
         scope: scope.to_string(),
         auth_time: None,
-        cnf: None,
+        cnf: Confirmation::dpop(dpop_jkt),
     };
     let access_token =
         ctx.keys
             .sign(ctx.config.access_token_alg, TYP_ACCESS_TOKEN, &claims, now)?;
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type: token_type(dpop_jkt),
         expires_in: ttl,
         scope: claims.scope,
         refresh_token: None,

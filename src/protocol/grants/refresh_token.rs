@@ -5,6 +5,7 @@
 use super::user_tokens::{self, UserGrant};
 use crate::model::{Client, GrantType, RefreshToken};
 use crate::protocol::Ctx;
+use crate::protocol::dpop;
 use crate::protocol::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::protocol::params::Params;
 use crate::protocol::scope::Scope;
@@ -16,6 +17,7 @@ pub async fn grant(
     ctx: &Ctx,
     client: &Client,
     params: &Params,
+    dpop_jkt: Option<&str>,
     now: i64,
 ) -> OAuthResult<TokenResponse> {
     if !client.allows_grant(GrantType::RefreshToken) {
@@ -34,6 +36,9 @@ pub async fn grant(
     let Some((cur, fam)) = current else {
         return Err(OAuthError::invalid_grant("the refresh token is invalid"));
     };
+    // RFC 9449 §5: checked before anything else, so that a thief without the key can neither
+    // use the token nor, by presenting a rotated one, revoke the family.
+    dpop::check_refresh_binding(&fam, dpop_jkt)?;
     // Scope may narrow for the new access token, never widen (RFC 6749 §6). Checked before
     // rotating so a refused request does not consume the token.
     let granted = Scope::parse(&cur.scope).unwrap_or_default();
@@ -113,6 +118,7 @@ pub async fn grant(
             nonce: None,
             jti: format!("{}.{}", family.family_id, secret::random_token(12)),
             refresh_token: Some(next_secret),
+            dpop_jkt,
         },
         now,
     )

@@ -8,7 +8,9 @@ use serde::Serialize;
 use crate::keys::{TYP_ACCESS_TOKEN, TYP_JWT};
 use crate::protocol::Ctx;
 use crate::protocol::error::OAuthResult;
-use crate::protocol::tokens::{AccessTokenClaims, Audience, TokenResponse};
+use crate::protocol::tokens::{
+    AccessTokenClaims, Audience, Confirmation, TokenResponse, token_type,
+};
 
 pub struct UserGrant<'a> {
     pub client_id: &'a str,
@@ -21,6 +23,8 @@ pub struct UserGrant<'a> {
     /// Pre-generated so the store can record it with the grant.
     pub jti: String,
     pub refresh_token: Option<String>,
+    /// RFC 9449: the access token is bound to this DPoP key thumbprint (`cnf.jkt`).
+    pub dpop_jkt: Option<&'a str>,
 }
 
 /// OIDC Core §2 ID token claims.
@@ -59,7 +63,7 @@ pub fn mint(ctx: &Ctx, g: UserGrant<'_>, now: i64) -> OAuthResult<TokenResponse>
         client_id: g.client_id,
         scope: g.scope,
         auth_time: Some(g.auth_time),
-        cnf: None,
+        cnf: Confirmation::dpop(g.dpop_jkt),
     };
     let access_token = ctx
         .keys
@@ -83,7 +87,7 @@ pub fn mint(ctx: &Ctx, g: UserGrant<'_>, now: i64) -> OAuthResult<TokenResponse>
     };
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type: token_type(g.dpop_jkt),
         expires_in: cfg.access_token_ttl,
         scope: claims.scope,
         refresh_token: g.refresh_token,

@@ -374,3 +374,37 @@ pub fn hmac_sha256(secret: &[u8], input: &[u8]) -> Vec<u8> {
     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
     aws_lc_rs::hmac::sign(&key, input).as_ref().to_vec()
 }
+
+// ---------------------------------------------------------------------------------------------
+// DPoP (RFC 9449)
+
+/// RFC 7638 SHA-256 thumbprint of a test key's public JWK, computed from its members.
+pub fn jwk_thumbprint(key: &TestKey) -> String {
+    let j = &key.jwk;
+    let s = |k: &str| serde_json::to_string(j[k].as_str().unwrap()).unwrap();
+    let canonical = match j["kty"].as_str().unwrap() {
+        "EC" => format!(
+            r#"{{"crv":{},"kty":"EC","x":{},"y":{}}}"#,
+            s("crv"),
+            s("x"),
+            s("y")
+        ),
+        "RSA" => format!(r#"{{"e":{},"kty":"RSA","n":{}}}"#, s("e"), s("n")),
+        _ => format!(r#"{{"crv":{},"kty":"OKP","x":{}}}"#, s("crv"), s("x")),
+    };
+    b64(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()).as_ref())
+}
+
+/// A DPoP proof by `key` for `method` `url`, bound to `access_token` (`ath`), with this `jti`.
+pub fn dpop_proof(key: &TestKey, method: &str, url: &str, access_token: &str, jti: &str) -> String {
+    let mut jwk = key.jwk.clone();
+    for m in ["kid", "use", "alg"] {
+        jwk.as_object_mut().unwrap().remove(m);
+    }
+    let header = json!({"typ": "dpop+jwt", "alg": key.alg, "jwk": jwk});
+    let ath = b64(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, access_token.as_bytes()).as_ref(),
+    );
+    let claims = json!({"jti": jti, "htm": method, "htu": url, "iat": now(), "ath": ath});
+    key.token_with_header(&header, &claims)
+}
