@@ -75,19 +75,27 @@ pub async fn login(
         .attempt(username, ip)
         .map_err(LoginError::Throttled)?;
     let (username, password) = (username.to_owned(), password.to_owned());
+    // The row first, releasing the database connection before the ~30 ms hash.
     let user = ctx
         .store
-        .blocking(move |s| {
-            let user = s.user_by_username(&username)?;
-            let hash = user
-                .as_ref()
-                .map(|u| u.password_hash.as_str())
-                .unwrap_or_else(|| secret::dummy_password_hash());
-            let ok = secret::verify_password(&password, hash);
-            Ok(user.filter(|u| ok && !u.disabled))
-        })
+        .blocking(move |s| s.user_by_username(&username))
         .await
-        .map_err(|_| LoginError::Unavailable)?
+        .map_err(|_| LoginError::Unavailable)?;
+    let hash = user.as_ref().map_or_else(
+        || secret::dummy_password_hash().to_owned(),
+        |u| u.password_hash.clone(),
+    );
+    // At most one argon2id computation per CPU at a time: a login flood queues here instead
+    // of taking every core and 19 MiB of memory per concurrent attempt.
+    let _permit = hashing_permits()
+        .acquire()
+        .await
+        .map_err(|_| LoginError::Unavailable)?;
+    let ok = tokio::task::spawn_blocking(move || secret::verify_password(&password, &hash))
+        .await
+        .map_err(|_| LoginError::Unavailable)?;
+    let user = user
+        .filter(|u| ok && !u.disabled)
         .ok_or(LoginError::Invalid)?;
     let cookie = secret::new_secret();
     let session = Session {
@@ -104,6 +112,14 @@ pub async fn login(
         .await
         .map_err(|_| LoginError::Unavailable)?;
     Ok((user, session, cookie))
+}
+
+fn hashing_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tokio::sync::Semaphore::new(cpus)
+    })
 }
 
 /// The live session behind a cookie value, with its user (who must still be enabled).

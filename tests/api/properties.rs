@@ -202,6 +202,7 @@ fn family_store() -> (tempfile::TempDir, Store) {
             sid: "s".into(),
             created_at: T0,
             expires_at: T0 + 60,
+            dpop_jkt: None,
         })
         .expect("code");
     let issued = store
@@ -217,6 +218,7 @@ fn family_store() -> (tempfile::TempDir, Store) {
                         created_at: T0,
                         expires_at: T0 + 86400,
                         revoked_at: None,
+                        dpop_jkt: None,
                     },
                     token("t0", T0),
                 )),
