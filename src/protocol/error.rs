@@ -26,6 +26,10 @@ pub enum ErrorCode {
     RequestUriNotSupported,
     ServerError,
     TemporarilyUnavailable,
+    /// Admin API (not an RFC code): the named resource does not exist (404).
+    NotFound,
+    /// Admin API (not an RFC code): the resource already exists (409).
+    Conflict,
 }
 
 impl ErrorCode {
@@ -52,6 +56,8 @@ impl ErrorCode {
             RequestUriNotSupported => "request_uri_not_supported",
             ServerError => "server_error",
             TemporarilyUnavailable => "temporarily_unavailable",
+            NotFound => "not_found",
+            Conflict => "conflict",
         }
     }
 }
@@ -61,6 +67,9 @@ impl ErrorCode {
 pub enum AuthScheme {
     Basic,
     Bearer,
+    /// RFC 6750 §3.1: the request carried no credentials at all, so the Bearer challenge
+    /// names no error.
+    BearerNoCredentials,
 }
 
 #[derive(Debug)]
@@ -71,6 +80,8 @@ pub struct OAuthError {
     pub cause: Option<String>,
     /// The scheme to name in `WWW-Authenticate` on a 401.
     pub challenge: Option<AuthScheme>,
+    /// The scope a Bearer challenge names (RFC 6750 §3 `scope` attribute).
+    pub required_scope: Option<&'static str>,
 }
 
 impl OAuthError {
@@ -80,6 +91,7 @@ impl OAuthError {
             description: description.into(),
             cause: None,
             challenge: None,
+            required_scope: None,
         }
     }
 
@@ -90,6 +102,11 @@ impl OAuthError {
 
     pub fn with_challenge(mut self, scheme: Option<AuthScheme>) -> Self {
         self.challenge = scheme;
+        self
+    }
+
+    pub fn with_required_scope(mut self, scope: &'static str) -> Self {
+        self.required_scope = Some(scope);
         self
     }
 

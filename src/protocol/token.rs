@@ -22,7 +22,7 @@ pub async fn exchange(
         ));
     };
     let client = client_auth::authenticate_request(ctx, authorization, &params).await?;
-    match grant {
+    let issued = match grant {
         GrantType::ClientCredentials => {
             grants::client_credentials::grant(ctx, &client, &params, now)
         }
@@ -30,5 +30,9 @@ pub async fn exchange(
             grants::authorization_code::grant(ctx, &client, &params, now).await
         }
         GrantType::RefreshToken => grants::refresh_token::grant(ctx, &client, &params, now).await,
+    };
+    if issued.is_ok() {
+        ctx.metrics.token_issued(grant.as_str());
     }
+    issued
 }
