@@ -78,17 +78,6 @@ pub async fn authenticate(
     if claims.exp <= now {
         return Err(invalid().with_cause("expired"));
     }
-    let for_us = match &claims.aud {
-        Value::String(a) => *a == ctx.config.issuer,
-        Value::Array(a) => a.iter().any(|x| x.as_str() == Some(&ctx.config.issuer)),
-        _ => false,
-    };
-    if !for_us {
-        return Err(bearer(
-            ErrorCode::InvalidToken,
-            "the access token is not for this server: its audience must be the issuer",
-        ));
-    }
     let (jti, fam, cid) = (
         claims.jti.clone(),
         claims.family_id().map(str::to_owned),
@@ -128,6 +117,17 @@ pub async fn authenticate(
         return Err(bearer(
             ErrorCode::InsufficientScope,
             "the access token does not carry the latchkey:admin scope",
+        ));
+    }
+    let for_us = match &claims.aud {
+        Value::String(a) => *a == ctx.config.issuer,
+        Value::Array(a) => a.iter().any(|x| x.as_str() == Some(&ctx.config.issuer)),
+        _ => false,
+    };
+    if !for_us {
+        return Err(bearer(
+            ErrorCode::InvalidToken,
+            "the access token is not for this server: its audience must be the issuer",
         ));
     }
     Ok(Admin {
