@@ -120,6 +120,9 @@ impl ClientMetadataRequest {
                 return Err(metadata_error("client_name is required"));
             }
         };
+        // `..Default::default()`: fields added to ClientSpec later take their defaults here
+        // until this request type learns their RFC 7591 names.
+        #[allow(clippy::needless_update)]
         Ok(ClientSpec {
             client_name,
             client_type: Some(client_type),

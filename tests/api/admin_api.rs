@@ -1058,3 +1058,69 @@ async fn a_standard_oauth2_client_obtains_an_admin_token_and_uses_the_api() {
     let r = call(&app, Method::GET, "/admin/v1/users", Some(token), None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 }
+
+/// Hostile input on every admin and registration endpoint never yields a 5xx.
+#[actix_web::test]
+async fn no_input_makes_the_admin_or_registration_endpoints_fail_with_5xx() {
+    let app = TestApp::spawn().await;
+    let (_, token) = admin_token(&app).await;
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let bodies: Vec<(&str, String)> = vec![
+        ("application/json", "null".into()),
+        ("application/json", "[]".into()),
+        ("application/json", "\"x\"".into()),
+        ("application/json", deep),
+        (
+            "application/json",
+            "{\"client_name\": \"\\u0000\", \"redirect_uris\": [\"\\ud800\"]}".into(),
+        ),
+        ("application/json", "{\"client_name\": 1e400}".into()),
+        (
+            "application/json",
+            "{\"username\": \"a\\nb\", \"password\": \"pppppppppp\"}".into(),
+        ),
+        (
+            "application/json",
+            "{\"expires_in\": 18446744073709551615, \"max_uses\": 18446744073709551615}".into(),
+        ),
+        ("application/json", "{\"alg\": [\"ES256\"]}".into()),
+        ("application/octet-stream", "\u{0}\u{1}".into()),
+        ("application/json", "\u{feff}{}".into()),
+    ];
+    let mut paths: Vec<(Method, String)> = endpoints()
+        .into_iter()
+        .map(|(m, p)| (m, p.to_owned()))
+        .collect();
+    for weird in ["%00", "%FF%FE", "..%2F..%2Fetc", &"x".repeat(3000)] {
+        paths.push((Method::GET, format!("/admin/v1/clients/{weird}")));
+        paths.push((Method::PUT, format!("/admin/v1/clients/{weird}")));
+        paths.push((Method::GET, format!("/register/{weird}")));
+        paths.push((Method::DELETE, format!("/register/{weird}")));
+    }
+    paths.push((Method::POST, "/register".into()));
+    paths.push((
+        Method::GET,
+        "/admin/v1/audit?limit=99999999999999999999&after=-1&event=%FF".into(),
+    ));
+    for (m, p) in &paths {
+        for (ct, body) in &bodies {
+            for tok in [Some(token.as_str()), Some("x"), None] {
+                let mut req = app
+                    .http
+                    .request(m.clone(), app.url(p))
+                    .header("content-type", *ct)
+                    .body(body.clone());
+                if let Some(t) = tok {
+                    req = req.bearer_auth(t);
+                }
+                let r = Resp::read(req.send().await.expect("request")).await;
+                assert!(
+                    r.status.as_u16() < 500,
+                    "{m} {p} {ct} {body:.40}: {} {}",
+                    r.status,
+                    r.text()
+                );
+            }
+        }
+    }
+}
