@@ -492,7 +492,14 @@ impl Store {
                 Err(e) => return Ok(Ok(Rotated::Rejected(e))),
             };
             if retry && let Some(s) = &old.successor_hash {
-                diesel::delete(rt::table.find(s)).execute(conn)?;
+                // The superseded successor is kept, marked rotated with no successor: if it
+                // ever shows up (someone did receive it), that is reuse and revokes the family.
+                diesel::update(rt::table.find(s))
+                    .set((
+                        rt::rotated_at.eq(Some(now)),
+                        rt::successor_hash.eq(None::<String>),
+                    ))
+                    .execute(conn)?;
             }
             insert_refresh(conn, &next)?;
             diesel::update(rt::table.find(token_hash))

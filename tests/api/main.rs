@@ -21,6 +21,7 @@ mod metrics;
 mod native_app;
 mod oidc_client;
 mod pg;
+mod properties;
 mod refresh;
 mod registration;
 mod replicas;

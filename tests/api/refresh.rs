@@ -43,10 +43,7 @@ async fn a_retry_within_the_grace_window_keeps_the_family_with_one_live_successo
     assert_eq!(retry.status, StatusCode::OK, "{}", retry.text());
     let t1 = rt(&retry.json());
     assert_ne!(t1, lost);
-    // Only the newest successor stays valid; the family survives.
-    refresh(&app, cid, &lost)
-        .await
-        .assert_oauth_error(400, "invalid_grant");
+    // The family survives the retry: the newest successor works.
     let t2 = refresh(&app, cid, &t1).await;
     assert_eq!(t2.status, StatusCode::OK, "{}", t2.text());
     // Once the successor has been used, presenting t0 again is theft even inside the window.
@@ -54,6 +51,27 @@ async fn a_retry_within_the_grace_window_keeps_the_family_with_one_live_successo
         .await
         .assert_oauth_error(400, "invalid_grant");
     refresh(&app, cid, &rt(&t2.json()))
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+}
+
+#[actix_web::test]
+async fn a_superseded_successor_showing_up_later_revokes_the_family() {
+    // A thief replays t0 inside the window before the app uses its successor: the thief gets
+    // a token, the app's successor is superseded. When the app refreshes with it, that is
+    // reuse, and the thief's token dies with the family.
+    let app = TestApp::spawn_with(|c| c.refresh_reuse_grace = 60).await;
+    let m = setup(&app, true).await;
+    let cid = &m.client.client_id;
+    let t0 = rt(&login_tokens(&app, &m).await);
+    let apps = rt(&refresh(&app, cid, &t0).await.json());
+    let thief = refresh(&app, cid, &t0).await;
+    assert_eq!(thief.status, StatusCode::OK, "{}", thief.text());
+    let thiefs = rt(&thief.json());
+    refresh(&app, cid, &apps)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    refresh(&app, cid, &thiefs)
         .await
         .assert_oauth_error(400, "invalid_grant");
 }

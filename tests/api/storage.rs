@@ -80,6 +80,7 @@ contract!(
     refresh_rotation_reuse_and_grace,
     concurrent_rotations_of_one_refresh_token_have_one_winner,
     revoked_access_tokens_and_families,
+    a_superseded_successor_presented_later_revokes_the_family,
     key_rotation_under_the_lock_happens_once,
     audit_entries_are_numbered_paged_and_filtered,
     registration_respects_the_initial_tokens_limits,
@@ -367,7 +368,8 @@ fn refresh_rotation_reuse_and_grace(s: &Store) {
         panic!("retry within grace");
     };
     assert!(retry);
-    assert!(s.refresh_token("rt-1").expect("get").is_none(), "replaced");
+    let (superseded, _) = s.refresh_token("rt-1").expect("get").expect("kept");
+    assert!(superseded.rotated_at.is_some() && superseded.successor_hash.is_none());
     // Normal use continues from the retry's successor.
     assert!(matches!(
         rotate(s, "rt-1b", "rt-2", NOW + 25, 30),
@@ -404,6 +406,29 @@ fn refresh_rotation_reuse_and_grace(s: &Store) {
         s.access_token_revoked("jti-q", Some("fam-q"))
             .expect("revoked?")
     );
+}
+
+fn a_superseded_successor_presented_later_revokes_the_family(s: &Store) {
+    s.insert_code(&code("code-8")).expect("insert");
+    assert!(matches!(redeem(s, "code-8", "sp"), Redeemed::Issued(_)));
+    // The app rotates rt-sp -> app-1; a thief replays rt-sp within the window and gets thief-1.
+    assert!(matches!(
+        rotate(s, "rt-sp", "app-1", NOW + 10, 30),
+        Rotated::Rotated { retry: false, .. }
+    ));
+    assert!(matches!(
+        rotate(s, "rt-sp", "thief-1", NOW + 12, 30),
+        Rotated::Rotated { retry: true, .. }
+    ));
+    // The app's next refresh presents app-1: reuse, and the thief's token dies with the family.
+    assert!(matches!(
+        rotate(s, "app-1", "app-2", NOW + 20, 30),
+        Rotated::Reused
+    ));
+    assert!(matches!(
+        rotate(s, "thief-1", "thief-2", NOW + 21, 30),
+        Rotated::Revoked
+    ));
 }
 
 fn concurrent_rotations_of_one_refresh_token_have_one_winner(s: &Store) {
