@@ -443,44 +443,45 @@ pub async fn openapi() -> HttpResponse {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // Each resource answers a method it does not have like an unknown path (401 first, then a
+    // JSON 404), not with actix's empty 405.
+    fn r(path: &str) -> actix_web::Resource {
+        web::resource(path).default_service(web::to(not_found))
+    }
     cfg.service(
         web::scope(ADMIN_PREFIX)
             .route("/openapi.json", web::get().to(openapi))
-            .route("/clients", web::get().to(list_clients))
-            .route("/clients", web::post().to(create_client))
-            .route("/clients/{client_id}", web::get().to(get_client))
-            .route("/clients/{client_id}", web::put().to(update_client))
-            .route("/clients/{client_id}", web::delete().to(delete_client))
-            .route(
-                "/clients/{client_id}/disable",
-                web::post().to(disable_client),
+            .service(
+                r("/clients")
+                    .route(web::get().to(list_clients))
+                    .route(web::post().to(create_client)),
             )
-            .route("/clients/{client_id}/enable", web::post().to(enable_client))
-            .route(
-                "/clients/{client_id}/rotate-secret",
-                web::post().to(rotate_secret),
+            .service(
+                r("/clients/{client_id}")
+                    .route(web::get().to(get_client))
+                    .route(web::put().to(update_client))
+                    .route(web::delete().to(delete_client)),
             )
-            .route(
-                "/clients/{client_id}/revoke-grants",
-                web::post().to(revoke_client_grants),
+            .service(r("/clients/{client_id}/disable").route(web::post().to(disable_client)))
+            .service(r("/clients/{client_id}/enable").route(web::post().to(enable_client)))
+            .service(r("/clients/{client_id}/rotate-secret").route(web::post().to(rotate_secret)))
+            .service(
+                r("/clients/{client_id}/revoke-grants").route(web::post().to(revoke_client_grants)),
             )
-            .route("/users", web::get().to(list_users))
-            .route("/users", web::post().to(create_user))
-            .route("/users/{user_id}", web::get().to(get_user))
-            .route("/users/{user_id}/disable", web::post().to(disable_user))
-            .route("/users/{user_id}/enable", web::post().to(enable_user))
-            .route("/users/{user_id}/password", web::post().to(reset_password))
-            .route(
-                "/users/{user_id}/revoke-grants",
-                web::post().to(revoke_user_grants),
+            .service(
+                r("/users")
+                    .route(web::get().to(list_users))
+                    .route(web::post().to(create_user)),
             )
-            .route("/keys", web::get().to(list_keys))
-            .route("/keys/rotate", web::post().to(rotate_keys))
-            .route(
-                "/registration-tokens",
-                web::post().to(create_registration_token),
-            )
-            .route("/audit", web::get().to(audit))
+            .service(r("/users/{user_id}").route(web::get().to(get_user)))
+            .service(r("/users/{user_id}/disable").route(web::post().to(disable_user)))
+            .service(r("/users/{user_id}/enable").route(web::post().to(enable_user)))
+            .service(r("/users/{user_id}/password").route(web::post().to(reset_password)))
+            .service(r("/users/{user_id}/revoke-grants").route(web::post().to(revoke_user_grants)))
+            .service(r("/keys").route(web::get().to(list_keys)))
+            .service(r("/keys/rotate").route(web::post().to(rotate_keys)))
+            .service(r("/registration-tokens").route(web::post().to(create_registration_token)))
+            .service(r("/audit").route(web::get().to(audit)))
             .default_service(web::to(not_found)),
     );
 }

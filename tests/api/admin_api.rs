@@ -78,6 +78,7 @@ fn endpoints() -> Vec<(Method, &'static str)> {
         (Method::POST, "/admin/v1/registration-tokens"),
         (Method::GET, "/admin/v1/audit"),
         (Method::GET, "/admin/v1/no-such-thing"),
+        (Method::PATCH, "/admin/v1/clients"),
     ]
 }
 
@@ -623,6 +624,8 @@ async fn unknown_resources_are_404_and_the_admin_client_cannot_delete_itself() {
     )
     .await;
     assert_error(&r, 404, "not_found", "no such admin API endpoint or method");
+    let r = call(&app, Method::PATCH, "/admin/v1/clients", Some(&token), None).await;
+    assert_error(&r, 404, "not_found", "no such admin API endpoint or method");
     let r = call(
         &app,
         Method::DELETE,
@@ -983,7 +986,7 @@ async fn the_openapi_document_is_generated_and_covers_every_endpoint() {
     );
     let paths = doc["paths"].as_object().expect("paths");
     for (m, path) in endpoints() {
-        if path.contains("no-such-thing") {
+        if path.contains("no-such-thing") || m == Method::PATCH {
             continue;
         }
         let templated = path
