@@ -155,8 +155,12 @@ fn parse<T: serde::de::DeserializeOwned>(body: Value) -> OAuthResult<T> {
             "the body must be a JSON object",
         ));
     }
-    serde_json::from_value(body)
-        .map_err(|e| OAuthError::invalid_request(format!("invalid request body: {e}")))
+    serde_json::from_value(body).map_err(|e| {
+        OAuthError::invalid_request(format!(
+            "invalid request body: {}",
+            registration::serde_message(&e)
+        ))
+    })
 }
 
 // ---- clients ---------------------------------------------------------------------------

@@ -64,6 +64,24 @@ pub struct ClientMetadataRequest {
     pub client_secret: Option<String>,
 }
 
+/// A serde error without the offending value (which could be anything the caller sent,
+/// including a secret typed into the wrong member): `wrong type: got string, expected ...`.
+pub fn serde_message(e: &serde_json::Error) -> String {
+    let m = e.to_string();
+    let Some(rest) = m
+        .strip_prefix("invalid type: ")
+        .or_else(|| m.strip_prefix("invalid value: "))
+    else {
+        return m;
+    };
+    let kind = rest.split([' ', ',']).next().unwrap_or("value");
+    let expected = m
+        .split_once(", expected ")
+        .map(|(_, x)| x)
+        .unwrap_or("another type");
+    format!("wrong type: got {kind}, expected {expected}")
+}
+
 /// Who is registering: the admin API may set the Latchkey extensions a dynamically registered
 /// client may not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,11 +97,26 @@ fn metadata_error(d: impl Into<std::borrow::Cow<'static, str>>) -> OAuthError {
 impl ClientMetadataRequest {
     /// From a JSON body (already parsed as JSON): must be an object of the right member types.
     pub fn from_json(v: Value) -> OAuthResult<ClientMetadataRequest> {
-        if !v.is_object() {
+        let Value::Object(members) = v else {
             return Err(metadata_error("the client metadata must be a JSON object"));
+        };
+        match serde_json::from_value(Value::Object(members.clone())) {
+            Ok(req) => Ok(req),
+            Err(e) => {
+                // Name the member at fault: every member is optional, so a one-member object
+                // fails exactly when that member is wrong.
+                let culprit = members.iter().find(|(k, v)| {
+                    let one = serde_json::Map::from_iter([((*k).clone(), (*v).clone())]);
+                    serde_json::from_value::<ClientMetadataRequest>(Value::Object(one)).is_err()
+                });
+                Err(metadata_error(match culprit {
+                    Some((k, _)) if k.len() <= 64 => {
+                        format!("invalid client metadata: {k}: {}", serde_message(&e))
+                    }
+                    _ => format!("invalid client metadata: {}", serde_message(&e)),
+                }))
+            }
         }
-        serde_json::from_value(v)
-            .map_err(|e| metadata_error(format!("invalid client metadata: {e}")))
     }
 
     /// The [`ClientSpec`] this request asks for; `existing` is the client being updated.

@@ -364,7 +364,7 @@ async fn bad_metadata_is_invalid_redirect_uri_or_invalid_client_metadata() {
         (
             json!({"redirect_uris": [7]}),
             "invalid_client_metadata",
-            "invalid client metadata: invalid type: integer `7`, expected a string",
+            "invalid client metadata: redirect_uris: wrong type: got integer, expected a string",
         ),
         (
             json!("a string"),
