@@ -112,11 +112,12 @@ async fn metadata_does_not_advertise_unimplemented_endpoints() {
         "revocation_endpoint",
         "introspection_endpoint",
         "end_session_endpoint",
+        "registration_endpoint",
     ] {
         assert!(m[present].is_string(), "{present} missing: {m}");
     }
-    // Not implemented yet (registration: admin API issue; DPoP: its own issue).
-    for absent in ["registration_endpoint", "dpop_signing_alg_values_supported"] {
+    // Not implemented yet (DPoP: its own issue).
+    for absent in ["dpop_signing_alg_values_supported"] {
         assert!(
             m.get(absent).is_none(),
             "{absent} is advertised but not implemented yet: {m}"
