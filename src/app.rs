@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::http::{self, AppState, unix_now};
 use crate::keys::KeyRing;
 use crate::protocol::Ctx;
+use crate::protocol::audit;
 use crate::store::Store;
 
 /// How often a running server re-reads the key schedule (rotations by the CLI or another
@@ -51,6 +52,7 @@ impl Application {
             config: config.clone(),
             store,
             keys: Arc::new(keys),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         };
         let state = web::Data::new(AppState::new(ctx.clone())?);
         let port = listener.local_addr()?.port();
@@ -63,6 +65,7 @@ impl Application {
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
+                .wrap_fn(http::metrics::track)
                 .app_data(app_state.clone())
                 .configure(http::routes)
         })
@@ -121,8 +124,16 @@ async fn housekeeping(state: web::Data<AppState>) {
                 let now = unix_now();
                 // Scheduled rotation first, so this replica publishes its own new key at
                 // once; the database lock lets exactly one replica rotate.
-                if let Err(e) = crate::keys::rotate_if_due(s, keys.kek(), &config, now) {
-                    tracing::warn!(error = %e, "scheduled key rotation failed; will retry");
+                match crate::keys::rotate_if_due(s, keys.kek(), &config, now) {
+                    Ok(rotated) => {
+                        for r in &rotated {
+                            let e = audit::key_rotated(&audit::Actor::System, None, r, now);
+                            audit::record_blocking(s, e);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "scheduled key rotation failed; will retry")
+                    }
                 }
                 keys.reload(s, now)
                     .map_err(|e| crate::store::StoreError::Other(e.to_string()))

@@ -183,3 +183,53 @@ pub struct Issuance {
     /// A new refresh family and its first token, when refresh tokens are issued.
     pub family: Option<(TokenFamily, RefreshToken)>,
 }
+
+/// One audit log entry: who did what, when, from where. Never holds a secret or a token.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEntry {
+    /// Assigned by the database (ascending); 0 before the entry is stored.
+    pub id: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// What happened, e.g. `client.created`, `login.failed`, `refresh_token.reuse_detected`.
+    pub event: String,
+    /// Who: `admin:<client_id>`, `cli:<os user>`, `system`, `client:<client_id>`,
+    /// `user:<username>`, `registration:<client_id>` or `anonymous`.
+    pub actor: String,
+    /// From where: the peer address of the HTTP request, if the event came over HTTP.
+    pub ip: Option<String>,
+    /// What was acted on, e.g. `client:<client_id>`, `user:<user_id>`, `key:<kid>`.
+    pub target: Option<String>,
+    /// `success`, `failure` or `detected`.
+    pub outcome: String,
+    /// Event-specific, non-secret details.
+    pub details: serde_json::Value,
+}
+
+/// An RFC 7591 initial access token (stored only as a hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationToken {
+    pub token_hash: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// `None`: any number of registrations until it expires.
+    pub max_uses: Option<i64>,
+    pub uses: i64,
+    pub created_by: String,
+    pub revoked_at: Option<i64>,
+}
+
+impl RegistrationToken {
+    /// Why the token cannot register a client at `now`, if it cannot.
+    pub fn refusal(&self, now: i64) -> Option<&'static str> {
+        if self.revoked_at.is_some() {
+            Some("the initial access token has been revoked")
+        } else if self.expires_at <= now {
+            Some("the initial access token has expired")
+        } else if self.max_uses.is_some_and(|m| self.uses >= m) {
+            Some("the initial access token has been used up")
+        } else {
+            None
+        }
+    }
+}

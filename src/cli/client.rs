@@ -3,6 +3,7 @@ use serde_json::json;
 
 use super::{now, print_json};
 use crate::model::ClientType;
+use crate::protocol::audit::event;
 use crate::protocol::clients::{self, ClientSpec};
 use crate::secret;
 use crate::store::Store;
@@ -87,6 +88,12 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
             let new = clients::create(spec, now())
                 .map_err(|e| anyhow::anyhow!("{}: {}", e.code.as_str(), e.description))?;
             store.insert_client(&new.client)?;
+            super::record(
+                store,
+                event::CLIENT_CREATED,
+                format!("client:{}", new.client.client_id),
+                json!({ "client_name": new.client.client_name, "admin": new.client.is_admin }),
+            );
             let mut view = clients::metadata(&new.client);
             view["client_secret"] = json!(new.secret);
             view["client_secret_expires_at"] = json!(0);
@@ -133,6 +140,12 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
             if !store.set_client_disabled(&client_id, true, now())? {
                 anyhow::bail!("no client {client_id:?}");
             }
+            super::record(
+                store,
+                event::CLIENT_DISABLED,
+                format!("client:{client_id}"),
+                json!({}),
+            );
             if as_json {
                 print_json(&json!({ "client_id": client_id, "disabled": true }))?;
             } else {
@@ -148,6 +161,12 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
             }
             let new_secret = secret::new_secret();
             store.set_client_secret_hash(&client_id, &secret::hash_token(&new_secret), now())?;
+            super::record(
+                store,
+                event::CLIENT_SECRET_ROTATED,
+                format!("client:{client_id}"),
+                json!({}),
+            );
             if as_json {
                 print_json(&json!({ "client_id": client_id, "client_secret": new_secret }))?;
             } else {

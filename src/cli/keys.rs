@@ -55,6 +55,11 @@ pub fn run(store: &Store, config: &Config, cmd: KeysCommand, as_json: bool) -> a
                     keys::rotate(store, &kek, config, alg, now(), false)?.ok_or_else(|| {
                         anyhow::anyhow!("rotation of {} did not happen", alg.as_str())
                     })?;
+                let actor = crate::protocol::audit::Actor::Cli;
+                crate::protocol::audit::record_blocking(
+                    store,
+                    crate::protocol::audit::key_rotated(&actor, None, &rec, now()),
+                );
                 out.push(json!({ "kid": rec.kid, "alg": rec.alg, "published_at": rec.created_at, "activates_at": rec.activates_at }));
             }
             if as_json {

@@ -2,8 +2,10 @@
 //! migrates) the same database; `--json` prints machine-readable output on stdout; errors go
 //! to stderr with a non-zero exit code.
 
+mod audit;
 mod client;
 mod keys;
+mod registration;
 mod serve;
 mod user;
 
@@ -51,6 +53,13 @@ enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
+    /// RFC 7591 initial access tokens for dynamic client registration.
+    RegistrationToken {
+        #[command(subcommand)]
+        command: registration::RegistrationTokenCommand,
+    },
+    /// Read the audit log (admin actions and security events), oldest first.
+    Audit(audit::AuditArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -75,6 +84,10 @@ pub fn main() -> ExitCode {
         Command::Keys { command } => {
             with_store(&config).and_then(|s| keys::run(&s, &config, command, cli.json))
         }
+        Command::RegistrationToken { command } => {
+            with_store(&config).and_then(|s| registration::run(&s, command, cli.json))
+        }
+        Command::Audit(args) => with_store(&config).and_then(|s| audit::run(&s, args, cli.json)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -125,4 +138,19 @@ fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
 
 fn now() -> i64 {
     crate::http::unix_now()
+}
+
+/// Records an operator's action in the audit log (actor `cli:<os user>`).
+fn record(store: &Store, event: &str, target: String, details: serde_json::Value) {
+    use crate::protocol::audit;
+    let e = audit::entry(
+        event,
+        &audit::Actor::Cli,
+        None,
+        Some(target),
+        audit::SUCCESS,
+        details,
+        now(),
+    );
+    audit::record_blocking(store, e);
 }

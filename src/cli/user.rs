@@ -3,6 +3,7 @@ use serde_json::json;
 
 use super::{now, print_json, read_password_stdin};
 use crate::model::User;
+use crate::protocol::audit::event;
 use crate::secret;
 use crate::store::{Store, StoreError};
 
@@ -73,6 +74,12 @@ pub fn run(store: &Store, cmd: UserCommand, as_json: bool) -> anyhow::Result<()>
                 }
                 r => r?,
             }
+            super::record(
+                store,
+                event::USER_CREATED,
+                format!("user:{}", user.user_id),
+                json!({ "username": user.username }),
+            );
             if as_json {
                 print_json(&view(&user))?;
             } else {
@@ -100,6 +107,18 @@ pub fn run(store: &Store, cmd: UserCommand, as_json: bool) -> anyhow::Result<()>
             if !store.set_user_disabled(&username, true, now())? {
                 anyhow::bail!("no user named {username:?}");
             }
+            super::record(
+                store,
+                event::USER_DISABLED,
+                format!(
+                    "user:{}",
+                    store
+                        .user_by_username(&username)?
+                        .map(|u| u.user_id)
+                        .unwrap_or_default()
+                ),
+                json!({ "username": username }),
+            );
             if as_json {
                 print_json(&json!({ "username": username, "disabled": true }))?;
             } else {
@@ -118,6 +137,18 @@ pub fn run(store: &Store, cmd: UserCommand, as_json: bool) -> anyhow::Result<()>
             }
             let hash = secret::hash_password(&read_password_stdin()?)?;
             store.set_user_password_hash(&username, &hash, now())?;
+            super::record(
+                store,
+                event::USER_PASSWORD_RESET,
+                format!(
+                    "user:{}",
+                    store
+                        .user_by_username(&username)?
+                        .map(|u| u.user_id)
+                        .unwrap_or_default()
+                ),
+                json!({ "username": username }),
+            );
             if as_json {
                 print_json(&json!({ "username": username, "password_changed": true }))?;
             } else {

@@ -24,6 +24,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::InsufficientScope | ErrorCode::AccessDenied => StatusCode::FORBIDDEN,
         ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::Conflict => StatusCode::CONFLICT,
         _ => StatusCode::BAD_REQUEST,
     }
 }
@@ -69,20 +71,28 @@ pub fn respond_with_nonce(err: OAuthError, dpop_nonce: Option<String>) -> HttpRe
     if let Some(nonce) = dpop_nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
         resp.insert_header((DPOP_NONCE, nonce));
     }
+    let description = client_safe(&err.description);
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         let algs = crate::protocol::dpop::ALGS.join(" ");
+        let scope = err
+            .required_scope
+            .map(|s| format!(r#", scope="{}""#, client_safe(s)))
+            .unwrap_or_default();
         let challenge = match err.challenge {
             Some(AuthScheme::Basic) => Some(r#"Basic realm="latchkey""#.to_owned()),
             Some(AuthScheme::Bearer) => Some(format!(
-                r#"Bearer realm="latchkey", error="{}", error_description="{}""#,
+                r#"Bearer realm="latchkey", error="{}", error_description="{}"{scope}"#,
                 err.code.as_str(),
-                err.description.replace(['"', '\\'], "'")
+                description
             )),
             Some(AuthScheme::Dpop) => Some(format!(
                 r#"DPoP realm="latchkey", error="{}", error_description="{}", algs="{algs}""#,
                 err.code.as_str(),
-                err.description.replace(['"', '\\'], "'")
+                description
             )),
+            Some(AuthScheme::BearerNoCredentials) => {
+                Some(format!(r#"Bearer realm="latchkey"{scope}"#))
+            }
             // RFC 9110 §15.5.2: every 401 names a scheme; client authentication is Basic.
             None if status == StatusCode::UNAUTHORIZED => {
                 Some(r#"Basic realm="latchkey""#.to_owned())
@@ -92,8 +102,10 @@ pub fn respond_with_nonce(err: OAuthError, dpop_nonce: Option<String>) -> HttpRe
         if let Some(c) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             resp.insert_header((header::WWW_AUTHENTICATE, c));
         }
-        if err.challenge == Some(AuthScheme::Bearer)
-            && status == StatusCode::UNAUTHORIZED
+        if matches!(
+            err.challenge,
+            Some(AuthScheme::Bearer | AuthScheme::BearerNoCredentials)
+        ) && status == StatusCode::UNAUTHORIZED
             && let Ok(c) =
                 HeaderValue::from_str(&format!(r#"DPoP realm="latchkey", algs="{algs}""#))
         {
@@ -104,6 +116,20 @@ pub fn respond_with_nonce(err: OAuthError, dpop_nonce: Option<String>) -> HttpRe
     }
     resp.json(ErrorBody {
         error: err.code.as_str(),
-        error_description: &err.description,
+        error_description: &description,
     })
+}
+
+/// RFC 6749 §5.2 allows only %x20-21 / %x23-5B / %x5D-7E in `error_description` (and the same
+/// keeps a `WWW-Authenticate` quoted string valid): quotes become `'`, a backslash `/`, and
+/// anything else outside that set `?`.
+fn client_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            ' '..='~' => c,
+            _ => '?',
+        })
+        .collect()
 }

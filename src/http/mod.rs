@@ -2,9 +2,13 @@
 //! of protocol errors to responses (`error.rs`). Handlers are thin: parse, call `protocol`,
 //! render.
 
+pub mod admin;
 mod authorize;
 pub mod error;
+pub mod metrics;
+pub mod openapi;
 mod pages;
+mod registration;
 mod resource;
 mod token;
 mod well_known;
@@ -20,6 +24,7 @@ use crate::protocol::discovery::{
     USERINFO_PATH,
 };
 use crate::protocol::error::{OAuthError, OAuthResult};
+use crate::protocol::registration::REGISTRATION_PATH;
 
 /// Largest request body accepted by protocol endpoints.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -77,7 +82,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route(INTROSPECT_PATH, web::post().to(resource::introspect))
     .route(REVOKE_PATH, web::post().to(resource::revoke))
     .route("/healthz", web::get().to(well_known::healthz))
-    .route("/readyz", web::get().to(well_known::readyz));
+    .route("/readyz", web::get().to(well_known::readyz))
+    .route("/metrics", web::get().to(metrics::metrics))
+    .route(REGISTRATION_PATH, web::post().to(registration::register))
+    .route(
+        &format!("{REGISTRATION_PATH}/{{client_id}}"),
+        web::get().to(registration::read),
+    )
+    .route(
+        &format!("{REGISTRATION_PATH}/{{client_id}}"),
+        web::put().to(registration::update),
+    )
+    .route(
+        &format!("{REGISTRATION_PATH}/{{client_id}}"),
+        web::delete().to(registration::delete),
+    )
+    .configure(admin::routes);
 }
 
 pub fn unix_now() -> i64 {

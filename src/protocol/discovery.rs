@@ -28,6 +28,7 @@ pub fn metadata(config: &Config) -> Value {
         "revocation_endpoint": format!("{iss}{REVOKE_PATH}"),
         "introspection_endpoint": format!("{iss}{INTROSPECT_PATH}"),
         "end_session_endpoint": format!("{iss}{END_SESSION_PATH}"),
+        "registration_endpoint": format!("{iss}{}", super::registration::REGISTRATION_PATH),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],

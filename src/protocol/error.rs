@@ -30,6 +30,10 @@ pub enum ErrorCode {
     InvalidDpopProof,
     /// RFC 9449 §8, §9: a (fresh) server-provided nonce is required in the DPoP proof.
     UseDpopNonce,
+    /// Admin API (not an RFC code): the named resource does not exist (404).
+    NotFound,
+    /// Admin API (not an RFC code): the resource already exists (409).
+    Conflict,
 }
 
 impl ErrorCode {
@@ -58,6 +62,8 @@ impl ErrorCode {
             TemporarilyUnavailable => "temporarily_unavailable",
             InvalidDpopProof => "invalid_dpop_proof",
             UseDpopNonce => "use_dpop_nonce",
+            NotFound => "not_found",
+            Conflict => "conflict",
         }
     }
 }
@@ -70,6 +76,9 @@ pub enum AuthScheme {
     /// RFC 9449 §7.1: the `DPoP` scheme of a protected resource (userinfo). Its refusals are
     /// 401 with a `DPoP` challenge naming the accepted proof algorithms.
     Dpop,
+    /// RFC 6750 §3.1: the request carried no credentials at all, so the Bearer challenge
+    /// names no error.
+    BearerNoCredentials,
 }
 
 #[derive(Debug)]
@@ -80,6 +89,8 @@ pub struct OAuthError {
     pub cause: Option<String>,
     /// The scheme to name in `WWW-Authenticate` on a 401.
     pub challenge: Option<AuthScheme>,
+    /// The scope a Bearer challenge names (RFC 6750 §3 `scope` attribute).
+    pub required_scope: Option<&'static str>,
 }
 
 impl OAuthError {
@@ -89,6 +100,7 @@ impl OAuthError {
             description: description.into(),
             cause: None,
             challenge: None,
+            required_scope: None,
         }
     }
 
@@ -104,6 +116,11 @@ impl OAuthError {
 
     pub fn invalid_dpop_proof(d: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::InvalidDpopProof, d)
+    }
+
+    pub fn with_required_scope(mut self, scope: &'static str) -> Self {
+        self.required_scope = Some(scope);
+        self
     }
 
     pub fn invalid_request(d: impl Into<Cow<'static, str>>) -> Self {

@@ -10,6 +10,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::Ctx;
+use super::audit;
 use crate::config::Config;
 use crate::model::{Session, User};
 use crate::secret;
@@ -17,6 +18,9 @@ use crate::secret;
 pub struct Throttle {
     per_account: DefaultKeyedRateLimiter<String>,
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    /// At most one `login.throttled` audit entry per account per minute: a flood of refused
+    /// attempts costs the attacker nothing and must not become a flood of database writes.
+    audit_throttled: DefaultKeyedRateLimiter<String>,
 }
 
 impl Throttle {
@@ -30,6 +34,7 @@ impl Throttle {
         Throttle {
             per_account: RateLimiter::keyed(quota(config.login_burst_per_account)),
             per_ip: RateLimiter::keyed(quota(config.login_burst_per_ip)),
+            audit_throttled: RateLimiter::keyed(Quota::per_minute(NonZeroU32::MIN)),
         }
     }
 
@@ -52,6 +57,7 @@ impl Throttle {
     pub fn prune(&self) {
         self.per_account.retain_recent();
         self.per_ip.retain_recent();
+        self.audit_throttled.retain_recent();
     }
 }
 
@@ -71,9 +77,18 @@ pub async fn login(
     ip: Option<IpAddr>,
     now: i64,
 ) -> Result<(User, Session, String), LoginError> {
-    throttle
-        .attempt(username, ip)
-        .map_err(LoginError::Throttled)?;
+    if let Err(wait) = throttle.attempt(username, ip) {
+        ctx.metrics.login_failed("throttled");
+        if throttle
+            .audit_throttled
+            .check_key(&username.to_lowercase())
+            .is_ok()
+        {
+            audit::login_failure(ctx, username, ip, "throttled", now).await;
+        }
+        return Err(LoginError::Throttled(wait));
+    }
+    let typed = username;
     let (username, password) = (username.to_owned(), password.to_owned());
     // The row first, releasing the database connection before the ~30 ms hash.
     let user = ctx
@@ -94,9 +109,11 @@ pub async fn login(
     let ok = tokio::task::spawn_blocking(move || secret::verify_password(&password, &hash))
         .await
         .map_err(|_| LoginError::Unavailable)?;
-    let user = user
-        .filter(|u| ok && !u.disabled)
-        .ok_or(LoginError::Invalid)?;
+    let Some(user) = user.filter(|u| ok && !u.disabled) else {
+        ctx.metrics.login_failed("invalid");
+        audit::login_failure(ctx, typed, ip, "invalid", now).await;
+        return Err(LoginError::Invalid);
+    };
     let cookie = secret::new_secret();
     let session = Session {
         session_hash: secret::hash_token(&cookie),

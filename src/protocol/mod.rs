@@ -1,7 +1,9 @@
 //! Protocol logic (RFC 6749, 7636, 8707, 9068, OIDC): decides; never touches HTTP or SQL.
 //! Functions take `now` (unix seconds) from the caller.
 
+pub mod admin;
 pub mod audience;
+pub mod audit;
 pub mod authorize;
 pub mod client_auth;
 pub mod clients;
@@ -14,6 +16,7 @@ pub mod login;
 pub mod params;
 pub mod pkce;
 pub mod redirect_uri;
+pub mod registration;
 pub mod scope;
 pub mod token;
 
@@ -31,4 +34,5 @@ pub struct Ctx {
     pub config: Arc<Config>,
     pub store: Store,
     pub keys: Arc<KeyRing>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }

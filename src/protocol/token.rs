@@ -45,7 +45,7 @@ pub async fn exchange(
     )
     .await?;
     let jkt = proof.as_ref().map(|p| p.jkt.as_str());
-    match grant {
+    let issued = match grant {
         GrantType::ClientCredentials => {
             grants::client_credentials::grant(ctx, &client, &params, jkt, now)
         }
@@ -55,5 +55,9 @@ pub async fn exchange(
         GrantType::RefreshToken => {
             grants::refresh_token::grant(ctx, &client, &params, jkt, now).await
         }
+    };
+    if issued.is_ok() {
+        ctx.metrics.token_issued(grant.as_str());
     }
+    issued
 }

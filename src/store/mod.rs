@@ -1,9 +1,11 @@
 //! The storage facade: the only module that knows SQL. Protocol code calls the domain methods
 //! here (through [`Store::blocking`] from async code); each method is one transaction.
 
+mod admin;
 mod grants;
 mod schema;
 
+pub use admin::{AuditQuery, GrantsRevoked, Registered};
 pub use grants::{Redeemed, Rotated};
 
 use std::path::Path;

@@ -137,3 +137,37 @@ diesel::table! {
         expires_at -> BigInt,
     }
 }
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        at -> BigInt,
+        event -> Text,
+        actor -> Text,
+        ip -> Nullable<Text>,
+        target -> Nullable<Text>,
+        outcome -> Text,
+        details -> Text,
+    }
+}
+
+diesel::table! {
+    registration_tokens (token_hash) {
+        token_hash -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        max_uses -> Nullable<BigInt>,
+        uses -> BigInt,
+        created_by -> Text,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    client_registrations (client_id) {
+        client_id -> Text,
+        access_token_hash -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}

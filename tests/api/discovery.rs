@@ -112,6 +112,7 @@ async fn metadata_does_not_advertise_unimplemented_endpoints() {
         "revocation_endpoint",
         "introspection_endpoint",
         "end_session_endpoint",
+        "registration_endpoint",
     ] {
         assert!(m[present].is_string(), "{present} missing: {m}");
     }
@@ -119,11 +120,6 @@ async fn metadata_does_not_advertise_unimplemented_endpoints() {
     assert_eq!(
         strings(&m["dpop_signing_alg_values_supported"]),
         ["ES256", "ES384", "EdDSA", "RS256", "PS256"]
-    );
-    // Not implemented yet (registration: admin API issue).
-    assert!(
-        m.get("registration_endpoint").is_none(),
-        "registration_endpoint is advertised but not implemented yet: {m}"
     );
     for g in strings(&m["grant_types_supported"]) {
         assert!(

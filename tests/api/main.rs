@@ -1,6 +1,8 @@
 //! Latchkey's HTTP and CLI integration tests: one binary, each test with its own server on
 //! port 0 and its own temporary database and keys (see `helpers.rs`).
 
+mod admin_api;
+mod audit;
 mod authorize;
 mod bad_input;
 mod browser;
@@ -16,12 +18,14 @@ mod independent_verifier;
 mod jwks;
 mod keys;
 mod login;
+mod metrics;
 mod native_app;
 mod oidc_client;
 mod openid_client;
 mod pg;
 mod properties;
 mod refresh;
+mod registration;
 mod replicas;
 mod storage;
 mod token_readback;

@@ -6,10 +6,12 @@
 use std::sync::{Arc, Barrier};
 
 use latchkey::model::{
-    AuthCode, Client, ClientType, GrantType, Issuance, RefreshToken, Session, SigningKeyRecord,
-    TokenFamily, User,
+    AuditEntry, AuthCode, Client, ClientType, GrantType, Issuance, RefreshToken, RegistrationToken,
+    Session, SigningKeyRecord, TokenFamily, User,
 };
-use latchkey::store::{Redeemed, Rotated, Store, StoreError};
+use latchkey::store::{
+    AuditQuery, GrantsRevoked, Redeemed, Registered, Rotated, Store, StoreError,
+};
 
 use crate::pg::PgDb;
 
@@ -83,6 +85,11 @@ contract!(
     dpop_client_flag_and_family_binding_round_trip,
     a_dpop_proof_is_recorded_once_and_pruned_after_expiry,
     concurrent_presentations_of_one_dpop_proof_have_one_winner,
+    audit_entries_are_numbered_paged_and_filtered,
+    registration_respects_the_initial_tokens_limits,
+    concurrent_registrations_never_exceed_max_uses,
+    clients_are_replaced_and_deleted_with_their_grants,
+    a_users_grants_are_revoked_in_bulk,
 );
 
 const NOW: i64 = 1_900_000_000;
@@ -624,4 +631,275 @@ fn concurrent_presentations_of_one_dpop_proof_have_one_winner(s: &Store) {
             .sum()
     });
     assert_eq!(fresh, 1);
+}
+
+// ---- admin: audit log, registration tokens, client replacement, bulk revocation ----------
+
+fn audit_entry(event: &str, at: i64) -> AuditEntry {
+    AuditEntry {
+        id: 0,
+        at,
+        event: event.into(),
+        actor: "admin:a1".into(),
+        ip: Some("127.0.0.1".into()),
+        target: Some("client:c1".into()),
+        outcome: "success".into(),
+        details: serde_json::json!({ "n": at }),
+    }
+}
+
+fn audit_entries_are_numbered_paged_and_filtered(s: &Store) {
+    let events = [
+        "client.created",
+        "client.disabled",
+        "user.created",
+        "clientx.odd",
+        "a_b.c",
+        "axb.c",
+    ];
+    for (i, e) in events.iter().enumerate() {
+        s.insert_audit(&audit_entry(e, NOW + i as i64))
+            .expect("insert audit");
+    }
+    let all = s
+        .audit(&AuditQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .expect("audit");
+    assert_eq!(all.len(), events.len());
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id), "ascending ids");
+    assert_eq!(all[0].event, "client.created");
+    assert_eq!(all[0].details, serde_json::json!({ "n": NOW }));
+    assert_eq!(all[0].ip.as_deref(), Some("127.0.0.1"));
+    // The newest two, oldest first; then forwards from an id.
+    let newest = s
+        .audit(&AuditQuery {
+            limit: 2,
+            ..Default::default()
+        })
+        .expect("audit");
+    assert_eq!(
+        newest.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(),
+        ["a_b.c", "axb.c"]
+    );
+    let after = s
+        .audit(&AuditQuery {
+            after: Some(all[1].id),
+            limit: 2,
+            ..Default::default()
+        })
+        .expect("audit");
+    assert_eq!(after[0].id, all[2].id);
+    assert_eq!(after.len(), 2);
+    // Event filters: exact name or whole-part prefix; LIKE wildcards are literal.
+    let ev = |e: &str| {
+        s.audit(&AuditQuery {
+            event: Some(e.into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .expect("audit")
+        .into_iter()
+        .map(|x| x.event)
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(ev("client"), ["client.created", "client.disabled"]);
+    assert_eq!(ev("client.disabled"), ["client.disabled"]);
+    assert_eq!(ev("a_b"), ["a_b.c"]);
+    assert!(ev("%").is_empty());
+    assert!(ev("cli").is_empty());
+}
+
+fn reg_token(hash: &str, max_uses: Option<i64>, expires_at: i64) -> RegistrationToken {
+    RegistrationToken {
+        token_hash: hash.into(),
+        created_at: NOW,
+        expires_at,
+        max_uses,
+        uses: 0,
+        created_by: "cli".into(),
+        revoked_at: None,
+    }
+}
+
+fn registration_respects_the_initial_tokens_limits(s: &Store) {
+    s.insert_registration_token(&reg_token("it-1", Some(1), NOW + 100))
+        .expect("insert");
+    s.insert_registration_token(&reg_token("it-2", None, NOW + 100))
+        .expect("insert");
+    assert_eq!(
+        s.registration_token("it-1").expect("get"),
+        Some(reg_token("it-1", Some(1), NOW + 100))
+    );
+    assert_eq!(
+        s.register_client("it-1", &client("d1"), "rat-1", NOW)
+            .expect("register"),
+        Registered::Registered
+    );
+    assert_eq!(
+        s.registration_access_token_hash("d1")
+            .expect("get")
+            .as_deref(),
+        Some("rat-1")
+    );
+    assert_eq!(
+        s.client("d1").expect("get").expect("stored").client_name,
+        "app"
+    );
+    assert_eq!(
+        s.registration_token("it-1")
+            .expect("get")
+            .expect("row")
+            .uses,
+        1
+    );
+    assert_eq!(
+        s.register_client("it-1", &client("d2"), "rat-2", NOW)
+            .expect("register"),
+        Registered::Refused("the initial access token has been used up")
+    );
+    assert!(
+        s.client("d2").expect("get").is_none(),
+        "nothing stored when refused"
+    );
+    assert_eq!(
+        s.register_client("it-2", &client("d3"), "rat-3", NOW + 100)
+            .expect("register"),
+        Registered::Refused("the initial access token has expired")
+    );
+    assert_eq!(
+        s.register_client("nope", &client("d4"), "rat-4", NOW)
+            .expect("register"),
+        Registered::Refused("the initial access token is invalid")
+    );
+    // A client id that exists already: a conflict, and the use is not counted.
+    assert!(matches!(
+        s.register_client("it-2", &client("d1"), "rat-5", NOW),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        s.registration_token("it-2")
+            .expect("get")
+            .expect("row")
+            .uses,
+        0
+    );
+}
+
+fn concurrent_registrations_never_exceed_max_uses(s: &Store) {
+    s.insert_registration_token(&reg_token("it-c", Some(2), NOW + 100))
+        .expect("insert");
+    let n = 6;
+    let barrier = Arc::new(Barrier::new(n));
+    let results: Vec<Registered> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let barrier = barrier.clone();
+                scope.spawn(move || {
+                    barrier.wait();
+                    s.register_client("it-c", &client(&format!("cc{i}")), &format!("r{i}"), NOW)
+                        .expect("register")
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| **r == Registered::Registered)
+            .count(),
+        2,
+        "{results:?}"
+    );
+    assert_eq!(
+        s.registration_token("it-c")
+            .expect("get")
+            .expect("row")
+            .uses,
+        2
+    );
+    assert_eq!(s.clients().expect("clients").len(), 2);
+}
+
+fn clients_are_replaced_and_deleted_with_their_grants(s: &Store) {
+    s.insert_client(&client("c1")).expect("insert");
+    let mut c = client("c1");
+    c.client_name = "renamed".into();
+    c.redirect_uris = vec!["https://app.example/cb".into()];
+    c.client_type = ClientType::Confidential;
+    c.secret_hash = Some("hash".into());
+    assert!(s.replace_client(&c).expect("replace"));
+    let got = s.client("c1").expect("get").expect("exists");
+    assert_eq!(got.client_name, "renamed");
+    assert_eq!(got.redirect_uris, c.redirect_uris);
+    assert_eq!(got.secret_hash.as_deref(), Some("hash"));
+    assert!(!s.replace_client(&client("missing")).expect("replace"));
+    assert!(s.client("missing").expect("get").is_none());
+
+    // A grant, a consent and an unused code for the client; deletion ends them all.
+    s.insert_code(&code("code-d1")).expect("code");
+    assert!(matches!(redeem(s, "code-d1", "d"), Redeemed::Issued(_)));
+    s.insert_code(&code("code-d2")).expect("code");
+    s.save_consent("u1", "c1", "openid", NOW).expect("consent");
+    assert!(s.delete_client("c1", NOW + 5).expect("delete"));
+    assert!(s.client("c1").expect("get").is_none());
+    assert!(s.consent("u1", "c1").expect("consent").is_none());
+    assert!(
+        s.access_token_revoked("jti-d", Some("fam-d"))
+            .expect("revoked?")
+    );
+    assert!(
+        matches!(redeem(s, "code-d2", "late"), Redeemed::Replayed),
+        "unused code burnt"
+    );
+    assert!(!s.delete_client("c1", NOW + 6).expect("delete again"));
+}
+
+fn a_users_grants_are_revoked_in_bulk(s: &Store) {
+    s.insert_code(&code("code-u1")).expect("code");
+    assert!(matches!(redeem(s, "code-u1", "u"), Redeemed::Issued(_)));
+    s.insert_code(&code("code-u2")).expect("code");
+    s.save_consent("u1", "c1", "openid", NOW).expect("consent");
+    s.insert_session(&Session {
+        session_hash: "sess-u1".into(),
+        sid: "sid".into(),
+        user_id: "u1".into(),
+        auth_time: NOW,
+        created_at: NOW,
+        expires_at: NOW + 3600,
+    })
+    .expect("session");
+    let r = s.revoke_user_grants("u1", NOW + 2).expect("revoke");
+    assert_eq!(
+        r,
+        GrantsRevoked {
+            token_families: 1,
+            authorization_codes: 1,
+            consents: 1,
+            sessions: 1
+        }
+    );
+    assert!(
+        s.access_token_revoked("jti-u", Some("fam-u"))
+            .expect("revoked?")
+    );
+    assert!(s.session("sess-u1", NOW + 3).expect("session").is_none());
+    assert!(matches!(
+        rotate(s, "rt-u", "rt-u2", NOW + 3, 30),
+        Rotated::Revoked
+    ));
+    // Nothing left to revoke; the client-wide variant finds nothing either.
+    assert_eq!(
+        s.revoke_user_grants("u1", NOW + 4).expect("revoke"),
+        GrantsRevoked::default()
+    );
+    assert_eq!(
+        s.revoke_client_grants("c1", NOW + 4).expect("revoke"),
+        GrantsRevoked::default()
+    );
 }

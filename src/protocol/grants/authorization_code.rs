@@ -110,6 +110,7 @@ pub async fn grant(
     let code = match outcome {
         Redeemed::NotFound => return Err(OAuthError::invalid_grant("the code is invalid")),
         Redeemed::Replayed => {
+            crate::protocol::audit::code_replay(ctx, &client.client_id, now).await;
             tracing::warn!(client_id = %client.client_id, "authorization code replayed: tokens it issued are revoked");
             return Err(OAuthError::invalid_grant("the code has already been used"));
         }

@@ -37,7 +37,9 @@ pub fn grant(
     let aud = Audience(audience::select(
         client,
         params.get_all("resource").collect(),
-        None,
+        // An admin client with no registered audience gets tokens for the admin API, whose
+        // audience is the issuer (see protocol::admin).
+        client.is_admin.then_some(ctx.config.issuer.as_str()),
     )?);
     let ttl = ctx.config.access_token_ttl;
     let claims = AccessTokenClaims {

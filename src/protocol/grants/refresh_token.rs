@@ -93,6 +93,7 @@ pub async fn grant(
             ));
         }
         Rotated::Reused => {
+            crate::protocol::audit::refresh_reuse(ctx, &client.client_id, &fam, now).await;
             tracing::warn!(client_id = %client.client_id, "refresh token reuse detected: family revoked");
             return Err(OAuthError::invalid_grant(
                 "the refresh token was already used; the grant has been revoked",

@@ -1,0 +1,194 @@
+//! Prometheus metrics (`GET /metrics`, OpenMetrics text). One registry per server instance,
+//! every series prefixed `latchkey_`. Labels come from closed sets (route patterns, grant
+//! names, reasons, key ids), never from request input, so cardinality stays bounded.
+//!
+//! Recording is cheap enough for the hot paths: a read-locked map lookup of a label set that
+//! borrows static strings, and an atomic add (histograms: a short uncontended mutex). Nothing
+//! is held across an `.await`.
+
+use std::borrow::Cow;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+/// Request latency buckets, in seconds: sub-millisecond JWKS answers to slow password checks.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// The route pattern (`/token`, `/admin/v1/clients/{client_id}`), or `unmatched`.
+    pub endpoint: Cow<'static, str>,
+    pub method: &'static str,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GrantLabels {
+    grant_type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    kid: String,
+    alg: String,
+    state: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: Family<HttpLabels, Histogram, fn() -> Histogram>,
+    tokens_issued: Family<GrantLabels, Counter>,
+    login_failures: Family<ReasonLabels, Counter>,
+    refresh_reuse: Counter,
+    code_replay: Counter,
+    audit_failures: Counter,
+    key_age: Family<KeyLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("latchkey");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route pattern, method and status",
+            http_requests.clone(),
+        );
+        let http_duration =
+            Family::<HttpLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time to answer HTTP requests, by route pattern, method and status",
+            Unit::Seconds,
+            http_duration.clone(),
+        );
+        let tokens_issued = Family::<GrantLabels, Counter>::default();
+        registry.register(
+            "tokens_issued",
+            "Successful token endpoint responses, by grant type",
+            tokens_issued.clone(),
+        );
+        let login_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "login_failures",
+            "Failed password logins, by reason (invalid credentials or throttled)",
+            login_failures.clone(),
+        );
+        let refresh_reuse = Counter::default();
+        registry.register(
+            "refresh_token_reuse_detected",
+            "Rotated refresh tokens presented again (the token family is revoked)",
+            refresh_reuse.clone(),
+        );
+        let code_replay = Counter::default();
+        registry.register(
+            "authorization_code_replay_detected",
+            "Authorization codes presented a second time (what they issued is revoked)",
+            code_replay.clone(),
+        );
+        let audit_failures = Counter::default();
+        registry.register(
+            "audit_write_failures",
+            "Audit log entries that could not be written",
+            audit_failures.clone(),
+        );
+        let key_age = Family::<KeyLabels, Gauge>::default();
+        registry.register_with_unit(
+            "signing_key_age",
+            "Seconds since each published signing key was created, by kid, alg and state",
+            Unit::Seconds,
+            key_age.clone(),
+        );
+        Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            tokens_issued,
+            login_failures,
+            refresh_reuse,
+            code_replay,
+            audit_failures,
+            key_age,
+        }
+    }
+
+    pub fn observe_request(&self, labels: &HttpLabels, seconds: f64) {
+        self.http_requests.get_or_create(labels).inc();
+        self.http_duration.get_or_create(labels).observe(seconds);
+    }
+
+    pub fn token_issued(&self, grant_type: &'static str) {
+        self.tokens_issued
+            .get_or_create(&GrantLabels { grant_type })
+            .inc();
+    }
+
+    /// `reason`: `invalid` or `throttled`.
+    pub fn login_failed(&self, reason: &'static str) {
+        self.login_failures
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn refresh_reuse_detected(&self) {
+        self.refresh_reuse.inc();
+    }
+
+    pub fn code_replay_detected(&self) {
+        self.code_replay.inc();
+    }
+
+    pub fn audit_write_failed(&self) {
+        self.audit_failures.inc();
+    }
+
+    /// Replaces the key-age series with `(kid, alg, state, age_seconds)` of every published key.
+    pub fn set_key_ages(
+        &self,
+        keys: impl IntoIterator<Item = (String, String, &'static str, i64)>,
+    ) {
+        self.key_age.clear();
+        for (kid, alg, state, age) in keys {
+            self.key_age
+                .get_or_create(&KeyLabels { kid, alg, state })
+                .set(age);
+        }
+    }
+
+    /// The OpenMetrics text exposition of every series.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::with_capacity(4096);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
