@@ -12,7 +12,8 @@
 # becomes a regression test before it is fixed.
 set -euo pipefail
 cd "$(dirname "$0")"
-TARGETS=(params_and_client_auth redirect_uri pkce_and_scope jwt_verify jwks_document)
+TARGETS=(params_and_client_auth redirect_uri pkce_and_scope jwt_verify jwks_document dpop_proof
+  registration_metadata)
 mode=${1:-smoke}
 
 case "$mode" in
