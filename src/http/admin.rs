@@ -7,15 +7,13 @@ use std::future::Future;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
-use bytes::BytesMut;
-use futures_util::StreamExt;
 use serde_json::Value;
 
 use super::openapi::{
     AuditPage, ClientList, ClientMetadata, ErrorResponse, GrantsRevokedDoc, InitialAccessToken,
     KeyList, RotatedKeys, SecretRotated, UserList, UserView,
 };
-use super::{AppState, MAX_BODY, error, unix_now};
+use super::{AppState, error, unix_now};
 use crate::protocol::admin::{
     self, Admin, AuditParams, NewUserRequest, PasswordRequest, RegistrationTokenRequest,
     RotateKeysRequest,
@@ -38,28 +36,9 @@ pub(super) fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
     req.peer_addr().map(|a| a.ip())
 }
 
-/// Reads an `application/json` body of at most [`MAX_BODY`] bytes; an empty body is `null`.
-pub(super) async fn read_json(req: &HttpRequest, mut payload: web::Payload) -> OAuthResult<Value> {
-    let too_large =
-        || OAuthError::invalid_request(format!("the request body exceeds {MAX_BODY} bytes"));
-    if let Some(len) = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        && len > MAX_BODY
-    {
-        return Err(too_large());
-    }
-    let mut body = BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            OAuthError::invalid_request("the request body could not be read").with_cause(e)
-        })?;
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
+/// Reads an `application/json` body of at most [`MAX_BODY`](super::MAX_BODY) bytes; an empty body is `null`.
+pub(super) async fn read_json(req: &HttpRequest, payload: web::Payload) -> OAuthResult<Value> {
+    let body = super::read_limited(req, payload).await?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }

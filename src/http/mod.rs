@@ -108,7 +108,7 @@ pub fn unix_now() -> i64 {
 }
 
 /// Reads an `application/x-www-form-urlencoded` body of at most [`MAX_BODY`] bytes.
-pub async fn read_form_body(req: &HttpRequest, mut payload: web::Payload) -> OAuthResult<Bytes> {
+pub async fn read_form_body(req: &HttpRequest, payload: web::Payload) -> OAuthResult<Bytes> {
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -120,6 +120,15 @@ pub async fn read_form_body(req: &HttpRequest, mut payload: web::Payload) -> OAu
             "the body must be application/x-www-form-urlencoded",
         ));
     }
+    read_limited(req, payload).await.map(BytesMut::freeze)
+}
+
+/// The whole request body, refused with `invalid_request` beyond [`MAX_BODY`] bytes (by
+/// `Content-Length` up front, or while reading a chunked body).
+pub(crate) async fn read_limited(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+) -> OAuthResult<BytesMut> {
     let too_large =
         || OAuthError::invalid_request(format!("the request body exceeds {MAX_BODY} bytes"));
     if let Some(len) = req
@@ -140,5 +149,5 @@ pub async fn read_form_body(req: &HttpRequest, mut payload: web::Payload) -> OAu
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body.freeze())
+    Ok(body)
 }
