@@ -343,9 +343,9 @@ mod tests {
             assert_eq!(normalize_htu(&n).as_deref(), Some(n.as_str()));
         }
         let ok = "https://ID.example.com:443/a/%7euser/../token?x=1#f";
-        let n = normalize_htu(ok).expect("a normal URL normalizes");
-        assert_eq!(n, "https://id.example.com/a/token");
-        assert_eq!(normalize_htu(&n).as_deref(), Some(n.as_str()));
+        let n = normalize_htu(ok);
+        assert_eq!(n.as_deref(), Some("https://id.example.com/a/token"));
+        assert_eq!(normalize_htu("https://id.example.com/a/token"), n);
     }
     use super::*;
 
