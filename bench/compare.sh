@@ -31,6 +31,7 @@
 #   WORKLOADS [cc introspect jwks refresh userinfo code]
 #   CODE_POOL_PEER [300]  CODE_POOL_LATCHKEY [2000]  CODE_RUNS [5]  (see bench/code_exchange.sh)
 #   OUT [bench/results/compare-<time>]  UPDATE_DOCS [1]  SKIP_BUILD [0]
+#   LATCHKEY_BIN [target/release/latchkey] (another build, e.g. a baseline; implies SKIP_BUILD=1)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
@@ -55,7 +56,7 @@ export LOAD_CPU
 BENCH="$PEERS_DIR/load/bench.sh"
 SEED_TOKENS="$PEERS_DIR/load/seed_tokens.mjs"
 PEER="$PEERS_DIR/oidc-provider"
-LK="$REPO/target/release/latchkey"
+LK="${LATCHKEY_BIN:-$REPO/target/release/latchkey}"
 LOAD_WORKLOADS="$(printf '%s\n' $WORKLOADS | grep -vx code | tr '\n' ' ' || true)"
 WANT_CODE=0; case " $WORKLOADS " in *" code "*) WANT_CODE=1;; esac
 
@@ -105,7 +106,7 @@ stop_server() {
 } | tee "$OUT/env.txt" >&2
 
 # ---------- build ----------
-if [ "$SKIP_BUILD" != 1 ]; then
+if [ "$SKIP_BUILD" != 1 ] && [ -z "${LATCHKEY_BIN:-}" ]; then
   log "cargo build --release --bin latchkey"
   (cd "$REPO" && cargo build --release --quiet --bin latchkey)
 fi

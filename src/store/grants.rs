@@ -8,10 +8,10 @@ use diesel::prelude::*;
 
 use super::schema::{
     authorization_codes as ac, consents, refresh_tokens as rt, revoked_access_tokens as rat,
-    sessions, token_families as tf,
+    sessions, token_families as tf, users,
 };
-use super::{Db, Store, StoreError, StoreResult, to_json, write_tx};
-use crate::model::{AuthCode, Issuance, RefreshToken, Session, TokenFamily};
+use super::{Db, Store, StoreError, StoreResult, UserRow, to_json, write_tx};
+use crate::model::{AuthCode, Issuance, RefreshToken, Session, TokenFamily, User};
 
 /// Outcome of presenting an authorization code.
 #[allow(clippy::large_enum_variant)]
@@ -336,6 +336,17 @@ impl Store {
         now: i64,
         check: impl FnOnce(&AuthCode) -> Result<Issuance, E>,
     ) -> StoreResult<Redeemed<E>> {
+        self.redeem_code_for_user(code_hash, now, |c, _| check(c))
+    }
+
+    /// As [`redeem_code`](Self::redeem_code), with the code's user (`None` if deleted) read in
+    /// the same transaction and handed to `check`: the code grant needs one round trip.
+    pub fn redeem_code_for_user<E>(
+        &self,
+        code_hash: &str,
+        now: i64,
+        check: impl FnOnce(&AuthCode, Option<&User>) -> Result<Issuance, E>,
+    ) -> StoreResult<Redeemed<E>> {
         let mut conn = self.conn()?;
         write_tx(&mut conn, |conn| {
             lock_code(conn, code_hash)?;
@@ -390,7 +401,12 @@ impl Store {
                 Ok(c) => c,
                 Err(e) => return Ok(Err(e)),
             };
-            let issuance = match check(&code) {
+            let user = users::table
+                .find(&code.user_id)
+                .first::<UserRow>(conn)
+                .optional()?
+                .map(User::from);
+            let issuance = match check(&code, user.as_ref()) {
                 Ok(i) => i,
                 Err(e) => return Ok(Ok(Redeemed::Rejected(e))),
             };
@@ -454,6 +470,22 @@ impl Store {
         grace: i64,
         check: impl FnOnce(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
     ) -> StoreResult<Rotated<E>> {
+        self.rotate_refresh_checked(token_hash, now, grace, |_, _, _| Ok(()), check)
+    }
+
+    /// As [`rotate_refresh`](Self::rotate_refresh), with `precheck` run first, under the lock,
+    /// on the presented token, its family and the family's user (`None` if deleted) — before
+    /// the revocation and reuse decisions, and without writing anything when it refuses
+    /// (`Rotated::Rejected`): the refresh grant's checks that must not consume the token or
+    /// revoke the family, in the same round trip as the rotation.
+    pub fn rotate_refresh_checked<E>(
+        &self,
+        token_hash: &str,
+        now: i64,
+        grace: i64,
+        precheck: impl FnOnce(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), E>,
+        check: impl FnOnce(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
+    ) -> StoreResult<Rotated<E>> {
         let mut conn = self.conn()?;
         write_tx(&mut conn, |conn| {
             let Some(family_id) = rt::table
@@ -482,6 +514,14 @@ impl Store {
                 return Ok(Ok(Rotated::NotFound));
             };
             let family = fam_from_row(fam);
+            let user = users::table
+                .find(&family.user_id)
+                .first::<UserRow>(conn)
+                .optional()?
+                .map(User::from);
+            if let Err(e) = precheck(&old, &family, user.as_ref()) {
+                return Ok(Ok(Rotated::Rejected(e)));
+            }
             if family.revoked_at.is_some() {
                 return Ok(Ok(Rotated::Revoked));
             }
