@@ -70,6 +70,11 @@ impl Application {
                 .configure(http::routes)
         })
         .workers(workers)
+        // Blocking work is database calls (each holds a pooled connection) and the odd password
+        // hash: a thread per pooled connection, plus one. More threads than connections would
+        // only park on the pool, each wake-up a context switch on the server's CPUs (actix's
+        // default is 512 / CPUs threads per worker: 32 concurrent token requests made 32).
+        .worker_max_blocking_threads(blocking_threads(config.db_pool_size, workers))
         .listen(listener)?
         .run();
         Ok(Application {
@@ -90,6 +95,11 @@ impl Application {
         refresher.abort();
         result
     }
+}
+
+/// Blocking-pool threads per HTTP worker: the worker's share of the database pool, plus one.
+fn blocking_threads(db_pool_size: u32, workers: usize) -> usize {
+    (db_pool_size as usize).div_ceil(workers.max(1)) + 1
 }
 
 /// Every tick: reload the key ring; now and then, drop idle login-throttle entries and expired

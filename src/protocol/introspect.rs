@@ -11,25 +11,42 @@ use super::params::Params;
 use crate::keys::VerifiedAccessToken;
 use crate::model::ClientType;
 use crate::secret;
+use crate::store::{Store, StoreResult};
 
-/// A live access token: signature, issuer and expiry valid, and not revoked (by jti or family).
-async fn live_access_token(
+/// An access token this server issued with a valid signature, issuer and expiry (no I/O).
+fn verified_access_token(ctx: &Ctx, token: &str, now: i64) -> Option<VerifiedAccessToken> {
+    let claims = ctx
+        .keys
+        .verify_access_token(token, &ctx.config.issuer)
+        .ok()?;
+    (claims.exp > now).then_some(claims)
+}
+
+/// A live access token: signature, issuer and expiry valid, and not revoked (by jti or family);
+/// with what `fetch` reads for it in the same round trip to the database.
+async fn live_access_token<T, F>(
     ctx: &Ctx,
     token: &str,
     now: i64,
-) -> OAuthResult<Option<VerifiedAccessToken>> {
-    let Ok(claims) = ctx.keys.verify_access_token(token, &ctx.config.issuer) else {
+    fetch: F,
+) -> OAuthResult<Option<(VerifiedAccessToken, T)>>
+where
+    F: FnOnce(&Store, &VerifiedAccessToken) -> StoreResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    let Some(claims) = verified_access_token(ctx, token, now) else {
         return Ok(None);
     };
-    if claims.exp <= now {
-        return Ok(None);
-    }
-    let (jti, fam) = (claims.jti.clone(), claims.family_id().map(str::to_owned));
-    let revoked = ctx
+    Ok(ctx
         .store
-        .blocking(move |s| s.access_token_revoked(&jti, fam.as_deref()))
-        .await?;
-    Ok((!revoked).then_some(claims))
+        .blocking(move |s| {
+            if s.access_token_revoked(&claims.jti, claims.family_id())? {
+                return Ok(None);
+            }
+            let extra = fetch(s, &claims)?;
+            Ok(Some((claims, extra)))
+        })
+        .await?)
 }
 
 /// RFC 7662: only authenticated confidential clients may introspect.
@@ -39,7 +56,27 @@ pub async fn introspect(
     params: Params,
     now: i64,
 ) -> OAuthResult<Value> {
-    let client = client_auth::authenticate_request(ctx, authorization, &params).await?;
+    let presented = client_auth::presented(authorization, &params)?;
+    let hint = params.get("token_type_hint");
+    // The signature is checked first (no I/O), so that the client and the token's revocation
+    // state are read in one round trip; the answer waits for client authentication.
+    let verified = params
+        .get("token")
+        .filter(|_| hint != Some("refresh_token"))
+        .and_then(|t| verified_access_token(ctx, t, now));
+    let id = presented.client_id().to_owned();
+    let (stored, live) = ctx
+        .store
+        .blocking(move |s| {
+            let client = s.client(&id)?;
+            let live = match verified {
+                Some(c) if !s.access_token_revoked(&c.jti, c.family_id())? => Some(c),
+                _ => None,
+            };
+            Ok((client, live))
+        })
+        .await?;
+    let client = client_auth::authenticate(&presented, stored)?;
     if client.client_type != ClientType::Confidential {
         return Err(OAuthError::new(
             ErrorCode::InvalidClient,
@@ -48,10 +85,7 @@ pub async fn introspect(
         .with_challenge(authorization.map(|_| AuthScheme::Basic)));
     }
     let token = params.require("token")?;
-    let hint = params.get("token_type_hint");
-    if hint != Some("refresh_token")
-        && let Some(c) = live_access_token(ctx, token, now).await?
-    {
+    if let Some(c) = live {
         let mut v = serde_json::to_value(&c).map_err(OAuthError::server_error)?;
         v["active"] = json!(true);
         v["token_type"] = json!(if c.cnf.is_some() { "DPoP" } else { "Bearer" });
@@ -137,15 +171,22 @@ fn dpop_error(code: ErrorCode, d: &'static str) -> OAuthError {
 /// The live access token presented to a protected resource of this server, with its DPoP
 /// binding checked: a bound token only with the `DPoP` scheme and a proof by its key carrying
 /// `ath` (RFC 9449 §7); an unbound one only as a bearer token.
-pub async fn authenticate_resource(
+/// `fetch` reads whatever the resource needs for the token in the same round trip as the
+/// revocation check.
+pub async fn authenticate_resource<T, F>(
     ctx: &Ctx,
     presented: Presented<'_>,
     now: i64,
-) -> OAuthResult<VerifiedAccessToken> {
+    fetch: F,
+) -> OAuthResult<(VerifiedAccessToken, T)>
+where
+    F: FnOnce(&Store, &VerifiedAccessToken) -> StoreResult<T> + Send + 'static,
+    T: Send + 'static,
+{
     let invalid = "the access token is invalid, expired or revoked";
     match presented {
         Presented::Bearer(token) => {
-            let claims = live_access_token(ctx, token, now)
+            let (claims, extra) = live_access_token(ctx, token, now, fetch)
                 .await?
                 .ok_or_else(|| bearer_error(ErrorCode::InvalidToken, invalid))?;
             if claims.cnf.is_some() {
@@ -155,7 +196,7 @@ pub async fn authenticate_resource(
                     "the access token is DPoP-bound: present it with the DPoP scheme and a proof",
                 ));
             }
-            Ok(claims)
+            Ok((claims, extra))
         }
         Presented::Dpop {
             token,
@@ -163,7 +204,7 @@ pub async fn authenticate_resource(
             method,
             htu,
         } => {
-            let claims = live_access_token(ctx, token, now)
+            let (claims, extra) = live_access_token(ctx, token, now, fetch)
                 .await?
                 .ok_or_else(|| dpop_error(ErrorCode::InvalidToken, invalid))?;
             let Some(bound) = claims
@@ -202,7 +243,7 @@ pub async fn authenticate_resource(
                     "invalid DPoP key binding: the proof is signed by another key",
                 ));
             }
-            Ok(claims)
+            Ok((claims, extra))
         }
     }
 }
@@ -210,7 +251,15 @@ pub async fn authenticate_resource(
 /// OIDC Core §5.3 userinfo: standard claims by scope.
 pub async fn userinfo(ctx: &Ctx, presented: Presented<'_>, now: i64) -> OAuthResult<Value> {
     let dpop_scheme = matches!(presented, Presented::Dpop { .. });
-    let claims = authenticate_resource(ctx, presented, now).await?;
+    // The user is read with the revocation check (one round trip) when the scope asks for it.
+    let (claims, user) = authenticate_resource(ctx, presented, now, |s, c| {
+        if c.has_scope("openid") {
+            s.user(&c.sub)
+        } else {
+            Ok(None)
+        }
+    })
+    .await?;
     let bearer_error = |code, d| {
         if dpop_scheme {
             dpop_error(code, d)
@@ -224,11 +273,7 @@ pub async fn userinfo(ctx: &Ctx, presented: Presented<'_>, now: i64) -> OAuthRes
             "the openid scope is required",
         ));
     }
-    let sub = claims.sub.clone();
-    let user = ctx
-        .store
-        .blocking(move |s| s.user(&sub))
-        .await?
+    let user = user
         .filter(|u| !u.disabled)
         .ok_or_else(|| bearer_error(ErrorCode::InvalidToken, "the user no longer exists"))?;
     let mut out = json!({ "sub": user.user_id });

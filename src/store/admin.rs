@@ -210,7 +210,7 @@ impl Store {
         let mut conn = self.conn()?;
         Ok(regt::table
             .find(token_hash)
-            .first::<RegTokenRow>(&mut *conn)
+            .get_result::<RegTokenRow>(&mut *conn)
             .optional()?
             .map(regtoken_from_row))
     }
@@ -233,12 +233,12 @@ impl Store {
                     .find(token_hash)
                     .select(regt::token_hash)
                     .for_update()
-                    .first::<String>(pg)
+                    .get_result::<String>(pg)
                     .optional()?;
             }
             let Some(token) = regt::table
                 .find(token_hash)
-                .first::<RegTokenRow>(conn)
+                .get_result::<RegTokenRow>(conn)
                 .optional()?
                 .map(regtoken_from_row)
             else {
@@ -273,7 +273,7 @@ impl Store {
         Ok(cr::table
             .find(client_id)
             .select(cr::access_token_hash)
-            .first::<String>(&mut *conn)
+            .get_result::<String>(&mut *conn)
             .optional()?)
     }
 

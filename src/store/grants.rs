@@ -8,10 +8,10 @@ use diesel::prelude::*;
 
 use super::schema::{
     authorization_codes as ac, consents, refresh_tokens as rt, revoked_access_tokens as rat,
-    sessions, token_families as tf,
+    sessions, token_families as tf, users,
 };
-use super::{Db, Store, StoreError, StoreResult, to_json, write_tx};
-use crate::model::{AuthCode, Issuance, RefreshToken, Session, TokenFamily};
+use super::{Db, Store, StoreError, StoreResult, UserRow, on_backend, to_json, write_tx};
+use crate::model::{AuthCode, Issuance, RefreshToken, Session, TokenFamily, User};
 
 /// Outcome of presenting an authorization code.
 #[allow(clippy::large_enum_variant)]
@@ -153,7 +153,7 @@ const FAM_COLS: (
 
 fn insert_refresh(conn: &mut Db, t: &RefreshToken) -> Result<(), diesel::result::Error> {
     let aud = serde_json::to_string(&t.audiences).unwrap_or_else(|_| "[]".into());
-    diesel::insert_into(rt::table)
+    on_backend!(conn, |db| diesel::insert_into(rt::table)
         .values((
             rt::token_hash.eq(&t.token_hash),
             rt::family_id.eq(&t.family_id),
@@ -164,7 +164,7 @@ fn insert_refresh(conn: &mut Db, t: &RefreshToken) -> Result<(), diesel::result:
             rt::created_at.eq(t.created_at),
             rt::expires_at.eq(t.expires_at),
         ))
-        .execute(conn)?;
+        .execute(db))?;
     Ok(())
 }
 
@@ -174,25 +174,27 @@ fn revoke_family_in(
     reason: &str,
     now: i64,
 ) -> Result<(), diesel::result::Error> {
-    diesel::update(tf::table.find(family_id).filter(tf::revoked_at.is_null()))
-        .set((
-            tf::revoked_at.eq(Some(now)),
-            tf::revoked_reason.eq(Some(reason)),
-        ))
-        .execute(conn)?;
+    on_backend!(conn, |db| diesel::update(
+        tf::table.find(family_id).filter(tf::revoked_at.is_null())
+    )
+    .set((
+        tf::revoked_at.eq(Some(now)),
+        tf::revoked_reason.eq(Some(reason)),
+    ))
+    .execute(db))?;
     Ok(())
 }
 
 fn revoke_jti_in(conn: &mut Db, jti: &str, expires_at: i64) -> Result<(), diesel::result::Error> {
-    let exists = rat::table
+    let exists = on_backend!(conn, |db| rat::table
         .find(jti)
         .select(rat::jti)
-        .first::<String>(conn)
-        .optional()?;
+        .get_result::<String>(db))
+    .optional()?;
     if exists.is_none() {
-        diesel::insert_into(rat::table)
+        on_backend!(conn, |db| diesel::insert_into(rat::table)
             .values((rat::jti.eq(jti), rat::expires_at.eq(expires_at)))
-            .execute(conn)?;
+            .execute(db))?;
     }
     Ok(())
 }
@@ -206,7 +208,7 @@ fn lock_code(conn: &mut Db, code_hash: &str) -> Result<(), diesel::result::Error
             .find(code_hash)
             .select(ac::code_hash)
             .for_update()
-            .first::<String>(pg)
+            .get_result::<String>(pg)
             .optional()?;
     }
     Ok(())
@@ -220,7 +222,7 @@ fn lock_family(conn: &mut Db, family_id: &str) -> Result<(), diesel::result::Err
             .find(family_id)
             .select(tf::family_id)
             .for_update()
-            .first::<String>(pg)
+            .get_result::<String>(pg)
             .optional()?;
     }
     Ok(())
@@ -231,7 +233,7 @@ impl Store {
 
     pub fn insert_session(&self, s: &Session) -> StoreResult<()> {
         let mut conn = self.conn()?;
-        diesel::insert_into(sessions::table)
+        on_backend!(&mut *conn, |db| diesel::insert_into(sessions::table)
             .values((
                 sessions::session_hash.eq(&s.session_hash),
                 sessions::sid.eq(&s.sid),
@@ -240,18 +242,18 @@ impl Store {
                 sessions::created_at.eq(s.created_at),
                 sessions::expires_at.eq(s.expires_at),
             ))
-            .execute(&mut *conn)?;
+            .execute(db))?;
         Ok(())
     }
 
     /// The live session with this cookie hash, if any.
     pub fn session(&self, session_hash: &str, now: i64) -> StoreResult<Option<Session>> {
         let mut conn = self.conn()?;
-        let row = sessions::table
+        let row = on_backend!(&mut *conn, |db| sessions::table
             .find(session_hash)
             .filter(sessions::expires_at.gt(now))
-            .first::<(String, String, String, i64, i64, i64)>(&mut *conn)
-            .optional()?;
+            .get_result::<(String, String, String, i64, i64, i64)>(db))
+        .optional()?;
         Ok(row.map(|r| Session {
             session_hash: r.0,
             sid: r.1,
@@ -264,7 +266,10 @@ impl Store {
 
     pub fn delete_session(&self, session_hash: &str) -> StoreResult<()> {
         let mut conn = self.conn()?;
-        diesel::delete(sessions::table.find(session_hash)).execute(&mut *conn)?;
+        on_backend!(&mut *conn, |db| diesel::delete(
+            sessions::table.find(session_hash)
+        )
+        .execute(db))?;
         Ok(())
     }
 
@@ -272,11 +277,11 @@ impl Store {
 
     pub fn consent(&self, user_id: &str, client_id: &str) -> StoreResult<Option<String>> {
         let mut conn = self.conn()?;
-        Ok(consents::table
+        Ok(on_backend!(&mut *conn, |db| consents::table
             .find((user_id, client_id))
             .select(consents::scope)
-            .first::<String>(&mut *conn)
-            .optional()?)
+            .get_result::<String>(db))
+        .optional()?)
     }
 
     pub fn save_consent(
@@ -288,15 +293,18 @@ impl Store {
     ) -> StoreResult<()> {
         let mut conn = self.conn()?;
         write_tx(&mut conn, |conn| {
-            diesel::delete(consents::table.find((user_id, client_id))).execute(conn)?;
-            diesel::insert_into(consents::table)
+            on_backend!(conn, |db| diesel::delete(
+                consents::table.find((user_id, client_id))
+            )
+            .execute(db))?;
+            on_backend!(conn, |db| diesel::insert_into(consents::table)
                 .values((
                     consents::user_id.eq(user_id),
                     consents::client_id.eq(client_id),
                     consents::scope.eq(scope),
                     consents::created_at.eq(now),
                 ))
-                .execute(conn)?;
+                .execute(db))?;
             Ok::<_, diesel::result::Error>(())
         })?;
         Ok(())
@@ -306,7 +314,7 @@ impl Store {
 
     pub fn insert_code(&self, c: &AuthCode) -> StoreResult<()> {
         let mut conn = self.conn()?;
-        diesel::insert_into(ac::table)
+        on_backend!(&mut *conn, |db| diesel::insert_into(ac::table)
             .values((
                 ac::code_hash.eq(&c.code_hash),
                 ac::client_id.eq(&c.client_id),
@@ -323,7 +331,7 @@ impl Store {
                 ac::expires_at.eq(c.expires_at),
                 ac::dpop_jkt.eq(&c.dpop_jkt),
             ))
-            .execute(&mut *conn)?;
+            .execute(db))?;
         Ok(())
     }
 
@@ -336,10 +344,21 @@ impl Store {
         now: i64,
         check: impl FnOnce(&AuthCode) -> Result<Issuance, E>,
     ) -> StoreResult<Redeemed<E>> {
+        self.redeem_code_for_user(code_hash, now, |c, _| check(c))
+    }
+
+    /// As [`redeem_code`](Self::redeem_code), with the code's user (`None` if deleted) read in
+    /// the same transaction and handed to `check`: the code grant needs one round trip.
+    pub fn redeem_code_for_user<E>(
+        &self,
+        code_hash: &str,
+        now: i64,
+        check: impl FnOnce(&AuthCode, Option<&User>) -> Result<Issuance, E>,
+    ) -> StoreResult<Redeemed<E>> {
         let mut conn = self.conn()?;
         write_tx(&mut conn, |conn| {
             lock_code(conn, code_hash)?;
-            let row = ac::table
+            let row = on_backend!(conn, |db| ac::table
                 .find(code_hash)
                 .select((
                     (
@@ -363,14 +382,14 @@ impl Store {
                     ac::access_jti,
                     ac::access_expires_at,
                 ))
-                .first::<(
+                .get_result::<(
                     CodeRow,
                     Option<i64>,
                     Option<String>,
                     Option<String>,
                     Option<i64>,
-                )>(conn)
-                .optional()?;
+                )>(db))
+            .optional()?;
             let Some((row, used_at, family_id, access_jti, access_exp)) = row else {
                 return Ok(Ok(Redeemed::NotFound));
             };
@@ -383,20 +402,25 @@ impl Store {
                 }
                 return Ok(Ok(Redeemed::Replayed));
             }
-            diesel::update(ac::table.find(code_hash))
+            on_backend!(conn, |db| diesel::update(ac::table.find(code_hash))
                 .set(ac::used_at.eq(Some(now)))
-                .execute(conn)?;
+                .execute(db))?;
             let code = match code_from_row(row) {
                 Ok(c) => c,
                 Err(e) => return Ok(Err(e)),
             };
-            let issuance = match check(&code) {
+            let user = on_backend!(conn, |db| users::table
+                .find(&code.user_id)
+                .get_result::<UserRow>(db))
+            .optional()?
+            .map(User::from);
+            let issuance = match check(&code, user.as_ref()) {
                 Ok(i) => i,
                 Err(e) => return Ok(Ok(Redeemed::Rejected(e))),
             };
             let mut family_id = None;
             if let Some((fam, first)) = &issuance.family {
-                diesel::insert_into(tf::table)
+                on_backend!(conn, |db| diesel::insert_into(tf::table)
                     .values((
                         tf::family_id.eq(&fam.family_id),
                         tf::client_id.eq(&fam.client_id),
@@ -405,17 +429,17 @@ impl Store {
                         tf::expires_at.eq(fam.expires_at),
                         tf::dpop_jkt.eq(&fam.dpop_jkt),
                     ))
-                    .execute(conn)?;
+                    .execute(db))?;
                 insert_refresh(conn, first)?;
                 family_id = Some(fam.family_id.clone());
             }
-            diesel::update(ac::table.find(code_hash))
+            on_backend!(conn, |db| diesel::update(ac::table.find(code_hash))
                 .set((
                     ac::family_id.eq(family_id),
                     ac::access_jti.eq(Some(&issuance.access_jti)),
                     ac::access_expires_at.eq(Some(issuance.access_expires_at)),
                 ))
-                .execute(conn)?;
+                .execute(db))?;
             Ok::<_, diesel::result::Error>(Ok(Redeemed::Issued(code)))
         })?
     }
@@ -427,19 +451,19 @@ impl Store {
         token_hash: &str,
     ) -> StoreResult<Option<(RefreshToken, TokenFamily)>> {
         let mut conn = self.conn()?;
-        let Some(row) = rt::table
+        let Some(row) = on_backend!(&mut *conn, |db| rt::table
             .find(token_hash)
-            .first::<RtRow>(&mut *conn)
-            .optional()?
+            .get_result::<RtRow>(db))
+        .optional()?
         else {
             return Ok(None);
         };
         let t = rt_from_row(row)?;
-        let fam = tf::table
+        let fam = on_backend!(&mut *conn, |db| tf::table
             .find(&t.family_id)
             .select(FAM_COLS)
-            .first::<FamRow>(&mut *conn)
-            .optional()?;
+            .get_result::<FamRow>(db))
+        .optional()?;
         Ok(fam.map(|f| (t, fam_from_row(f))))
     }
 
@@ -454,46 +478,74 @@ impl Store {
         grace: i64,
         check: impl FnOnce(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
     ) -> StoreResult<Rotated<E>> {
+        self.rotate_refresh_checked(token_hash, now, grace, |_, _, _| Ok(()), check)
+    }
+
+    /// As [`rotate_refresh`](Self::rotate_refresh), with `precheck` run first, under the lock,
+    /// on the presented token, its family and the family's user (`None` if deleted) — before
+    /// the revocation and reuse decisions, and without writing anything when it refuses
+    /// (`Rotated::Rejected`): the refresh grant's checks that must not consume the token or
+    /// revoke the family, in the same round trip as the rotation.
+    pub fn rotate_refresh_checked<E>(
+        &self,
+        token_hash: &str,
+        now: i64,
+        grace: i64,
+        precheck: impl FnOnce(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), E>,
+        check: impl FnOnce(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
+    ) -> StoreResult<Rotated<E>> {
         let mut conn = self.conn()?;
         write_tx(&mut conn, |conn| {
-            let Some(family_id) = rt::table
+            let Some(family_id) = on_backend!(conn, |db| rt::table
                 .find(token_hash)
                 .select(rt::family_id)
-                .first::<String>(conn)
-                .optional()?
+                .get_result::<String>(db))
+            .optional()?
             else {
                 return Ok(Ok(Rotated::NotFound));
             };
             lock_family(conn, &family_id)?;
             // Read again under the lock: a concurrent rotation may have committed meanwhile.
-            let Some(row) = rt::table.find(token_hash).first::<RtRow>(conn).optional()? else {
+            let Some(row) = on_backend!(conn, |db| rt::table
+                .find(token_hash)
+                .get_result::<RtRow>(db))
+            .optional()?
+            else {
                 return Ok(Ok(Rotated::NotFound));
             };
             let old = match rt_from_row(row) {
                 Ok(t) => t,
                 Err(e) => return Ok(Err(e)),
             };
-            let Some(fam) = tf::table
+            let Some(fam) = on_backend!(conn, |db| tf::table
                 .find(&old.family_id)
                 .select(FAM_COLS)
-                .first::<FamRow>(conn)
-                .optional()?
+                .get_result::<FamRow>(db))
+            .optional()?
             else {
                 return Ok(Ok(Rotated::NotFound));
             };
             let family = fam_from_row(fam);
+            let user = on_backend!(conn, |db| users::table
+                .find(&family.user_id)
+                .get_result::<UserRow>(db))
+            .optional()?
+            .map(User::from);
+            if let Err(e) = precheck(&old, &family, user.as_ref()) {
+                return Ok(Ok(Rotated::Rejected(e)));
+            }
             if family.revoked_at.is_some() {
                 return Ok(Ok(Rotated::Revoked));
             }
             let mut retry = false;
             if let Some(rotated_at) = old.rotated_at {
                 let successor_unused = match &old.successor_hash {
-                    Some(s) => rt::table
+                    Some(s) => on_backend!(conn, |db| rt::table
                         .find(s)
                         .select(rt::rotated_at)
-                        .first::<Option<i64>>(conn)
-                        .optional()?
-                        .is_some_and(|r| r.is_none()),
+                        .get_result::<Option<i64>>(db))
+                    .optional()?
+                    .is_some_and(|r| r.is_none()),
                     None => false,
                 };
                 let in_window = grace > 0 && now - rotated_at <= grace;
@@ -510,20 +562,20 @@ impl Store {
             if retry && let Some(s) = &old.successor_hash {
                 // The superseded successor is kept, marked rotated with no successor: if it
                 // ever shows up (someone did receive it), that is reuse and revokes the family.
-                diesel::update(rt::table.find(s))
+                on_backend!(conn, |db| diesel::update(rt::table.find(s))
                     .set((
                         rt::rotated_at.eq(Some(now)),
                         rt::successor_hash.eq(None::<String>),
                     ))
-                    .execute(conn)?;
+                    .execute(db))?;
             }
             insert_refresh(conn, &next)?;
-            diesel::update(rt::table.find(token_hash))
+            on_backend!(conn, |db| diesel::update(rt::table.find(token_hash))
                 .set((
                     rt::rotated_at.eq(Some(old.rotated_at.unwrap_or(now))),
                     rt::successor_hash.eq(Some(&next.token_hash)),
                 ))
-                .execute(conn)?;
+                .execute(db))?;
             Ok::<_, diesel::result::Error>(Ok(Rotated::Rotated { old, family, retry }))
         })?
     }
@@ -536,10 +588,10 @@ impl Store {
     pub fn record_dpop_proof(&self, replay_key: &str, expires_at: i64) -> StoreResult<bool> {
         use super::schema::dpop_proofs as dp;
         let mut conn = self.conn()?;
-        match diesel::insert_into(dp::table)
+        match on_backend!(&mut *conn, |db| diesel::insert_into(dp::table)
             .values((dp::replay_key.eq(replay_key), dp::expires_at.eq(expires_at)))
-            .execute(&mut *conn)
-            .map_err(StoreError::from)
+            .execute(db))
+        .map_err(StoreError::from)
         {
             Ok(_) => Ok(true),
             Err(StoreError::Conflict(_)) => Ok(false),
@@ -551,7 +603,10 @@ impl Store {
     pub fn prune_dpop_proofs(&self, now: i64) -> StoreResult<usize> {
         use super::schema::dpop_proofs as dp;
         let mut conn = self.conn()?;
-        Ok(diesel::delete(dp::table.filter(dp::expires_at.lt(now))).execute(&mut *conn)?)
+        Ok(on_backend!(&mut *conn, |db| diesel::delete(
+            dp::table.filter(dp::expires_at.lt(now))
+        )
+        .execute(db))?)
     }
 
     pub fn revoke_family(&self, family_id: &str, reason: &str, now: i64) -> StoreResult<()> {
@@ -569,21 +624,21 @@ impl Store {
     /// Whether an access token was revoked by `jti`, or through its refresh family.
     pub fn access_token_revoked(&self, jti: &str, family_id: Option<&str>) -> StoreResult<bool> {
         let mut conn = self.conn()?;
-        if rat::table
+        if on_backend!(&mut *conn, |db| rat::table
             .find(jti)
             .select(rat::jti)
-            .first::<String>(&mut *conn)
-            .optional()?
-            .is_some()
+            .get_result::<String>(db))
+        .optional()?
+        .is_some()
         {
             return Ok(true);
         }
         if let Some(f) = family_id {
-            let revoked = tf::table
+            let revoked = on_backend!(&mut *conn, |db| tf::table
                 .find(f)
                 .select(tf::revoked_at)
-                .first::<Option<i64>>(&mut *conn)
-                .optional()?;
+                .get_result::<Option<i64>>(db))
+            .optional()?;
             // An unknown family is treated as revoked: the token cannot be traced to a grant.
             return Ok(!matches!(revoked, Some(None)));
         }

@@ -3,7 +3,9 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::browser::{Browser, login_tokens, refresh, setup};
+use crate::browser::{
+    Browser, PASSWORD, REDIRECT_PORT, exchange, location_params, login_tokens, pkce, refresh, setup,
+};
 use crate::helpers::{TestApp, TestClient};
 
 async fn userinfo(app: &TestApp, token: &str) -> (StatusCode, Option<String>, String) {
@@ -81,6 +83,50 @@ async fn userinfo_answers_claims_by_scope_and_refuses_forged_or_id_tokens() {
     let (s, www, _) = userinfo(&app, &cc).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert!(www.unwrap_or_default().contains("insufficient_scope"));
+}
+
+/// A login without `offline_access` gets no refresh token, and its access token has no refresh
+/// family behind it: it must still work at userinfo and introspection, and be revocable by jti.
+#[actix_web::test]
+async fn tokens_of_a_login_without_offline_access_are_live_until_revoked() {
+    let app = TestApp::spawn().await;
+    let m = setup(&app, true).await;
+    let rs = app.add_service_client().await;
+    let (verifier, challenge) = pkce();
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("response_type", "code")
+        .append_pair("client_id", &m.client.client_id)
+        .append_pair("redirect_uri", REDIRECT_PORT)
+        .append_pair("scope", "openid profile email")
+        .append_pair("state", "st-123")
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+    let mut b = Browser::new(&app);
+    let page = b.get(&format!("/authorize?{}", q.finish())).await;
+    let r = b.login(&page, &m.username, PASSWORD).await;
+    let (_, p) = location_params(&r);
+    let code = p.get("code").expect("code");
+    let r = exchange(&app, &m.client.client_id, code, &verifier).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let t: Value = r.json();
+    assert!(t.get("refresh_token").is_none(), "{t}");
+    let at = t["access_token"].as_str().expect("at");
+    let (s, _, body) = userinfo(&app, at).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["email"], "alice@example.test");
+    assert_eq!(introspect(&app, &rs, at).await["active"], true);
+    // Revocation by jti still reaches it.
+    let r = app
+        .http
+        .post(app.url("/revoke"))
+        .form(&[("token", at), ("client_id", &m.client.client_id)])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(introspect(&app, &rs, at).await["active"], false);
+    assert_eq!(userinfo(&app, at).await.0, StatusCode::UNAUTHORIZED);
 }
 
 #[actix_web::test]

@@ -33,17 +33,21 @@ pub async fn grant(
     // one transaction.
     let family_id = secret::random_token(16);
     let jti = format!("{family_id}.{}", secret::random_token(12));
+    // Without a refresh family the access token's jti names none: a `family.random` jti whose
+    // family was never created reads as revoked (`Store::access_token_revoked` fails closed),
+    // which refused every token of an `openid` login without `offline_access` at userinfo.
+    let plain_jti = secret::random_token(16);
     let refresh = secret::new_secret();
     let cfg = ctx.config.clone();
     let client_id = client.client_id.clone();
     let client2 = client.clone();
     let family_jkt = dpop::refresh_binding(client, dpop_jkt);
     let proof_jkt = dpop_jkt.map(str::to_owned);
-    let (jti2, refresh2) = (jti.clone(), refresh.clone());
+    let (jti2, plain_jti2, refresh2) = (jti.clone(), plain_jti.clone(), refresh.clone());
     let outcome = ctx
         .store
         .blocking(move |s| {
-            s.redeem_code(&secret::hash_token(&code), now, |c| {
+            s.redeem_code_for_user(&secret::hash_token(&code), now, |c, user| {
                 if c.client_id != client_id {
                     return Err(OAuthError::invalid_grant(
                         "the code was issued to another client",
@@ -74,6 +78,11 @@ pub async fn grant(
                 if !pkce::verify(v, &c.code_challenge) {
                     return Err(OAuthError::invalid_grant("PKCE verification failed"));
                 }
+                // Read in the same transaction: a user disabled since the login gets nothing
+                // (the code is burnt, no family is created).
+                if user.is_none_or(|u| u.disabled) {
+                    return Err(OAuthError::invalid_grant("the user is disabled"));
+                }
                 let scope = Scope::parse(&c.scope).unwrap_or_default();
                 let family = user_tokens::wants_refresh(&client2, &scope).then(|| {
                     let fam = TokenFamily {
@@ -100,7 +109,11 @@ pub async fn grant(
                     (fam, first)
                 });
                 Ok(Issuance {
-                    access_jti: jti2.clone(),
+                    access_jti: if family.is_some() {
+                        jti2.clone()
+                    } else {
+                        plain_jti2.clone()
+                    },
                     access_expires_at: now + cfg.access_token_ttl as i64,
                     family,
                 })
@@ -117,22 +130,8 @@ pub async fn grant(
         Redeemed::Rejected(e) => return Err(e),
         Redeemed::Issued(c) => c,
     };
-    let uid = code.user_id.clone();
-    let user = ctx.store.blocking(move |s| s.user(&uid)).await?;
     let issued_refresh =
         user_tokens::wants_refresh(client, &Scope::parse(&code.scope).unwrap_or_default());
-    if user.is_none_or(|u| u.disabled) {
-        if issued_refresh {
-            let f = jti
-                .split_once('.')
-                .map(|(f, _)| f.to_owned())
-                .unwrap_or_default();
-            ctx.store
-                .blocking(move |s| s.revoke_family(&f, "user disabled", now))
-                .await?;
-        }
-        return Err(OAuthError::invalid_grant("the user is disabled"));
-    }
     user_tokens::mint(
         ctx,
         UserGrant {
@@ -143,7 +142,7 @@ pub async fn grant(
             auth_time: code.auth_time,
             sid: &code.sid,
             nonce: code.nonce.as_deref(),
-            jti,
+            jti: if issued_refresh { jti } else { plain_jti },
             refresh_token: issued_refresh.then_some(refresh),
             dpop_jkt,
         },

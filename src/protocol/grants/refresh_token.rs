@@ -29,60 +29,61 @@ pub async fn grant(
     let presented = params.require("refresh_token")?;
     let hash = secret::hash_token(presented);
     let requested_scope = params.get("scope").map(str::to_owned);
-
-    // The user must still be enabled (read before the rotation transaction).
-    let h = hash.clone();
-    let current = ctx.store.blocking(move |s| s.refresh_token(&h)).await?;
-    let Some((cur, fam)) = current else {
-        return Err(OAuthError::invalid_grant("the refresh token is invalid"));
-    };
-    // RFC 9449 §5: checked before anything else, so that a thief without the key can neither
-    // use the token nor, by presenting a rotated one, revoke the family.
-    dpop::check_refresh_binding(&fam, dpop_jkt)?;
-    // Scope may narrow for the new access token, never widen (RFC 6749 §6). Checked before
-    // rotating so a refused request does not consume the token.
-    let granted = Scope::parse(&cur.scope).unwrap_or_default();
-    let scope = Scope::narrow(requested_scope.as_deref(), granted.iter())?;
-    let uid = fam.user_id.clone();
-    if ctx
-        .store
-        .blocking(move |s| s.user(&uid))
-        .await?
-        .is_none_or(|u| u.disabled)
-    {
-        return Err(OAuthError::invalid_grant("the user is disabled"));
-    }
-
     let next_secret = secret::new_secret();
     let next_hash = secret::hash_token(&next_secret);
     let client_id = client.client_id.clone();
+    let proof_jkt = dpop_jkt.map(str::to_owned);
     let cfg = ctx.config.clone();
     let grace = cfg.refresh_reuse_grace as i64;
-    let outcome = ctx
+    // One round trip: the checks that must neither consume the token nor revoke the family
+    // (`precheck`), then the reuse decision and the rotation, in one transaction.
+    let (outcome, family_seen) = ctx
         .store
         .blocking(move |s| {
-            s.rotate_refresh(&hash, now, grace, |old, fam| {
-                if fam.client_id != client_id {
-                    return Err(OAuthError::invalid_grant(
-                        "the refresh token was issued to another client",
-                    ));
-                }
-                if old.expires_at <= now || fam.expires_at <= now {
-                    return Err(OAuthError::invalid_grant("the refresh token has expired"));
-                }
-                Ok(RefreshToken {
-                    token_hash: next_hash,
-                    family_id: old.family_id.clone(),
-                    scope: old.scope.clone(),
-                    audiences: old.audiences.clone(),
-                    auth_time: old.auth_time,
-                    sid: old.sid.clone(),
-                    created_at: now,
-                    expires_at: (now + cfg.refresh_token_ttl as i64).min(fam.expires_at),
-                    rotated_at: None,
-                    successor_hash: None,
-                })
-            })
+            let mut seen = None;
+            let outcome = s.rotate_refresh_checked(
+                &hash,
+                now,
+                grace,
+                |cur, fam, user| {
+                    seen = Some(fam.clone());
+                    // RFC 9449 §5: checked before anything else, so that a thief without the
+                    // key can neither use the token nor, by presenting a rotated one, revoke
+                    // the family.
+                    dpop::check_refresh_binding(fam, proof_jkt.as_deref())?;
+                    // Scope may narrow for the new access token, never widen (RFC 6749 §6).
+                    let granted = Scope::parse(&cur.scope).unwrap_or_default();
+                    Scope::narrow(requested_scope.as_deref(), granted.iter())?;
+                    // The user must still be enabled.
+                    if user.is_none_or(|u| u.disabled) {
+                        return Err(OAuthError::invalid_grant("the user is disabled"));
+                    }
+                    Ok(())
+                },
+                |old, fam| {
+                    if fam.client_id != client_id {
+                        return Err(OAuthError::invalid_grant(
+                            "the refresh token was issued to another client",
+                        ));
+                    }
+                    if old.expires_at <= now || fam.expires_at <= now {
+                        return Err(OAuthError::invalid_grant("the refresh token has expired"));
+                    }
+                    Ok(RefreshToken {
+                        token_hash: next_hash,
+                        family_id: old.family_id.clone(),
+                        scope: old.scope.clone(),
+                        audiences: old.audiences.clone(),
+                        auth_time: old.auth_time,
+                        sid: old.sid.clone(),
+                        created_at: now,
+                        expires_at: (now + cfg.refresh_token_ttl as i64).min(fam.expires_at),
+                        rotated_at: None,
+                        successor_hash: None,
+                    })
+                },
+            )?;
+            Ok((outcome, seen))
         })
         .await?;
     let (old, family) = match outcome {
@@ -93,7 +94,9 @@ pub async fn grant(
             ));
         }
         Rotated::Reused => {
-            crate::protocol::audit::refresh_reuse(ctx, &client.client_id, &fam, now).await;
+            if let Some(fam) = &family_seen {
+                crate::protocol::audit::refresh_reuse(ctx, &client.client_id, fam, now).await;
+            }
             tracing::warn!(client_id = %client.client_id, "refresh token reuse detected: family revoked");
             return Err(OAuthError::invalid_grant(
                 "the refresh token was already used; the grant has been revoked",
@@ -107,6 +110,11 @@ pub async fn grant(
             (old, family)
         }
     };
+    // Accepted by the precheck above: narrowing again cannot fail.
+    let scope = Scope::narrow(
+        params.get("scope"),
+        Scope::parse(&old.scope).unwrap_or_default().iter(),
+    )?;
     user_tokens::mint(
         ctx,
         UserGrant {
