@@ -47,7 +47,7 @@ BASIC="Basic $(printf '%s:%s' "$CC_ID" "$CC_SECRET" | base64 -w0)"
 case "$MODE" in
   callgrind)
     command -v valgrind >/dev/null || { echo "apt-get install valgrind" >&2; exit 1; }
-    taskset -c 1 valgrind --tool=callgrind --collect-atstart=no \
+    taskset -c 1 valgrind --tool=callgrind --instr-atstart=no \
       --callgrind-out-file="$OUT/callgrind.out" "$LK" serve 2> "$OUT/server.log" &
     ;;
   perf)

@@ -263,7 +263,7 @@ fn main() {
                 )),
                 "verify" => drop(black_box(
                     ctx.keys
-                        .verify_access_token(&es256, &config.issuer)
+                        .verify_access_token_uncached(&es256, &config.issuer)
                         .unwrap(),
                 )),
                 "client" => drop(black_box(store.client(&id).unwrap())),
@@ -297,14 +297,21 @@ fn main() {
     let mut verify_es = || {
         black_box(
             ctx.keys
-                .verify_access_token(black_box(&es256), &config.issuer)
+                .verify_access_token_uncached(black_box(&es256), &config.issuer)
                 .unwrap(),
         );
     };
     let mut verify_rs = || {
         black_box(
             ctx.keys
-                .verify_access_token(black_box(&rs256), &config.issuer)
+                .verify_access_token_uncached(black_box(&rs256), &config.issuer)
+                .unwrap(),
+        );
+    };
+    let mut verify_seen = || {
+        black_box(
+            ctx.keys
+                .verify_access_token(black_box(&es256), &config.issuer)
                 .unwrap(),
         );
     };
@@ -313,12 +320,14 @@ fn main() {
         "sign RS256 (ID token)",
         "verify ES256 access token",
         "verify RS256 access token",
+        "verify ES256, token seen before (cache)",
     ];
     let ns = measure(&mut [
         (names[0], &mut sign_es),
         (names[1], &mut sign_rs),
         (names[2], &mut verify_es),
         (names[3], &mut verify_rs),
+        (names[4], &mut verify_seen),
     ]);
     for (name, ns) in names.iter().zip(ns) {
         println!("{name:<44} {}", per(ns));

@@ -449,7 +449,7 @@ pub async fn end_session(req: HttpRequest, state: web::Data<AppState>) -> HttpRe
         let client = state
             .ctx
             .store
-            .blocking(move |s| s.client(&cid))
+            .read(move |s| s.client(&cid))
             .await
             .ok()
             .flatten();

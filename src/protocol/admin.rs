@@ -85,7 +85,7 @@ pub async fn authenticate(
     );
     let (revoked, client) = ctx
         .store
-        .blocking(move |s| {
+        .read(move |s| {
             Ok((
                 s.access_token_revoked(&jti, fam.as_deref())?,
                 s.client(&cid)?,

@@ -114,7 +114,7 @@ pub async fn validate(ctx: &Ctx, params: &Params) -> Result<AuthorizeRequest, Au
     let id = client_id.to_owned();
     let client = ctx
         .store
-        .blocking(move |s| s.client(&id))
+        .read(move |s| s.client(&id))
         .await
         .map_err(|e| AuthorizeError::Page(e.into()))?
         .filter(|c| !c.disabled)

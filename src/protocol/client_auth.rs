@@ -160,7 +160,7 @@ pub async fn authenticate_request(
 ) -> OAuthResult<Client> {
     let presented = presented(authorization, params)?;
     let id = presented.client_id().to_owned();
-    let stored = ctx.store.blocking(move |s| s.client(&id)).await?;
+    let stored = ctx.store.read(move |s| s.client(&id)).await?;
     authenticate(&presented, stored)
 }
 

@@ -39,7 +39,7 @@ where
     };
     Ok(ctx
         .store
-        .blocking(move |s| {
+        .read(move |s| {
             if s.access_token_revoked(&claims.jti, claims.family_id())? {
                 return Ok(None);
             }
@@ -67,7 +67,7 @@ pub async fn introspect(
     let id = presented.client_id().to_owned();
     let (stored, live) = ctx
         .store
-        .blocking(move |s| {
+        .read(move |s| {
             let client = s.client(&id)?;
             let live = match verified {
                 Some(c) if !s.access_token_revoked(&c.jti, c.family_id())? => Some(c),
@@ -93,7 +93,7 @@ pub async fn introspect(
     }
     // Refresh tokens are introspectable by the client they were issued to.
     let h = secret::hash_token(token);
-    if let Some((t, fam)) = ctx.store.blocking(move |s| s.refresh_token(&h)).await?
+    if let Some((t, fam)) = ctx.store.read(move |s| s.refresh_token(&h)).await?
         && fam.client_id == client.client_id
         && fam.revoked_at.is_none()
         && t.rotated_at.is_none()
@@ -128,7 +128,7 @@ pub async fn revoke(
         }
     }
     let h = secret::hash_token(token);
-    if let Some((_, fam)) = ctx.store.blocking(move |s| s.refresh_token(&h)).await? {
+    if let Some((_, fam)) = ctx.store.read(move |s| s.refresh_token(&h)).await? {
         if fam.client_id == client.client_id {
             let f = fam.family_id.clone();
             ctx.store
