@@ -3,9 +3,11 @@
 #
 #   fuzz/run.sh smoke            build every target and run each for a bounded number of
 #                                inputs from the seed corpus (what .ci/run does)
-#   fuzz/run.sh campaign [SECS]  run each target for SECS seconds (default 600) on a growing
-#                                work corpus (fuzz/work/, not committed); prints the coverage
-#                                line every minute so a plateau is visible
+#   fuzz/run.sh campaign [SECS] [TARGET...]
+#                                run each target (default: all) for SECS seconds (default 600)
+#                                on a growing work corpus (fuzz/work/, not committed); prints
+#                                libFuzzer's pulse line at every doubling of executions, so a
+#                                plateau (same coverage at half the executions) is visible
 #
 # Needs a nightly toolchain (installed here by rustup) and cargo-fuzz
 # (`cargo install cargo-fuzz --locked`). Crashes land in fuzz/artifacts/<target>/; each one
@@ -33,6 +35,7 @@ case "$mode" in
     ;;
   campaign)
     secs=${2:-600}
+    if [ $# -gt 2 ]; then TARGETS=("${@:3}"); fi
     for t in "${TARGETS[@]}"; do
       mkdir -p "work/$t"
       echo "== fuzz campaign: $t for ${secs}s"
