@@ -194,10 +194,10 @@ fn main() {
         .sign(SigningAlg::RS256, TYP_ACCESS_TOKEN, &claims, t)
         .unwrap();
     ctx.keys
-        .verify_access_token(&es256, &config.issuer)
+        .verify_access_token(&es256, &config.issuer, t)
         .unwrap();
     ctx.keys
-        .verify_access_token(&rs256, &config.issuer)
+        .verify_access_token(&rs256, &config.issuer, t)
         .unwrap();
 
     // ---- refresh rotation (store level) -----------------------------------------------------
@@ -311,7 +311,7 @@ fn main() {
     let mut verify_seen = || {
         black_box(
             ctx.keys
-                .verify_access_token(black_box(&es256), &config.issuer)
+                .verify_access_token(black_box(&es256), &config.issuer, now())
                 .unwrap(),
         );
     };

@@ -1,6 +1,6 @@
 //! DPoP proof checks (RFC 9449 §4.3) as the token endpoint runs them, minus storage: header,
 //! `typ`, `alg`, the public `jwk` (private members refused), signature, `htm`, `htu`, `iat`,
-//! `ath`; and `htu` normalization on its own.
+//! `ath`; and `htu` normalization on its own, which must agree with latchkey-verify's.
 #![no_main]
 
 use latchkey::protocol::dpop::{Expect, check, normalize_htu};
@@ -29,7 +29,10 @@ fuzz_target!(|data: &[u8]| {
         access_token: Some("token"),
     };
     let _ = check(s, &with_token, 60, None, NOW);
-    if let Some(n) = normalize_htu(s) {
+    // The token endpoint and latchkey-verify normalize with separate copies: they must agree.
+    let n = normalize_htu(s);
+    assert_eq!(n, latchkey_verify::normalize_htu(s), "server and latchkey-verify differ");
+    if let Some(n) = n {
         assert!(!n.contains('#') && !n.contains('?'), "{n:?}");
         assert_eq!(normalize_htu(&n).as_deref(), Some(n.as_str()), "idempotent");
     }

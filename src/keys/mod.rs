@@ -314,21 +314,20 @@ impl KeyRing {
     ///
     /// A token seen before is not verified again: the exact same bytes, checked against the
     /// same key set, give the same answer, so its claims come from a bounded cache that the
-    /// next key change empties, and only `exp` is checked anew. (The ECDSA verification is
-    /// ~80 % of an introspection's instructions; resource servers present the same token many
-    /// times.) Revocation is never cached: callers check it in the store every time.
+    /// next key change empties; `iss` and `exp` (against `now`) are checked anew on every hit.
+    /// (The ECDSA verification is ~80 % of an introspection's instructions; resource servers
+    /// present the same token many times.) Revocation is never cached: callers check it in
+    /// the store every time.
     pub fn verify_access_token(
         &self,
         token: &str,
         issuer: &str,
+        now: i64,
     ) -> Result<VerifiedAccessToken, &'static str> {
         let set = self.current.load();
         if let Some(claims) = set.verified.get(token) {
-            // As jsonwebtoken's own check (no leeway) would on a fresh verification.
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            if claims.exp < now {
+            // As jsonwebtoken's own checks (no leeway) would on a fresh verification.
+            if claims.iss != issuer || claims.exp < now {
                 return Err("invalid token");
             }
             return Ok((*claims).clone());
@@ -603,9 +602,11 @@ mod tests {
     fn a_token_seen_before_is_answered_from_the_cache_but_a_tampered_copy_is_not() {
         let (_d, _s, ring, config) = ring();
         let t = token(&ring, &config, now() + 600);
-        let first = ring.verify_access_token(&t, &config.issuer).expect("fresh");
+        let first = ring
+            .verify_access_token(&t, &config.issuer, now())
+            .expect("fresh");
         let again = ring
-            .verify_access_token(&t, &config.issuer)
+            .verify_access_token(&t, &config.issuer, now())
             .expect("cached");
         assert_eq!(first.jti, again.jti);
         // Same signature, one payload character changed: a different key in the cache, so a
@@ -614,10 +615,17 @@ mod tests {
         let mut payload: Vec<u8> = rest.as_bytes().to_vec();
         payload[5] = if payload[5] == b'A' { b'B' } else { b'A' };
         let forged = format!("{head}.{}", String::from_utf8(payload).expect("ascii"));
-        assert!(ring.verify_access_token(&forged, &config.issuer).is_err());
+        assert!(
+            ring.verify_access_token(&forged, &config.issuer, now())
+                .is_err()
+        );
         // Another issuer's expectation is not served from the cache either.
         assert!(
             ring.verify_access_token_uncached(&t, "https://other.example")
+                .is_err()
+        );
+        assert!(
+            ring.verify_access_token(&t, "https://other.example", now())
                 .is_err()
         );
     }
@@ -626,12 +634,13 @@ mod tests {
     fn a_cached_token_is_refused_once_its_key_leaves_the_key_set() {
         let (_d, _s, ring, config) = ring();
         let t = token(&ring, &config, now() + 600);
-        ring.verify_access_token(&t, &config.issuer).expect("fresh");
+        ring.verify_access_token(&t, &config.issuer, now())
+            .expect("fresh");
         // Every key withdrawn (as after a compromised key is deleted): the cache goes with
         // the old key set.
         ring.reload_from(vec![], now()).expect("reload");
         assert_eq!(
-            ring.verify_access_token(&t, &config.issuer).err(),
+            ring.verify_access_token(&t, &config.issuer, now()).err(),
             Some("unknown key")
         );
     }
@@ -640,8 +649,12 @@ mod tests {
     fn a_cached_token_is_refused_once_it_expires() {
         let (_d, _s, ring, config) = ring();
         let t = token(&ring, &config, now() + 1);
-        ring.verify_access_token(&t, &config.issuer).expect("fresh");
-        std::thread::sleep(std::time::Duration::from_millis(2100));
-        assert!(ring.verify_access_token(&t, &config.issuer).is_err());
+        ring.verify_access_token(&t, &config.issuer, now())
+            .expect("fresh");
+        // The cached entry is checked against the caller's clock: one second past `exp`.
+        assert!(
+            ring.verify_access_token(&t, &config.issuer, now() + 2)
+                .is_err()
+        );
     }
 }

@@ -73,7 +73,7 @@ pub async fn authenticate(
     };
     let claims = ctx
         .keys
-        .verify_access_token(token, &ctx.config.issuer)
+        .verify_access_token(token, &ctx.config.issuer, now)
         .map_err(|why| invalid().with_cause(why))?;
     if claims.exp <= now {
         return Err(invalid().with_cause("expired"));

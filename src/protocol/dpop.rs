@@ -568,20 +568,6 @@ pub fn thumbprint(jwk: &Map<String, Value>, alg: &'static str) -> Option<String>
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn htu_normalization_is_idempotent_or_refuses() {
-        // Found by fuzz/fuzz_targets/dpop_proof.rs: the first normal form of this URL
-        // normalized differently a second time.
-        let found = "https:44444e://\n*\u{2}\neehttps:'./Jw%./@%4%4444:44444444%44https:'./Jw%./@%4444448888888888*";
-        if let Some(n) = normalize_htu(found) {
-            assert_eq!(normalize_htu(&n).as_deref(), Some(n.as_str()));
-        }
-        let ok = "https://ID.example.com:443/a/%7euser/../token?x=1#f";
-        let n = normalize_htu(ok).expect("a normal URL normalizes");
-        assert_eq!(n, "https://id.example.com/a/token");
-        assert_eq!(normalize_htu(&n).as_deref(), Some(n.as_str()));
-    }
     use super::*;
     use aws_lc_rs::rand::SystemRandom;
     use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
@@ -781,5 +767,38 @@ mod tests {
         );
         assert!(normalize_htu("urn:x").is_none());
         assert!(normalize_htu("/token").is_none());
+    }
+
+    /// latchkey-verify normalizes `htu` with its own copy of this code (it depends on no
+    /// server code, and the server does not build its HTTP client): the two must agree, or a
+    /// proof the token endpoint accepts would be refused at a resource server, or the reverse.
+    /// The `dpop_proof` fuzz target checks the same on every input.
+    #[test]
+    fn htu_normalization_is_idempotent_or_refuses_and_agrees_with_latchkey_verify() {
+        // Found by fuzz/fuzz_targets/dpop_proof.rs: the first normal form of this URL
+        // normalized differently a second time.
+        let found = "https:44444e://\n*\u{2}\neehttps:'./Jw%./@%4%4444:44444444%44https:'./Jw%./@%4444448888888888*";
+        if let Some(n) = normalize_htu(found) {
+            assert_eq!(normalize_htu(&n).as_deref(), Some(n.as_str()));
+        }
+        let ok = "https://ID.example.com:443/a/%7euser/../token?x=1#f";
+        let n = normalize_htu(ok).expect("a normal URL normalizes");
+        assert_eq!(n, "https://id.example.com/a/token");
+        assert_eq!(normalize_htu(&n).as_deref(), Some(n.as_str()));
+        for s in [
+            found,
+            ok,
+            "HTTPS://Example.COM:443/a/./b/%7e%2f?q#f",
+            "http://example.com",
+            "http://h:8080/x",
+            "https://h/%",
+            "https://h/%zz%4",
+            "https://user:pw@h/a@b",
+            "urn:x",
+            "/token",
+            "ftp://h/me",
+        ] {
+            assert_eq!(normalize_htu(s), latchkey_verify::normalize_htu(s), "{s:?}");
+        }
     }
 }

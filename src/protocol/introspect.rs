@@ -17,7 +17,7 @@ use crate::store::{Store, StoreResult};
 fn verified_access_token(ctx: &Ctx, token: &str, now: i64) -> Option<VerifiedAccessToken> {
     let claims = ctx
         .keys
-        .verify_access_token(token, &ctx.config.issuer)
+        .verify_access_token(token, &ctx.config.issuer, now)
         .ok()?;
     (claims.exp > now).then_some(claims)
 }
@@ -137,7 +137,7 @@ pub async fn revoke(
         }
         return Ok(());
     }
-    if let Ok(c) = ctx.keys.verify_access_token(token, &ctx.config.issuer)
+    if let Ok(c) = ctx.keys.verify_access_token(token, &ctx.config.issuer, now)
         && c.client_id == client.client_id
     {
         ctx.store
