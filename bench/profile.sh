@@ -11,6 +11,8 @@
 # on only for the load (after seeding and a warm-up), so start-up is not in the profile.
 # Output in bench/results/profile-<mode>-<workload>-<time>/: report.txt (top functions,
 # inclusive and self) and, for callgrind, instructions per request in summary.txt.
+# PERF_CALLGRAPH='--call-graph dwarf,16384' PERF_FREQ=999 gives whole Rust call stacks
+# (the release build has no frame pointers) at the cost of a larger perf.data.
 # (Hardware counters — `perf stat -e instructions` — are not available on this VM; cpu-clock
 # sampling and callgrind's instruction counts are what there is.)
 set -euo pipefail
@@ -93,7 +95,7 @@ case "$MODE" in
     callgrind_annotate "$OUT"/callgrind.out* 2>/dev/null | head -60 >> "$OUT/report.txt" || true
     ;;
   perf)
-    perf record -e cpu-clock -F 2999 -g -p "$SERVER_PID" -o "$OUT/perf.data" -- sleep "$SECS" 2> "$OUT/perf-record.log" &
+    perf record -e cpu-clock -F "${PERF_FREQ:-2999}" ${PERF_CALLGRAPH:--g} -p "$SERVER_PID" -o "$OUT/perf.data" -- sleep "$SECS" 2> "$OUT/perf-record.log" &
     PERF=$!
     run_wrk "$SECS" > "$OUT/wrk.txt"
     wait "$PERF" || true

@@ -91,9 +91,27 @@ impl Application {
     /// Serves until the process is told to stop, refreshing the key ring in the background.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let refresher = actix_web::rt::spawn(housekeeping(self.state.clone()));
+        let checkpointer = actix_web::rt::spawn(checkpoints(self.state.ctx.store.clone()));
         let result = self.server.await;
         refresher.abort();
+        checkpointer.abort();
         result
+    }
+}
+
+/// SQLite: checkpoints the WAL in the background every `CHECKPOINT_INTERVAL`, so that
+/// requests that write never run a checkpoint (and its fsync) themselves; batching them also
+/// copies a page rewritten by many transactions once. Ends at once on PostgreSQL.
+async fn checkpoints(store: crate::store::Store) {
+    let mut tick = tokio::time::interval(crate::store::CHECKPOINT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match store.blocking(|s| s.checkpoint()).await {
+            Ok(None) => return,
+            Ok(Some(_)) => {}
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry"),
+        }
     }
 }
 

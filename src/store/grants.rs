@@ -496,23 +496,27 @@ impl Store {
     ) -> StoreResult<Rotated<E>> {
         let mut conn = self.conn()?;
         write_tx(&mut conn, |conn| {
-            let Some(family_id) = on_backend!(conn, |db| rt::table
-                .find(token_hash)
-                .select(rt::family_id)
-                .get_result::<String>(db))
-            .optional()?
-            else {
-                return Ok(Ok(Rotated::NotFound));
-            };
-            lock_family(conn, &family_id)?;
-            // Read again under the lock: a concurrent rotation may have committed meanwhile.
-            let Some(row) = on_backend!(conn, |db| rt::table
+            let Some(mut row) = on_backend!(conn, |db| rt::table
                 .find(token_hash)
                 .get_result::<RtRow>(db))
             .optional()?
             else {
                 return Ok(Ok(Rotated::NotFound));
             };
+            // SQLite: `BEGIN IMMEDIATE` already excludes every other writer, so the row just
+            // read is current. PostgreSQL: lock the family, then read again under the lock
+            // (a concurrent rotation may have committed meanwhile).
+            if matches!(conn, Db::Pg(_)) {
+                lock_family(conn, &row.1)?;
+                let Some(again) = on_backend!(conn, |db| rt::table
+                    .find(token_hash)
+                    .get_result::<RtRow>(db))
+                .optional()?
+                else {
+                    return Ok(Ok(Rotated::NotFound));
+                };
+                row = again;
+            }
             let old = match rt_from_row(row) {
                 Ok(t) => t,
                 Err(e) => return Ok(Err(e)),

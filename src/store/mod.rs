@@ -187,10 +187,16 @@ impl ManageConnection for Manager {
                 // WAL lets readers proceed during a write; NORMAL sync in WAL mode survives a
                 // process crash (kill -9) without losing a committed transaction;
                 // busy_timeout makes writers queue instead of failing under contention.
-                conn.batch_execute(
+                // Checkpoints: the server runs them in the background (`Store::checkpoint`,
+                // every `CHECKPOINT_INTERVAL`), so no request pays for copying the WAL back
+                // and its fsync; the automatic checkpoint stays as a backstop at
+                // `WAL_AUTOCHECKPOINT_PAGES` for processes without that task (the CLI) or if
+                // it falls behind.
+                conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-                )
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                     PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES};"
+                ))
                 .map_err(Error::QueryError)?;
                 Ok(Db::Sqlite(conn))
             }
@@ -212,6 +218,27 @@ impl ManageConnection for Manager {
 }
 
 type Pooled = PooledConnection<Manager>;
+
+/// SQLite's automatic checkpoint threshold (pages of 4 KiB): a backstop only, well above what
+/// the background checkpoint lets the WAL reach (SQLite's default is 1000).
+pub const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
+
+/// What `PRAGMA wal_checkpoint` reports.
+#[derive(Debug, diesel::QueryableByName)]
+pub struct WalCheckpoint {
+    /// 1 when the checkpoint could not run (another one in progress).
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub busy: i32,
+    /// Frames in the WAL.
+    #[diesel(sql_type = diesel::sql_types::Integer, column_name = log)]
+    pub frames: i32,
+    /// Frames now copied into the database file.
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub checkpointed: i32,
+}
+
+/// How often the server checkpoints the SQLite WAL into the database file in the background.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 
 thread_local! {
     /// The connection lent to [`Store::read`]'s closure on this thread: `(store id, conn)`.
@@ -440,6 +467,22 @@ impl Store {
         tokio::task::spawn_blocking(move || f(&store))
             .await
             .map_err(|e| StoreError::Other(format!("blocking task failed: {e}")))?
+    }
+
+    /// SQLite: copies the WAL's committed frames into the database file (a PASSIVE
+    /// checkpoint: it neither waits for nor blocks readers and writers), so the WAL can start
+    /// over. PostgreSQL: nothing to do (`None`).
+    pub fn checkpoint(&self) -> StoreResult<Option<WalCheckpoint>> {
+        if self.backend != Backend::Sqlite {
+            return Ok(None);
+        }
+        let mut conn = self.conn()?;
+        let Db::Sqlite(c) = &mut *conn else {
+            return Ok(None);
+        };
+        Ok(Some(
+            diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result::<WalCheckpoint>(c)?,
+        ))
     }
 
     pub fn ping(&self) -> StoreResult<()> {

@@ -159,3 +159,32 @@ async fn concurrent_refreshes_of_one_token_do_not_both_succeed_outside_the_windo
         .count();
     assert!(ok <= 1, "{} / {}", a.text(), b.text());
 }
+
+/// Requests never checkpoint SQLite's WAL themselves (the automatic checkpoint is only a
+/// backstop at thousands of pages); the server does it in the background. Observable from
+/// outside: after a burst of rotations and a pause, the next write finds the WAL copied back
+/// and starts it over, so the WAL holds only that write's frames.
+#[actix_web::test]
+async fn the_server_checkpoints_the_sqlite_wal_in_the_background() {
+    let app = TestApp::spawn().await;
+    let m = setup(&app, true).await;
+    let cid = &m.client.client_id;
+    let mut t = rt(&login_tokens(&app, &m).await);
+    for _ in 0..30 {
+        let r = refresh(&app, cid, &t).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        t = rt(&r.json());
+    }
+    let db = latchkey::store::Store::open(&app.config.database_url, 1).expect("open the database");
+    // Wait past two background checkpoint intervals, then write once more.
+    actix_web::rt::time::sleep(latchkey::store::CHECKPOINT_INTERVAL * 3).await;
+    let r = refresh(&app, cid, &t).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let wal = db.checkpoint().expect("checkpoint").expect("sqlite");
+    // 31 rotations, a login and the setup wrote well over 60 frames; one rotation a handful.
+    assert!(
+        wal.frames <= 20,
+        "the WAL was not checkpointed in the background: {} frames",
+        wal.frames
+    );
+}
