@@ -28,7 +28,7 @@ case "$mode" in
       echo "== fuzz smoke: $t"
       scratch=$(mktemp -d)   # new inputs go here, never into the committed seeds
       cargo +nightly fuzz run -O -s none "$t" "$scratch" "corpus/$t" -- -runs=5000 -timeout=5 \
-        -max_len=4096 2>&1 | grep -E '^#[0-9]+.*DONE|ERROR|panicked' || true
+        -max_len=4096 2>&1 | grep --line-buffered -E '^#[0-9]+.*DONE|ERROR|panicked' || true
       test "${PIPESTATUS[0]}" -eq 0
       rm -rf "$scratch"
     done
@@ -41,7 +41,7 @@ case "$mode" in
       echo "== fuzz campaign: $t for ${secs}s"
       cargo +nightly fuzz run -O -s none "$t" "work/$t" "corpus/$t" -- -max_total_time="$secs" \
         -timeout=5 -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
-        | grep -E '^#[0-9]+.*(pulse|DONE)|ERROR|panicked|stat::' || true
+        | grep --line-buffered -E '^#[0-9]+.*(pulse|DONE)|ERROR|panicked|stat::' || true
       test "${PIPESTATUS[0]}" -eq 0
     done
     ;;

@@ -17,6 +17,13 @@ pub enum RegistrationTokenCommand {
         #[arg(long, value_name = "N")]
         max_uses: Option<u64>,
     },
+    /// List initial access tokens: id, limits, uses and state (never the tokens themselves).
+    List,
+    /// Revoke an initial access token by its id: `POST /register` refuses it from now on.
+    Revoke {
+        /// The token's id, as printed by `create` or `list`.
+        id: String,
+    },
 }
 
 pub fn run(store: &Store, cmd: RegistrationTokenCommand, as_json: bool) -> anyhow::Result<()> {
@@ -46,6 +53,58 @@ pub fn run(store: &Store, cmd: RegistrationTokenCommand, as_json: bool) -> anyho
                     None => println!("max_uses:             unlimited"),
                 }
                 println!("(the token is shown only now)");
+            }
+        }
+        RegistrationTokenCommand::List => {
+            let now = now();
+            let views: Vec<_> = store
+                .registration_tokens()?
+                .iter()
+                .map(|t| registration::registration_token_view(t, now))
+                .collect();
+            if as_json {
+                print_json(&serde_json::json!({ "registration_tokens": views }))?;
+            } else if views.is_empty() {
+                println!("no registration tokens");
+            } else {
+                println!(
+                    "{:<12}  {:<8}  {:>6}  {:>8}  {:>12}  created_by",
+                    "id", "status", "uses", "max_uses", "expires_at"
+                );
+                for v in &views {
+                    let max = v["max_uses"]
+                        .as_i64()
+                        .map_or("-".to_owned(), |m| m.to_string());
+                    println!(
+                        "{:<12}  {:<8}  {:>6}  {:>8}  {:>12}  {}",
+                        v["id"].as_str().unwrap_or_default(),
+                        v["status"].as_str().unwrap_or_default(),
+                        v["uses"],
+                        max,
+                        v["expires_at"],
+                        v["created_by"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+        }
+        RegistrationTokenCommand::Revoke { id } => {
+            let now = now();
+            let Some(t) = store.revoke_registration_token(&id, now)? else {
+                anyhow::bail!(
+                    "no registration token with id {id:?} (see `latchkey registration-token list`)"
+                );
+            };
+            super::record(
+                store,
+                event::REGISTRATION_TOKEN_REVOKED,
+                format!("registration_token:{id}"),
+                serde_json::json!({}),
+            );
+            let view = registration::registration_token_view(&t, now);
+            if as_json {
+                print_json(&view)?;
+            } else {
+                println!("revoked registration token {id}; POST /register refuses it from now on");
             }
         }
     }

@@ -11,7 +11,8 @@ use serde_json::Value;
 
 use super::openapi::{
     AuditPage, ClientList, ClientMetadata, ErrorResponse, GrantsRevokedDoc, InitialAccessToken,
-    KeyList, RotatedKeys, SecretRotated, UserList, UserView,
+    KeyList, RegistrationTokenList, RegistrationTokenView, RotatedKeys, SecretRotated, UserList,
+    UserView,
 };
 use super::{AppState, error, unix_now};
 use crate::protocol::admin::{
@@ -369,6 +370,33 @@ pub async fn create_registration_token(
     .await
 }
 
+/// Initial access tokens with their state (`active`, `expired`, `used_up`, `revoked`) and use
+/// count; never the tokens themselves.
+#[utoipa::path(get, path = "/admin/v1/registration-tokens", tag = "registration",
+    responses((status = 200, body = RegistrationTokenList), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse)),
+    security(("bearer" = ["latchkey:admin"])))]
+pub async fn list_registration_tokens(req: HttpRequest, state: State) -> HttpResponse {
+    let ctx = &state.ctx;
+    guarded(&req, &state, StatusCode::OK, |_| {
+        admin::list_registration_tokens(ctx, unix_now())
+    })
+    .await
+}
+
+/// Revoke an initial access token: `POST /register` refuses it from now on (clients it
+/// already registered stay).
+#[utoipa::path(post, path = "/admin/v1/registration-tokens/{id}/revoke", tag = "registration",
+    params(("id" = String, Path, description = "The token's id, as created or listed")),
+    responses((status = 200, body = RegistrationTokenView), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse)),
+    security(("bearer" = ["latchkey:admin"])))]
+pub async fn revoke_registration_token(req: HttpRequest, id: Path, state: State) -> HttpResponse {
+    let ctx = &state.ctx;
+    guarded(&req, &state, StatusCode::OK, |a| async move {
+        admin::revoke_registration_token(ctx, &a, &id, unix_now()).await
+    })
+    .await
+}
+
 // ---- audit -----------------------------------------------------------------------------
 
 /// Read the audit log, oldest first within the page.
@@ -459,7 +487,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(r("/users/{user_id}/revoke-grants").route(web::post().to(revoke_user_grants)))
             .service(r("/keys").route(web::get().to(list_keys)))
             .service(r("/keys/rotate").route(web::post().to(rotate_keys)))
-            .service(r("/registration-tokens").route(web::post().to(create_registration_token)))
+            .service(
+                r("/registration-tokens")
+                    .route(web::get().to(list_registration_tokens))
+                    .route(web::post().to(create_registration_token)),
+            )
+            .service(
+                r("/registration-tokens/{id}/revoke")
+                    .route(web::post().to(revoke_registration_token)),
+            )
             .service(r("/audit").route(web::get().to(audit)))
             .default_service(web::to(not_found)),
     );

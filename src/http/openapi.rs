@@ -136,6 +136,29 @@ pub struct InitialAccessToken {
     pub id: String,
 }
 
+/// An initial access token as listed: no token, no hash.
+#[derive(ToSchema)]
+pub struct RegistrationTokenView {
+    /// A non-secret identifier, as the audit log names it.
+    pub id: String,
+    pub created_at: i64,
+    /// Who created it (`cli`, `cli:<os user>` or `admin:<client_id>`).
+    pub created_by: String,
+    pub expires_at: i64,
+    /// `null`: any number of registrations until it expires.
+    pub max_uses: Option<i64>,
+    /// Clients registered with it so far.
+    pub uses: i64,
+    pub revoked_at: Option<i64>,
+    /// `active`, `expired`, `used_up` or `revoked`.
+    pub status: String,
+}
+
+#[derive(ToSchema)]
+pub struct RegistrationTokenList {
+    pub registration_tokens: Vec<RegistrationTokenView>,
+}
+
 #[derive(ToSchema)]
 pub struct AuditEvent {
     pub id: i64,
@@ -188,7 +211,7 @@ impl Modify for BearerAuth {
         h::create_user, h::list_users, h::get_user, h::disable_user, h::enable_user,
         h::reset_password, h::revoke_user_grants,
         h::list_keys, h::rotate_keys,
-        h::create_registration_token,
+        h::create_registration_token, h::list_registration_tokens, h::revoke_registration_token,
         h::audit,
     ),
     components(schemas(
@@ -199,6 +222,7 @@ impl Modify for BearerAuth {
         crate::protocol::admin::RegistrationTokenRequest,
         ErrorResponse, ClientMetadata, ClientList, SecretRotated, UserView, UserList,
         GrantsRevokedDoc, SigningKey, KeyList, RotatedKey, RotatedKeys, InitialAccessToken,
+        RegistrationTokenView, RegistrationTokenList,
         AuditEvent, AuditPage,
     )),
     modifiers(&BearerAuth),

@@ -677,6 +677,42 @@ pub async fn create_registration_token(
     Ok(registration::initial_access_token_view(&token, &record_))
 }
 
+pub async fn list_registration_tokens(ctx: &Ctx, now: i64) -> OAuthResult<Value> {
+    let all = ctx.store.blocking(|s| s.registration_tokens()).await?;
+    Ok(json!({
+        "registration_tokens": all
+            .iter()
+            .map(|t| registration::registration_token_view(t, now))
+            .collect::<Vec<_>>()
+    }))
+}
+
+/// Revokes an initial access token by its id: `POST /register` refuses it from then on;
+/// clients it already registered are not affected.
+pub async fn revoke_registration_token(
+    ctx: &Ctx,
+    admin: &Admin,
+    id: &str,
+    now: i64,
+) -> OAuthResult<Value> {
+    let owned = id.to_owned();
+    let revoked = ctx
+        .store
+        .blocking(move |s| s.revoke_registration_token(&owned, now))
+        .await?
+        .ok_or_else(|| not_found("no such registration token"))?;
+    record(
+        ctx,
+        admin,
+        event::REGISTRATION_TOKEN_REVOKED,
+        format!("registration_token:{id}"),
+        json!({}),
+        now,
+    )
+    .await;
+    Ok(registration::registration_token_view(&revoked, now))
+}
+
 // ---- audit log -------------------------------------------------------------------------
 
 /// `GET /admin/v1/audit` query.

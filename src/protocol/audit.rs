@@ -29,6 +29,7 @@ pub mod event {
     pub const GRANTS_REVOKED: &str = "grants.revoked";
     pub const KEY_ROTATED: &str = "key.rotated";
     pub const REGISTRATION_TOKEN_CREATED: &str = "registration_token.created";
+    pub const REGISTRATION_TOKEN_REVOKED: &str = "registration_token.revoked";
     pub const LOGIN_FAILED: &str = "login.failed";
     pub const LOGIN_THROTTLED: &str = "login.throttled";
     pub const REFRESH_TOKEN_REUSE: &str = "refresh_token.reuse_detected";

@@ -287,6 +287,30 @@ pub fn initial_access_token_view(token: &str, r: &RegistrationToken) -> Value {
     })
 }
 
+/// An initial access token as the admin API and the CLI list it: never the token or its
+/// hash, only its id, limits, use count and state (`active`, `expired`, `used_up`, `revoked`).
+pub fn registration_token_view(r: &RegistrationToken, now: i64) -> Value {
+    let status = if r.revoked_at.is_some() {
+        "revoked"
+    } else if r.expires_at <= now {
+        "expired"
+    } else if r.max_uses.is_some_and(|m| r.uses >= m) {
+        "used_up"
+    } else {
+        "active"
+    };
+    json!({
+        "id": initial_token_id(&r.token_hash),
+        "created_at": r.created_at,
+        "created_by": r.created_by,
+        "expires_at": r.expires_at,
+        "max_uses": r.max_uses,
+        "uses": r.uses,
+        "revoked_at": r.revoked_at,
+        "status": status,
+    })
+}
+
 fn registration_client_uri(ctx: &Ctx, client_id: &str) -> String {
     format!("{}{REGISTRATION_PATH}/{client_id}", ctx.config.issuer)
 }

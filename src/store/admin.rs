@@ -215,6 +215,53 @@ impl Store {
             .map(regtoken_from_row))
     }
 
+    /// Every initial access token (live, expired, used up or revoked), newest first.
+    pub fn registration_tokens(&self) -> StoreResult<Vec<RegistrationToken>> {
+        let mut conn = self.conn()?;
+        Ok(regt::table
+            .order((regt::created_at.desc(), regt::token_hash.asc()))
+            .load::<RegTokenRow>(&mut *conn)?
+            .into_iter()
+            .map(regtoken_from_row)
+            .collect())
+    }
+
+    /// Revokes the initial access token with this id (`initial_token_id`: the first 12
+    /// characters of its hash). `None` when no token has that id. Revoking twice keeps the
+    /// first revocation time.
+    pub fn revoke_registration_token(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> StoreResult<Option<RegistrationToken>> {
+        if id.len() != 12 {
+            return Ok(None);
+        }
+        let mut conn = self.conn()?;
+        write_tx(&mut conn, |conn| {
+            let hashes: Vec<String> = regt::table
+                .filter(
+                    regt::token_hash
+                        .like(format!("{}%", like_escape(id)))
+                        .escape('\\'),
+                )
+                .select(regt::token_hash)
+                .load::<String>(conn)?;
+            // 72 bits of hash: two tokens sharing an id would need ~2^36 tokens; refuse anyway.
+            let [hash] = hashes.as_slice() else {
+                return Ok(None);
+            };
+            diesel::update(regt::table.find(hash).filter(regt::revoked_at.is_null()))
+                .set(regt::revoked_at.eq(Some(now)))
+                .execute(conn)?;
+            Ok(regt::table
+                .find(hash)
+                .get_result::<RegTokenRow>(conn)
+                .optional()?
+                .map(regtoken_from_row))
+        })
+    }
+
     /// RFC 7591 registration: in one transaction, checks the initial access token again under
     /// a row lock (so `max_uses` holds across concurrent requests and replicas), counts one
     /// use, and stores the client with the hash of its registration access token.

@@ -76,6 +76,8 @@ fn endpoints() -> Vec<(Method, &'static str)> {
         (Method::GET, "/admin/v1/keys"),
         (Method::POST, "/admin/v1/keys/rotate"),
         (Method::POST, "/admin/v1/registration-tokens"),
+        (Method::GET, "/admin/v1/registration-tokens"),
+        (Method::POST, "/admin/v1/registration-tokens/abc/revoke"),
         (Method::GET, "/admin/v1/audit"),
         (Method::GET, "/admin/v1/no-such-thing"),
         (Method::PATCH, "/admin/v1/clients"),
@@ -974,6 +976,178 @@ async fn registration_tokens_from_the_admin_api_register_clients() {
     }
 }
 
+async fn list_registration_tokens(app: &TestApp, token: &str) -> Vec<Value> {
+    let r = call(
+        app,
+        Method::GET,
+        "/admin/v1/registration-tokens",
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    r.json()["registration_tokens"]
+        .as_array()
+        .expect("list")
+        .clone()
+}
+
+#[actix_web::test]
+async fn registration_tokens_are_listed_without_secrets_and_a_revoked_one_registers_nothing() {
+    let app = TestApp::spawn().await;
+    let (_, token) = admin_token(&app).await;
+    let created = call(
+        &app,
+        Method::POST,
+        "/admin/v1/registration-tokens",
+        Some(&token),
+        Some(json!({"max_uses": 3})),
+    )
+    .await
+    .json();
+    let iat = created["initial_access_token"].as_str().expect("token");
+    let id = created["id"].as_str().expect("id");
+    let body =
+        json!({"client_name": "x", "grant_types": ["client_credentials"], "audience": [API]});
+    let reg = crate::registration::register(&app, Some(iat), &body).await;
+    assert_eq!(reg.status, StatusCode::CREATED, "{}", reg.text());
+
+    let all = list_registration_tokens(&app, &token).await;
+    assert_eq!(all.len(), 1);
+    let t = &all[0];
+    assert_eq!(t["id"], id);
+    assert_eq!(
+        (t["uses"].clone(), t["max_uses"].clone()),
+        (json!(1), json!(3))
+    );
+    assert_eq!(t["status"], "active");
+    assert!(
+        t["created_by"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("admin:")),
+        "{t}"
+    );
+    // Neither the token nor its hash is ever listed.
+    let text = serde_json::to_string(&all).expect("json");
+    assert!(!text.contains(iat), "the token leaked: {text}");
+    assert!(
+        !text.contains(&crate::helpers::sha256_b64url(iat)),
+        "the hash leaked: {text}"
+    );
+    // The listed members are the documented ones (no drift).
+    let doc = app.get("/admin/v1/openapi.json").await.json();
+    let mut documented: Vec<_> =
+        doc["components"]["schemas"]["RegistrationTokenView"]["properties"]
+            .as_object()
+            .expect("schema")
+            .keys()
+            .cloned()
+            .collect();
+    let mut listed: Vec<_> = t.as_object().expect("object").keys().cloned().collect();
+    documented.sort();
+    listed.sort();
+    assert_eq!(listed, documented);
+
+    // Revoked: the token registers nothing more; the client it registered stays.
+    let r = call(
+        &app,
+        Method::POST,
+        &format!("/admin/v1/registration-tokens/{id}/revoke"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["status"], "revoked");
+    let revoked_at = r.json()["revoked_at"].as_i64().expect("revoked_at");
+    let again = crate::registration::register(&app, Some(iat), &body).await;
+    assert_error(
+        &again,
+        401,
+        "invalid_token",
+        "the initial access token has been revoked",
+    );
+    let client_id = reg.json()["client_id"]
+        .as_str()
+        .expect("client_id")
+        .to_owned();
+    let c = call(
+        &app,
+        Method::GET,
+        &format!("/admin/v1/clients/{client_id}"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(c.status, StatusCode::OK, "{}", c.text());
+    // Revoking twice keeps the first time; the list shows the state.
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = call(
+        &app,
+        Method::POST,
+        &format!("/admin/v1/registration-tokens/{id}/revoke"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(r.json()["revoked_at"], revoked_at);
+    assert_eq!(
+        list_registration_tokens(&app, &token).await[0]["status"],
+        "revoked"
+    );
+    // Unknown ids, a prefix of a real id, LIKE wildcards: 404, nothing revoked.
+    let other = call(
+        &app,
+        Method::POST,
+        "/admin/v1/registration-tokens",
+        Some(&token),
+        None,
+    )
+    .await
+    .json();
+    let other_id = other["id"].as_str().expect("id");
+    for bad in [
+        "000000000000",
+        &other_id[..6],
+        "%",
+        "____________",
+        "%25%25%25%25",
+    ] {
+        let r = call(
+            &app,
+            Method::POST,
+            &format!("/admin/v1/registration-tokens/{bad}/revoke"),
+            Some(&token),
+            None,
+        )
+        .await;
+        assert_error(&r, 404, "not_found", "no such registration token");
+    }
+    let all = list_registration_tokens(&app, &token).await;
+    let other_now = all.iter().find(|t| t["id"] == other_id).expect("listed");
+    assert_eq!(other_now["status"], "active");
+    let reg = crate::registration::register(
+        &app,
+        Some(other["initial_access_token"].as_str().expect("token")),
+        &body,
+    )
+    .await;
+    assert_eq!(reg.status, StatusCode::CREATED, "{}", reg.text());
+    // Audited.
+    let audit = call(
+        &app,
+        Method::GET,
+        "/admin/v1/audit?event=registration_token.revoked",
+        Some(&token),
+        None,
+    )
+    .await
+    .json();
+    let events = audit["events"].as_array().expect("events");
+    assert_eq!(events.len(), 2, "{audit}");
+    assert_eq!(events[0]["target"], format!("registration_token:{id}"));
+}
+
 #[actix_web::test]
 async fn the_openapi_document_is_generated_and_covers_every_endpoint() {
     let app = TestApp::spawn().await;
@@ -998,7 +1172,8 @@ async fn the_openapi_document_is_generated_and_covers_every_endpoint() {
         }
         let templated = path
             .replace("/clients/abc", "/clients/{client_id}")
-            .replace("/users/abc", "/users/{user_id}");
+            .replace("/users/abc", "/users/{user_id}")
+            .replace("/registration-tokens/abc", "/registration-tokens/{id}");
         let op = &paths
             .get(&templated)
             .unwrap_or_else(|| panic!("{templated} is not documented"))[m.as_str().to_lowercase()];

@@ -189,6 +189,58 @@ async fn initial_access_tokens_expire_and_run_out() {
 }
 
 #[actix_web::test]
+async fn the_cli_lists_and_revokes_initial_access_tokens() {
+    let app = TestApp::spawn().await;
+    let out = app.cli(&["registration-token", "list"], None).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("no registration tokens"), "{out:?}");
+    let t = initial_token(&app, &["--max-uses", "2"]).await;
+    let token = t["initial_access_token"].as_str().expect("token");
+    let id = t["id"].as_str().expect("id");
+    let r = register(&app, Some(token), &native_app()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let out = app
+        .cli(&["registration-token", "list", "--json"], None)
+        .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let v: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    let listed = &v["registration_tokens"][0];
+    assert_eq!(listed["id"], id);
+    assert_eq!(listed["uses"], 1);
+    assert_eq!(listed["status"], "active");
+    assert!(!out.stdout.contains(token), "the token is never listed");
+    let table = app.cli(&["registration-token", "list"], None).await;
+    assert!(
+        table.stdout.contains(id) && table.stdout.contains("active"),
+        "{table:?}"
+    );
+
+    let out = app.cli(&["registration-token", "revoke", id], None).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let r = register(&app, Some(token), &native_app()).await;
+    assert_error(
+        &r,
+        401,
+        "invalid_token",
+        "the initial access token has been revoked",
+    );
+    let out = app
+        .cli(&["registration-token", "list", "--json"], None)
+        .await;
+    let v: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(v["registration_tokens"][0]["status"], "revoked");
+    // An unknown id: a clear error, exit status 1, nothing on stdout.
+    let out = app
+        .cli(&["registration-token", "revoke", "000000000000"], None)
+        .await;
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout.is_empty() && out.stderr.contains("no registration token with id"),
+        "{out:?}"
+    );
+}
+
+#[actix_web::test]
 async fn a_public_client_registered_via_rfc_7591_still_needs_pkce() {
     let app = TestApp::spawn().await;
     let t = initial_token(&app, &[]).await;
