@@ -992,6 +992,11 @@ async fn list_registration_tokens(app: &TestApp, token: &str) -> Vec<Value> {
         .clone()
 }
 
+async fn revoke_registration_token(app: &TestApp, token: &str, id: &str) -> Resp {
+    let path = format!("/admin/v1/registration-tokens/{id}/revoke");
+    call(app, Method::POST, &path, Some(token), None).await
+}
+
 #[actix_web::test]
 async fn registration_tokens_are_listed_without_secrets_and_a_revoked_one_registers_nothing() {
     let app = TestApp::spawn().await;
@@ -1049,14 +1054,7 @@ async fn registration_tokens_are_listed_without_secrets_and_a_revoked_one_regist
     assert_eq!(listed, documented);
 
     // Revoked: the token registers nothing more; the client it registered stays.
-    let r = call(
-        &app,
-        Method::POST,
-        &format!("/admin/v1/registration-tokens/{id}/revoke"),
-        Some(&token),
-        None,
-    )
-    .await;
+    let r = revoke_registration_token(&app, &token, id).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.json()["status"], "revoked");
     let revoked_at = r.json()["revoked_at"].as_i64().expect("revoked_at");
@@ -1082,14 +1080,7 @@ async fn registration_tokens_are_listed_without_secrets_and_a_revoked_one_regist
     assert_eq!(c.status, StatusCode::OK, "{}", c.text());
     // Revoking twice keeps the first time; the list shows the state.
     actix_web::rt::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let r = call(
-        &app,
-        Method::POST,
-        &format!("/admin/v1/registration-tokens/{id}/revoke"),
-        Some(&token),
-        None,
-    )
-    .await;
+    let r = revoke_registration_token(&app, &token, id).await;
     assert_eq!(r.json()["revoked_at"], revoked_at);
     assert_eq!(
         list_registration_tokens(&app, &token).await[0]["status"],
@@ -1113,14 +1104,7 @@ async fn registration_tokens_are_listed_without_secrets_and_a_revoked_one_regist
         "____________",
         "%25%25%25%25",
     ] {
-        let r = call(
-            &app,
-            Method::POST,
-            &format!("/admin/v1/registration-tokens/{bad}/revoke"),
-            Some(&token),
-            None,
-        )
-        .await;
+        let r = revoke_registration_token(&app, &token, bad).await;
         assert_error(&r, 404, "not_found", "no such registration token");
     }
     let all = list_registration_tokens(&app, &token).await;
