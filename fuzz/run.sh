@@ -3,6 +3,8 @@
 #
 #   fuzz/run.sh smoke            build every target and run each for a bounded number of
 #                                inputs from the seed corpus (what .ci/run does)
+#   fuzz/run.sh seeds [TARGET...]   fold fuzz/work/<target> into the committed corpus/<target>,
+#                                minimized (libFuzzer -merge=1)
 #   fuzz/run.sh campaign [SECS] [TARGET...]
 #                                run each target (default: all) for SECS seconds (default 600)
 #                                on a growing work corpus (fuzz/work/, not committed); prints
@@ -45,5 +47,21 @@ case "$mode" in
       test "${PIPESTATUS[0]}" -eq 0
     done
     ;;
-  *) echo "usage: $0 smoke|campaign [SECS]" >&2; exit 2 ;;
+  seeds)
+    # Fold a campaign's work corpus into the committed seeds, minimized (libFuzzer -merge=1:
+    # the smallest set of inputs that keeps every feature of both), so the next campaign and
+    # the CI smoke start from the coverage reached here instead of from scratch.
+    if [ $# -gt 1 ]; then TARGETS=("${@:2}"); fi
+    cargo +nightly fuzz build -O -s none
+    for t in "${TARGETS[@]}"; do
+      [ -d "work/$t" ] || { echo "== $t: no work corpus, skipped"; continue; }
+      merged=$(mktemp -d)
+      cargo +nightly fuzz run -O -s none "$t" "$merged" "corpus/$t" "work/$t" -- -merge=1 \
+        -timeout=5 2>&1 | grep --line-buffered -E 'MERGE-OUTER: [0-9]+ new files' || true
+      test "${PIPESTATUS[0]}" -eq 0
+      rm -rf "corpus/$t" && mv "$merged" "corpus/$t" && chmod 755 "corpus/$t"
+      echo "== $t: $(ls "corpus/$t" | wc -l) seeds, $(du -sh "corpus/$t" | cut -f1)"
+    done
+    ;;
+  *) echo "usage: $0 smoke|campaign [SECS] [TARGET...]|seeds [TARGET...]" >&2; exit 2 ;;
 esac
