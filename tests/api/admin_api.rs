@@ -992,6 +992,20 @@ async fn list_registration_tokens(app: &TestApp, token: &str) -> Vec<Value> {
         .clone()
 }
 
+/// `POST /admin/v1/registration-tokens` with an optional body; the 201 response's JSON.
+pub async fn create_registration_token(app: &TestApp, token: &str, body: Option<Value>) -> Value {
+    let r = call(
+        app,
+        Method::POST,
+        "/admin/v1/registration-tokens",
+        Some(token),
+        body,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    r.json()
+}
+
 async fn revoke_registration_token(app: &TestApp, token: &str, id: &str) -> Resp {
     let path = format!("/admin/v1/registration-tokens/{id}/revoke");
     call(app, Method::POST, &path, Some(token), None).await
@@ -1001,15 +1015,7 @@ async fn revoke_registration_token(app: &TestApp, token: &str, id: &str) -> Resp
 async fn registration_tokens_are_listed_without_secrets_and_a_revoked_one_registers_nothing() {
     let app = TestApp::spawn().await;
     let (_, token) = admin_token(&app).await;
-    let created = call(
-        &app,
-        Method::POST,
-        "/admin/v1/registration-tokens",
-        Some(&token),
-        Some(json!({"max_uses": 3})),
-    )
-    .await
-    .json();
+    let created = create_registration_token(&app, &token, Some(json!({"max_uses": 3}))).await;
     let iat = created["initial_access_token"].as_str().expect("token");
     let id = created["id"].as_str().expect("id");
     let body =
@@ -1087,15 +1093,7 @@ async fn registration_tokens_are_listed_without_secrets_and_a_revoked_one_regist
         "revoked"
     );
     // Unknown ids, a prefix of a real id, LIKE wildcards: 404, nothing revoked.
-    let other = call(
-        &app,
-        Method::POST,
-        "/admin/v1/registration-tokens",
-        Some(&token),
-        None,
-    )
-    .await
-    .json();
+    let other = create_registration_token(&app, &token, None).await;
     let other_id = other["id"].as_str().expect("id");
     for bad in [
         "000000000000",

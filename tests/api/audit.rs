@@ -137,15 +137,7 @@ async fn admin_api_actions_are_audited_with_actor_target_and_address() {
     )
     .await
     .json();
-    let iat = call(
-        &app,
-        Method::POST,
-        "/admin/v1/registration-tokens",
-        Some(&token),
-        None,
-    )
-    .await
-    .json();
+    let iat = crate::admin_api::create_registration_token(&app, &token, None).await;
     call(
         &app,
         Method::DELETE,
