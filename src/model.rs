@@ -219,17 +219,86 @@ pub struct RegistrationToken {
     pub revoked_at: Option<i64>,
 }
 
+/// Characters of its hash that name an initial access token (a non-secret id for listings,
+/// revocation and audit entries).
+pub const REGISTRATION_TOKEN_ID_LEN: usize = 12;
+
+/// Where an initial access token stands; the first that applies, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistrationTokenStatus {
+    Revoked,
+    Expired,
+    UsedUp,
+    Active,
+}
+
+impl RegistrationTokenStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+            Self::UsedUp => "used_up",
+            Self::Active => "active",
+        }
+    }
+}
+
 impl RegistrationToken {
+    pub fn status(&self, now: i64) -> RegistrationTokenStatus {
+        if self.revoked_at.is_some() {
+            RegistrationTokenStatus::Revoked
+        } else if self.expires_at <= now {
+            RegistrationTokenStatus::Expired
+        } else if self.max_uses.is_some_and(|m| self.uses >= m) {
+            RegistrationTokenStatus::UsedUp
+        } else {
+            RegistrationTokenStatus::Active
+        }
+    }
+
     /// Why the token cannot register a client at `now`, if it cannot.
     pub fn refusal(&self, now: i64) -> Option<&'static str> {
-        if self.revoked_at.is_some() {
-            Some("the initial access token has been revoked")
-        } else if self.expires_at <= now {
-            Some("the initial access token has expired")
-        } else if self.max_uses.is_some_and(|m| self.uses >= m) {
-            Some("the initial access token has been used up")
-        } else {
-            None
+        match self.status(now) {
+            RegistrationTokenStatus::Revoked => Some("the initial access token has been revoked"),
+            RegistrationTokenStatus::Expired => Some("the initial access token has expired"),
+            RegistrationTokenStatus::UsedUp => Some("the initial access token has been used up"),
+            RegistrationTokenStatus::Active => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RegistrationToken, RegistrationTokenStatus as S};
+
+    #[test]
+    fn a_registration_tokens_status_is_the_first_reason_that_applies() {
+        let t = RegistrationToken {
+            token_hash: "h".repeat(43),
+            created_at: 0,
+            expires_at: 100,
+            max_uses: Some(1),
+            uses: 0,
+            created_by: "cli".into(),
+            revoked_at: None,
+        };
+        assert_eq!(t.status(50), S::Active);
+        assert_eq!(t.refusal(50), None);
+        let used = RegistrationToken {
+            uses: 1,
+            ..t.clone()
+        };
+        assert_eq!(used.status(50), S::UsedUp);
+        // Expiry wins over use count, revocation over both; every non-active state refuses.
+        assert_eq!(used.status(100), S::Expired);
+        let revoked = RegistrationToken {
+            revoked_at: Some(10),
+            ..used
+        };
+        assert_eq!(revoked.status(100), S::Revoked);
+        for (tok, now) in [(&revoked, 100), (&t, 100)] {
+            assert!(tok.refusal(now).is_some());
+        }
+        assert_eq!(S::UsedUp.as_str(), "used_up");
     }
 }

@@ -57,32 +57,30 @@ pub fn run(store: &Store, cmd: RegistrationTokenCommand, as_json: bool) -> anyho
         }
         RegistrationTokenCommand::List => {
             let now = now();
-            let views: Vec<_> = store
-                .registration_tokens()?
-                .iter()
-                .map(|t| registration::registration_token_view(t, now))
-                .collect();
+            let tokens = store.registration_tokens()?;
             if as_json {
+                let views: Vec<_> = tokens
+                    .iter()
+                    .map(|t| registration::registration_token_view(t, now))
+                    .collect();
                 print_json(&serde_json::json!({ "registration_tokens": views }))?;
-            } else if views.is_empty() {
+            } else if tokens.is_empty() {
                 println!("no registration tokens");
             } else {
                 println!(
                     "{:<12}  {:<8}  {:>6}  {:>8}  {:>12}  created_by",
                     "id", "status", "uses", "max_uses", "expires_at"
                 );
-                for v in &views {
-                    let max = v["max_uses"]
-                        .as_i64()
-                        .map_or("-".to_owned(), |m| m.to_string());
+                for t in &tokens {
+                    let max = t.max_uses.map_or("-".to_owned(), |m| m.to_string());
                     println!(
                         "{:<12}  {:<8}  {:>6}  {:>8}  {:>12}  {}",
-                        v["id"].as_str().unwrap_or_default(),
-                        v["status"].as_str().unwrap_or_default(),
-                        v["uses"],
+                        registration::initial_token_id(&t.token_hash),
+                        t.status(now).as_str(),
+                        t.uses,
                         max,
-                        v["expires_at"],
-                        v["created_by"].as_str().unwrap_or_default()
+                        t.expires_at,
+                        t.created_by
                     );
                 }
             }

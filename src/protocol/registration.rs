@@ -247,7 +247,9 @@ fn bearer_401(token_present: bool, d: &'static str) -> OAuthError {
 /// A short, non-secret identifier for an initial access token (a prefix of its hash), so audit
 /// entries can say which token registered a client.
 pub fn initial_token_id(token_hash: &str) -> &str {
-    token_hash.get(..12).unwrap_or(token_hash)
+    token_hash
+        .get(..crate::model::REGISTRATION_TOKEN_ID_LEN)
+        .unwrap_or(token_hash)
 }
 
 /// A new initial access token: the token (shown once) and its stored record.
@@ -290,15 +292,6 @@ pub fn initial_access_token_view(token: &str, r: &RegistrationToken) -> Value {
 /// An initial access token as the admin API and the CLI list it: never the token or its
 /// hash, only its id, limits, use count and state (`active`, `expired`, `used_up`, `revoked`).
 pub fn registration_token_view(r: &RegistrationToken, now: i64) -> Value {
-    let status = if r.revoked_at.is_some() {
-        "revoked"
-    } else if r.expires_at <= now {
-        "expired"
-    } else if r.max_uses.is_some_and(|m| r.uses >= m) {
-        "used_up"
-    } else {
-        "active"
-    };
     json!({
         "id": initial_token_id(&r.token_hash),
         "created_at": r.created_at,
@@ -307,7 +300,7 @@ pub fn registration_token_view(r: &RegistrationToken, now: i64) -> Value {
         "max_uses": r.max_uses,
         "uses": r.uses,
         "revoked_at": r.revoked_at,
-        "status": status,
+        "status": r.status(now).as_str(),
     })
 }
 

@@ -10,7 +10,7 @@ use super::schema::{
     registration_tokens as regt, sessions, token_families as tf,
 };
 use super::{ClientRow, Db, Store, StoreError, StoreResult, write_tx};
-use crate::model::{AuditEntry, Client, RegistrationToken};
+use crate::model::{AuditEntry, Client, REGISTRATION_TOKEN_ID_LEN, RegistrationToken};
 
 /// Which audit entries to read.
 #[derive(Debug, Clone, Default)]
@@ -226,15 +226,15 @@ impl Store {
             .collect())
     }
 
-    /// Revokes the initial access token with this id (`initial_token_id`: the first 12
-    /// characters of its hash). `None` when no token has that id. Revoking twice keeps the
+    /// Revokes the initial access token with this id (the first
+    /// `REGISTRATION_TOKEN_ID_LEN` characters of its hash). `None` when no token has that id. Revoking twice keeps the
     /// first revocation time.
     pub fn revoke_registration_token(
         &self,
         id: &str,
         now: i64,
     ) -> StoreResult<Option<RegistrationToken>> {
-        if id.len() != 12 {
+        if id.len() != REGISTRATION_TOKEN_ID_LEN {
             return Ok(None);
         }
         let mut conn = self.conn()?;

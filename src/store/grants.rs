@@ -215,8 +215,10 @@ fn lock_code(conn: &mut Db, code_hash: &str) -> Result<(), diesel::result::Error
 }
 
 /// On PostgreSQL, locks a refresh family row: every rotation, retry and reuse decision of one
-/// family is serialized, across replicas.
-fn lock_family(conn: &mut Db, family_id: &str) -> Result<(), diesel::result::Error> {
+/// family is serialized, across replicas. Returns whether it took a lock (and so may have
+/// waited for another transaction): rows read before then must be read again. On SQLite the
+/// write transaction (`BEGIN IMMEDIATE`) already excludes every other writer: no lock, `false`.
+fn lock_family(conn: &mut Db, family_id: &str) -> Result<bool, diesel::result::Error> {
     if let Db::Pg(pg) = conn {
         tf::table
             .find(family_id)
@@ -224,8 +226,9 @@ fn lock_family(conn: &mut Db, family_id: &str) -> Result<(), diesel::result::Err
             .for_update()
             .get_result::<String>(pg)
             .optional()?;
+        return Ok(true);
     }
-    Ok(())
+    Ok(false)
 }
 
 impl Store {
@@ -503,11 +506,9 @@ impl Store {
             else {
                 return Ok(Ok(Rotated::NotFound));
             };
-            // SQLite: `BEGIN IMMEDIATE` already excludes every other writer, so the row just
-            // read is current. PostgreSQL: lock the family, then read again under the lock
-            // (a concurrent rotation may have committed meanwhile).
-            if matches!(conn, Db::Pg(_)) {
-                lock_family(conn, &row.1)?;
+            // Where the family lock may have waited, a concurrent rotation may have committed
+            // meanwhile: read the token again under the lock.
+            if lock_family(conn, &row.1)? {
                 let Some(again) = on_backend!(conn, |db| rt::table
                     .find(token_hash)
                     .get_result::<RtRow>(db))
