@@ -325,7 +325,7 @@ pub async fn issue_code(
         dpop_jkt: req.dpop_jkt.clone(),
     };
     ctx.store
-        .blocking(move |s| s.insert_code(&record))
+        .write(move |s| s.insert_code(&record))
         .await
         .map_err(|e| req.error(e.into()))?;
     let mut p: Vec<(&str, &str)> = vec![("code", &code)];

@@ -124,7 +124,7 @@ pub async fn verify(
     let (key, exp) = (checked.replay_key.clone(), checked.expires_at);
     let fresh = ctx
         .store
-        .blocking(move |s| s.record_dpop_proof(&key, exp))
+        .write(move |s| s.record_dpop_proof(&key, exp))
         .await?;
     if !fresh {
         return Err(OAuthError::invalid_dpop_proof(

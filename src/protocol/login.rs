@@ -125,7 +125,7 @@ pub async fn login(
     };
     let s2 = session.clone();
     ctx.store
-        .blocking(move |s| s.insert_session(&s2))
+        .write(move |s| s.insert_session(&s2))
         .await
         .map_err(|_| LoginError::Unavailable)?;
     Ok((user, session, cookie))

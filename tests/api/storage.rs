@@ -68,6 +68,41 @@ macro_rules! contract {
     };
 }
 
+/// Contract tests run again on SQLite, each inside one [`Store::write`] on the in-place
+/// writer: every store method then runs as a savepoint of that one transaction, and must
+/// decide exactly as it does on its own (a rejected code still burnt, reuse still revokes).
+macro_rules! in_place {
+    ($($name:ident),* $(,)?) => {
+        mod in_place_on_sqlite {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    let db = super::sqlite().expect("sqlite is always available");
+                    let caller = std::thread::current().id();
+                    let ran_on = db
+                        .store
+                        .write(|s| {
+                            super::$name(s);
+                            Ok(std::thread::current().id())
+                        })
+                        .await
+                        .expect("write");
+                    assert_eq!(ran_on, caller, "ran in place");
+                }
+            )*
+        }
+    };
+}
+
+in_place!(
+    a_code_is_redeemed_once_and_replay_revokes_what_it_issued,
+    a_rejected_code_is_burnt,
+    refresh_rotation_reuse_and_grace,
+    a_superseded_successor_presented_later_revokes_the_family,
+    a_dpop_proof_is_recorded_once_and_pruned_after_expiry,
+    clients_are_replaced_and_deleted_with_their_grants,
+);
+
 contract!(
     migrations_are_idempotent_and_report_the_backend,
     clients_round_trip_and_ids_are_unique,
@@ -946,4 +981,113 @@ fn the_wal_is_checkpointed_on_demand_and_then_starts_over(s: &Store) {
     // Nothing was lost on the way.
     let (last, _) = s.refresh_token("rt-w-last").expect("get").expect("present");
     assert!(last.rotated_at.is_none());
+}
+
+// ---- Store::write on SQLite: in place, or on the blocking pool when it would wait ---------
+
+fn sqlite_path(db: &Db) -> std::path::PathBuf {
+    db._dir.as_ref().expect("sqlite dir").path().join("t.db")
+}
+
+#[actix_web::test]
+async fn an_in_place_write_runs_on_the_calling_thread_and_commits() {
+    let db = sqlite().expect("sqlite");
+    let caller = std::thread::current().id();
+    let ran_on = db
+        .store
+        .write(|s| {
+            s.insert_user(&user("u1", "alice"))?;
+            Ok(std::thread::current().id())
+        })
+        .await
+        .expect("write");
+    assert_eq!(ran_on, caller);
+    // Committed: another connection (the pool's) sees it.
+    assert!(db.store.user("u1").expect("read").is_some());
+}
+
+#[actix_web::test]
+async fn an_in_place_write_that_fails_is_rolled_back_whole() {
+    let db = sqlite().expect("sqlite");
+    let outcome = db
+        .store
+        .write(|s| {
+            s.insert_user(&user("u1", "alice"))?;
+            // A failing statement inside the transaction (username taken) ...
+            assert!(matches!(
+                s.insert_user(&user("u2", "alice")),
+                Err(StoreError::Conflict(_))
+            ));
+            s.insert_user(&user("u3", "carol"))?;
+            // ... and then the work as a whole fails.
+            Err::<(), _>(StoreError::Other("abandoned".into()))
+        })
+        .await;
+    assert!(matches!(outcome, Err(StoreError::Other(m)) if m == "abandoned"));
+    for id in ["u1", "u2", "u3"] {
+        assert!(
+            db.store.user(id).expect("read").is_none(),
+            "{id} rolled back"
+        );
+    }
+    // The in-place connection is left with no transaction open: the next write runs in place
+    // and commits.
+    let caller = std::thread::current().id();
+    let ran_on = db
+        .store
+        .write(|s| {
+            s.insert_user(&user("u4", "dave"))?;
+            Ok(std::thread::current().id())
+        })
+        .await
+        .expect("write");
+    assert_eq!(ran_on, caller);
+    assert!(db.store.user("u4").expect("read").is_some());
+}
+
+/// While another connection (here: another process's, as the CLI's would be) holds SQLite's
+/// write lock, `write` must neither fail nor stall the async worker: the in-place attempt is
+/// refused at once and the work waits for the lock on the blocking pool, while the worker
+/// keeps serving other tasks.
+#[actix_web::test]
+async fn a_write_that_would_wait_goes_to_the_blocking_pool_and_the_worker_runs_on() {
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
+    let db = sqlite().expect("sqlite");
+    let mut other =
+        diesel::sqlite::SqliteConnection::establish(&sqlite_path(&db).display().to_string())
+            .expect("second connection");
+    other
+        .batch_execute("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        other.batch_execute("COMMIT").expect("release the lock");
+    });
+    let ticks = std::rc::Rc::new(std::cell::Cell::new(0u32));
+    let counter = ticks.clone();
+    let ticker = actix_web::rt::spawn(async move {
+        loop {
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+            counter.set(counter.get() + 1);
+        }
+    });
+    let caller = std::thread::current().id();
+    let ran_on = db
+        .store
+        .write(|s| {
+            s.insert_user(&user("u1", "alice"))?;
+            Ok(std::thread::current().id())
+        })
+        .await
+        .expect("the write waits for the lock and succeeds");
+    ticker.abort();
+    release.join().expect("release thread");
+    assert_ne!(ran_on, caller, "ran on the blocking pool");
+    assert!(
+        ticks.get() >= 3,
+        "the worker ran other tasks while the write waited ({} ticks)",
+        ticks.get()
+    );
+    assert!(db.store.user("u1").expect("read").is_some());
 }

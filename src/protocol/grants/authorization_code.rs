@@ -46,7 +46,7 @@ pub async fn grant(
     let (jti2, plain_jti2, refresh2) = (jti.clone(), plain_jti.clone(), refresh.clone());
     let outcome = ctx
         .store
-        .blocking(move |s| {
+        .write(move |s| {
             s.redeem_code_for_user(&secret::hash_token(&code), now, |c, user| {
                 if c.client_id != client_id {
                     return Err(OAuthError::invalid_grant(

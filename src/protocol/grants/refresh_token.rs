@@ -39,7 +39,7 @@ pub async fn grant(
     // (`precheck`), then the reuse decision and the rotation, in one transaction.
     let (outcome, family_seen) = ctx
         .store
-        .blocking(move |s| {
+        .write(move |s| {
             let mut seen = None;
             let outcome = s.rotate_refresh_checked(
                 &hash,
