@@ -31,7 +31,7 @@ async fn live_access_token<T, F>(
     fetch: F,
 ) -> OAuthResult<Option<(VerifiedAccessToken, T)>>
 where
-    F: FnOnce(&Store, &VerifiedAccessToken) -> StoreResult<T> + Send + 'static,
+    F: FnOnce(&Store, &VerifiedAccessToken) -> StoreResult<T> + Clone + Send + 'static,
     T: Send + 'static,
 {
     let Some(claims) = verified_access_token(ctx, token, now) else {
@@ -180,7 +180,7 @@ pub async fn authenticate_resource<T, F>(
     fetch: F,
 ) -> OAuthResult<(VerifiedAccessToken, T)>
 where
-    F: FnOnce(&Store, &VerifiedAccessToken) -> StoreResult<T> + Send + 'static,
+    F: FnOnce(&Store, &VerifiedAccessToken) -> StoreResult<T> + Clone + Send + 'static,
     T: Send + 'static,
 {
     let invalid = "the access token is invalid, expired or revoked";

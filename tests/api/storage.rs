@@ -1091,3 +1091,40 @@ async fn a_write_that_would_wait_goes_to_the_blocking_pool_and_the_worker_runs_o
     );
     assert!(db.store.user("u1").expect("read").is_some());
 }
+
+/// A read on SQLite may run on the in-place writer connection, which has no busy timeout:
+/// while another connection holds the write lock with uncommitted changes, reads must still
+/// answer (WAL readers need no lock), with the committed state only.
+#[actix_web::test]
+async fn reads_answer_while_another_connection_holds_the_write_lock() {
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
+    let db = sqlite().expect("sqlite");
+    db.store.insert_user(&user("u1", "alice")).expect("insert");
+    let mut other =
+        diesel::sqlite::SqliteConnection::establish(&sqlite_path(&db).display().to_string())
+            .expect("second connection");
+    other
+        .batch_execute(
+            "BEGIN IMMEDIATE; UPDATE users SET disabled = TRUE WHERE user_id = 'u1'; \
+             DELETE FROM users WHERE user_id = 'nobody';",
+        )
+        .expect("uncommitted write");
+    for _ in 0..3 {
+        let seen = db
+            .store
+            .read(|s| s.user("u1"))
+            .await
+            .expect("the read answers")
+            .expect("u1 exists");
+        assert!(!seen.disabled, "only committed state is visible");
+    }
+    other.batch_execute("COMMIT").expect("commit");
+    let seen = db
+        .store
+        .read(|s| s.user("u1"))
+        .await
+        .expect("read")
+        .expect("u1");
+    assert!(seen.disabled, "the commit is visible to the next read");
+}
