@@ -554,29 +554,24 @@ impl Store {
         self.blocking(f).await
     }
 
+    /// The rest of [`write`](Self::write): `conn` has a transaction open. If `f` unwinds, the
+    /// connection is dropped mid-transaction; the pool discards a connection returned while
+    /// panicking (`Manager::has_broken`).
     fn write_in_place<R>(
         &self,
         conn: Pooled,
         f: impl FnOnce(&Store) -> StoreResult<R>,
     ) -> StoreResult<R> {
-        // If `f` unwinds, the guard drops the connection mid-transaction; the pool discards a
-        // connection returned while panicking (`Manager::has_broken`).
-        let _guard = LendGuard;
-        LENT.with(|l| *l.borrow_mut() = Some((self.id, conn)));
-        let result = f(self);
-        let Some((_, mut conn)) = LENT.with(|l| l.borrow_mut().take()) else {
-            // `f` keeps no connection (a `Conn` gives it back when dropped), so this is a bug:
-            // nothing was committed, and the pool opens a new in-place connection.
-            return Err(StoreError::Other(
-                "the in-place connection was not given back".into(),
-            ));
-        };
-        let end = match &result {
-            Ok(_) => <Db as Connection>::TransactionManager::commit_transaction(&mut *conn),
-            Err(_) => <Db as Connection>::TransactionManager::rollback_transaction(&mut *conn),
-        };
-        end?;
-        result
+        self.run_lent(conn, |s| {
+            let result = f(s);
+            // The lent connection again (`f` gave it back when its `Conn`s were dropped).
+            let mut conn = s.conn()?;
+            match &result {
+                Ok(_) => <Db as Connection>::TransactionManager::commit_transaction(&mut *conn)?,
+                Err(_) => <Db as Connection>::TransactionManager::rollback_transaction(&mut *conn)?,
+            }
+            result
+        })
     }
 
     /// Runs blocking store work on the blocking thread pool, off the async executor.

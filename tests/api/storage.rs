@@ -989,19 +989,27 @@ fn sqlite_path(db: &Db) -> std::path::PathBuf {
     db._dir.as_ref().expect("sqlite dir").path().join("t.db")
 }
 
-#[actix_web::test]
-async fn an_in_place_write_runs_on_the_calling_thread_and_commits() {
-    let db = sqlite().expect("sqlite");
+/// Inserts a user through [`Store::write`]; true when the work ran on the calling thread
+/// (in place), false when it ran on the blocking pool.
+async fn insert_user_in_write(s: &Store, id: &'static str, name: &'static str) -> bool {
     let caller = std::thread::current().id();
-    let ran_on = db
-        .store
-        .write(|s| {
-            s.insert_user(&user("u1", "alice"))?;
+    let ran_on = s
+        .write(move |s| {
+            s.insert_user(&user(id, name))?;
             Ok(std::thread::current().id())
         })
         .await
         .expect("write");
-    assert_eq!(ran_on, caller);
+    ran_on == caller
+}
+
+#[actix_web::test]
+async fn an_in_place_write_runs_on_the_calling_thread_and_commits() {
+    let db = sqlite().expect("sqlite");
+    assert!(
+        insert_user_in_write(&db.store, "u1", "alice").await,
+        "ran in place"
+    );
     // Committed: another connection (the pool's) sees it.
     assert!(db.store.user("u1").expect("read").is_some());
 }
@@ -1032,16 +1040,10 @@ async fn an_in_place_write_that_fails_is_rolled_back_whole() {
     }
     // The in-place connection is left with no transaction open: the next write runs in place
     // and commits.
-    let caller = std::thread::current().id();
-    let ran_on = db
-        .store
-        .write(|s| {
-            s.insert_user(&user("u4", "dave"))?;
-            Ok(std::thread::current().id())
-        })
-        .await
-        .expect("write");
-    assert_eq!(ran_on, caller);
+    assert!(
+        insert_user_in_write(&db.store, "u4", "dave").await,
+        "ran in place"
+    );
     assert!(db.store.user("u4").expect("read").is_some());
 }
 
@@ -1072,18 +1074,11 @@ async fn a_write_that_would_wait_goes_to_the_blocking_pool_and_the_worker_runs_o
             counter.set(counter.get() + 1);
         }
     });
-    let caller = std::thread::current().id();
-    let ran_on = db
-        .store
-        .write(|s| {
-            s.insert_user(&user("u1", "alice"))?;
-            Ok(std::thread::current().id())
-        })
-        .await
-        .expect("the write waits for the lock and succeeds");
+    // The write waits for the lock and succeeds.
+    let in_place = insert_user_in_write(&db.store, "u1", "alice").await;
     ticker.abort();
     release.join().expect("release thread");
-    assert_ne!(ran_on, caller, "ran on the blocking pool");
+    assert!(!in_place, "ran on the blocking pool");
     assert!(
         ticks.get() >= 3,
         "the worker ran other tasks while the write waited ({} ticks)",
