@@ -285,7 +285,8 @@ impl Drop for Conn {
     }
 }
 
-/// Takes back the lent connection when [`Store::read`]'s closure returns or unwinds.
+/// Takes back the lent connection when the closure of [`Store::read`] or [`Store::write`]
+/// returns or unwinds.
 struct LendGuard;
 
 impl Drop for LendGuard {
@@ -554,9 +555,10 @@ impl Store {
         self.blocking(f).await
     }
 
-    /// The rest of [`write`](Self::write): `conn` has a transaction open. If `f` unwinds, the
-    /// connection is dropped mid-transaction; the pool discards a connection returned while
-    /// panicking (`Manager::has_broken`).
+    /// The rest of [`write`](Self::write): `conn` has a transaction open. A connection that
+    /// goes back to its pool with a transaction still open (`f` unwound, or the commit below
+    /// never ran) is discarded by the pool (`Manager::has_broken`: diesel counts an open
+    /// transaction as broken), which closes it and so rolls the transaction back.
     fn write_in_place<R>(
         &self,
         conn: Pooled,
@@ -564,7 +566,9 @@ impl Store {
     ) -> StoreResult<R> {
         self.run_lent(conn, |s| {
             let result = f(s);
-            // The lent connection again (`f` gave it back when its `Conn`s were dropped).
+            // The lent connection again (`f` gave it back when its `Conn`s were dropped; were
+            // it missing, this would be a pool connection with no transaction, and the commit
+            // would fail, which is the right answer).
             let mut conn = s.conn()?;
             match &result {
                 Ok(_) => <Db as Connection>::TransactionManager::commit_transaction(&mut *conn)?,

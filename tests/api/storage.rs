@@ -1123,3 +1123,44 @@ async fn reads_answer_while_another_connection_holds_the_write_lock() {
         .expect("u1");
     assert!(seen.disabled, "the commit is visible to the next read");
 }
+
+/// If the work inside an in-place write panics, its transaction must not stay open holding
+/// SQLite's write lock: the connection is discarded by its pool, which rolls it back, and the
+/// next write commits in place.
+#[actix_web::test]
+async fn a_panic_inside_an_in_place_write_leaves_no_lock_behind() {
+    let db = sqlite().expect("sqlite");
+    let store = db.store.clone();
+    let unwound = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rt.block_on(store.write(|s| {
+                s.insert_user(&user("u1", "alice"))?;
+                panic!("the work fails half-way");
+                #[allow(unreachable_code)]
+                Ok(())
+            }))
+        }))
+        .is_err()
+    })
+    .join()
+    .expect("thread");
+    assert!(unwound, "the panic reached the caller");
+    assert!(db.store.user("u1").expect("read").is_none(), "rolled back");
+    // No lock left behind: another connection that will not wait gets the write lock at once.
+    {
+        use diesel::Connection;
+        use diesel::connection::SimpleConnection;
+        let mut other =
+            diesel::sqlite::SqliteConnection::establish(&sqlite_path(&db).display().to_string())
+                .expect("second connection");
+        other
+            .batch_execute("PRAGMA busy_timeout = 0; BEGIN IMMEDIATE; ROLLBACK;")
+            .expect("the write lock is free");
+    }
+    // And the store writes again (in place once its pool has replaced the connection).
+    insert_user_in_write(&db.store, "u2", "bob").await;
+    assert!(db.store.user("u2").expect("read").is_some());
+}
