@@ -446,13 +446,7 @@ pub async fn end_session(req: HttpRequest, state: web::Data<AppState>) -> HttpRe
         .map(str::to_owned)
         .or_else(|| params.get("id_token_hint").and_then(id_token_audience));
     if let (Some(target), Some(cid)) = (params.get("post_logout_redirect_uri"), client_id) {
-        let client = state
-            .ctx
-            .store
-            .read(move |s| s.client(&cid))
-            .await
-            .ok()
-            .flatten();
+        let client = state.ctx.store.request_client(&cid).await.ok().flatten();
         if let Some(c) = client
             && c.post_logout_redirect_uris.iter().any(|u| u == target)
             && let Ok(mut u) = url::Url::parse(target)

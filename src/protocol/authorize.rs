@@ -111,10 +111,9 @@ pub async fn validate(ctx: &Ctx, params: &Params) -> Result<AuthorizeRequest, Au
     let client_id = params
         .get("client_id")
         .ok_or_else(|| page(ErrorCode::InvalidRequest, "client_id is missing"))?;
-    let id = client_id.to_owned();
     let client = ctx
         .store
-        .read(move |s| s.client(&id))
+        .request_client(client_id)
         .await
         .map_err(|e| AuthorizeError::Page(e.into()))?
         .filter(|c| !c.disabled)

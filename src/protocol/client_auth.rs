@@ -159,8 +159,7 @@ pub async fn authenticate_request(
     params: &Params,
 ) -> OAuthResult<Client> {
     let presented = presented(authorization, params)?;
-    let id = presented.client_id().to_owned();
-    let stored = ctx.store.read(move |s| s.client(&id)).await?;
+    let stored = ctx.store.request_client(presented.client_id()).await?;
     authenticate(&presented, stored)
 }
 

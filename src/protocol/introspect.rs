@@ -65,10 +65,20 @@ pub async fn introspect(
         .filter(|_| hint != Some("refresh_token"))
         .and_then(|t| verified_access_token(ctx, t, now));
     let id = presented.client_id().to_owned();
+    let cached = ctx.store.cached_client(&id);
     let (stored, live) = ctx
         .store
         .read(move |s| {
-            let client = s.client(&id)?;
+            let client = match cached {
+                Ok(c) => Some(c),
+                Err(ticket) => {
+                    let read = s.client(&id)?;
+                    if let Some(c) = &read {
+                        s.remember_client(ticket, c);
+                    }
+                    read
+                }
+            };
             let live = match verified {
                 Some(c) if !s.access_token_revoked(&c.jti, c.family_id())? => Some(c),
                 _ => None,

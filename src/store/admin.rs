@@ -330,7 +330,7 @@ impl Store {
     pub fn replace_client(&self, client: &Client) -> StoreResult<bool> {
         let row = ClientRow::from_client(client)?;
         let mut conn = self.conn()?;
-        write_tx(&mut conn, |conn| {
+        let replaced = write_tx(&mut conn, |conn| {
             // Delete and insert the whole row: every column of `clients` (including ones
             // added later) goes through the one row mapping in `store::ClientRow`.
             let n = diesel::delete(clients::table.find(&client.client_id)).execute(conn)?;
@@ -341,14 +341,16 @@ impl Store {
                 .values(&row)
                 .execute(conn)?;
             Ok::<_, StoreError>(true)
-        })
+        });
+        self.forget_client(&client.client_id);
+        replaced
     }
 
     /// Deletes a client and everything that lets it act: its registration, consents, unused
     /// codes; its refresh families are revoked. False if no such client.
     pub fn delete_client(&self, client_id: &str, now: i64) -> StoreResult<bool> {
         let mut conn = self.conn()?;
-        write_tx(&mut conn, |conn| {
+        let deleted = write_tx(&mut conn, |conn| {
             let n = diesel::delete(clients::table.find(client_id)).execute(conn)?;
             if n == 0 {
                 return Ok(false);
@@ -359,7 +361,9 @@ impl Store {
             burn_codes_where(conn, None, Some(client_id), now)?;
             revoke_families_where(conn, None, Some(client_id), "client deleted", now)?;
             Ok::<_, StoreError>(true)
-        })
+        });
+        self.forget_client(client_id);
+        deleted
     }
 
     // ---- bulk revocation -----------------------------------------------------------------

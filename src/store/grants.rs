@@ -255,21 +255,27 @@ fn lock_code(conn: &mut Db, code_hash: &str) -> Result<(), diesel::result::Error
     Ok(())
 }
 
-/// On PostgreSQL, locks a refresh family row: every rotation, retry and reuse decision of one
-/// family is serialized, across replicas. Returns whether it took a lock (and so may have
-/// waited for another transaction): rows read before then must be read again. On SQLite the
-/// write transaction (`BEGIN IMMEDIATE`) already excludes every other writer: no lock, `false`.
-fn lock_family(conn: &mut Db, family_id: &str) -> Result<bool, diesel::result::Error> {
+/// On PostgreSQL, locks the family of the refresh token `token_hash` until the transaction
+/// ends: every rotation, retry and reuse decision of one family is serialized, across replicas.
+/// Returns false when no such token (or family) exists. On SQLite the write transaction
+/// (`BEGIN IMMEDIATE`) already excludes every other writer: no lock, `true`.
+fn lock_family_of_token(conn: &mut Db, token_hash: &str) -> Result<bool, diesel::result::Error> {
     if let Db::Pg(pg) = conn {
-        tf::table
-            .find(family_id)
+        return Ok(tf::table
+            .filter(
+                tf::family_id.eq_any(
+                    rt::table
+                        .filter(rt::token_hash.eq(token_hash))
+                        .select(rt::family_id),
+                ),
+            )
             .select(tf::family_id)
             .for_update()
             .get_result::<String>(pg)
-            .optional()?;
-        return Ok(true);
+            .optional()?
+            .is_some());
     }
-    Ok(false)
+    Ok(true)
 }
 
 impl Store {
@@ -540,43 +546,31 @@ impl Store {
     ) -> StoreResult<Rotated<E>> {
         let mut conn = self.conn()?;
         write_tx(&mut conn, |conn| {
-            let Some(mut row) = on_backend!(conn, |db| rt::table
-                .find(token_hash)
-                .get_result::<RtRow>(db))
+            // PostgreSQL: the family is locked first, found through the token (whose family
+            // never changes), so the read below already sees the outcome of any concurrent
+            // rotation it waited for (under READ COMMITTED each statement reads what was
+            // committed when it began). On SQLite the write transaction excludes every other
+            // writer already.
+            if !lock_family_of_token(conn, token_hash)? {
+                return Ok(Ok(Rotated::NotFound));
+            }
+            // The token, its family and the family's user in one statement.
+            let Some((row, fam, user)) = on_backend!(conn, |db| rt::table
+                .inner_join(tf::table)
+                .left_join(users::table.on(users::user_id.eq(tf::user_id)))
+                .filter(rt::token_hash.eq(token_hash))
+                .select((rt::all_columns, FAM_COLS, users::all_columns.nullable()))
+                .get_result::<(RtRow, FamRow, Option<UserRow>)>(db))
             .optional()?
             else {
                 return Ok(Ok(Rotated::NotFound));
             };
-            // Where the family lock may have waited, a concurrent rotation may have committed
-            // meanwhile: read the token again under the lock.
-            if lock_family(conn, &row.1)? {
-                let Some(again) = on_backend!(conn, |db| rt::table
-                    .find(token_hash)
-                    .get_result::<RtRow>(db))
-                .optional()?
-                else {
-                    return Ok(Ok(Rotated::NotFound));
-                };
-                row = again;
-            }
             let old = match rt_from_row(row) {
                 Ok(t) => t,
                 Err(e) => return Ok(Err(e)),
             };
-            let Some(fam) = on_backend!(conn, |db| tf::table
-                .find(&old.family_id)
-                .select(FAM_COLS)
-                .get_result::<FamRow>(db))
-            .optional()?
-            else {
-                return Ok(Ok(Rotated::NotFound));
-            };
             let family = fam_from_row(fam);
-            let user = on_backend!(conn, |db| users::table
-                .find(&family.user_id)
-                .get_result::<UserRow>(db))
-            .optional()?
-            .map(User::from);
+            let user = user.map(User::from);
             if let Err(e) = precheck(&old, &family, user.as_ref()) {
                 return Ok(Ok(Rotated::Rejected(e)));
             }
@@ -667,27 +661,23 @@ impl Store {
         Ok(())
     }
 
-    /// Whether an access token was revoked by `jti`, or through its refresh family.
+    /// Whether an access token was revoked by `jti`, or through its refresh family: one
+    /// statement (one round trip on PostgreSQL).
     pub fn access_token_revoked(&self, jti: &str, family_id: Option<&str>) -> StoreResult<bool> {
+        use diesel::dsl::exists;
         let mut conn = self.conn()?;
-        if on_backend!(&mut *conn, |db| rat::table
-            .find(jti)
-            .select(rat::jti)
-            .get_result::<String>(db))
-        .optional()?
-        .is_some()
-        {
-            return Ok(true);
-        }
-        if let Some(f) = family_id {
-            let revoked = on_backend!(&mut *conn, |db| tf::table
-                .find(f)
-                .select(tf::revoked_at)
-                .get_result::<Option<i64>>(db))
-            .optional()?;
-            // An unknown family is treated as revoked: the token cannot be traced to a grant.
-            return Ok(!matches!(revoked, Some(None)));
-        }
-        Ok(false)
+        let Some(f) = family_id else {
+            return Ok(on_backend!(&mut *conn, |db| diesel::select(exists(
+                rat::table.find(jti)
+            ))
+            .get_result::<bool>(db))?);
+        };
+        let (revoked, family_live) = on_backend!(&mut *conn, |db| diesel::select((
+            exists(rat::table.find(jti)),
+            exists(tf::table.find(f).filter(tf::revoked_at.is_null())),
+        ))
+        .get_result::<(bool, bool)>(db))?;
+        // An unknown family counts as revoked: the token cannot be traced to a grant.
+        Ok(revoked || !family_live)
     }
 }

@@ -171,3 +171,6 @@ diesel::table! {
         updated_at -> BigInt,
     }
 }
+
+diesel::joinable!(refresh_tokens -> token_families (family_id));
+diesel::allow_tables_to_appear_in_same_query!(refresh_tokens, token_families, users);

@@ -16,6 +16,14 @@ pub struct PgDb {
 }
 
 impl PgDb {
+    /// Runs SQL on this database as an operator would (psql), outside any server.
+    pub fn sql(&self, sql: &str) {
+        let mut conn = PgConnection::establish(&self.url)
+            .unwrap_or_else(|e| panic!("{}: cannot connect: {e}", self.name));
+        conn.batch_execute(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
     /// A fresh, empty database, or `None` (with a message) when PostgreSQL is not configured.
     pub fn create(test: &str) -> Option<PgDb> {
         let Ok(admin_url) = std::env::var(ENV) else {

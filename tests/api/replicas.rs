@@ -368,3 +368,127 @@ async fn scheduled_rotation_happens_once_per_interval_across_replicas() {
     })
     .await;
 }
+
+/// A client_credentials request with `basic`: its status.
+async fn cc_status(app: &TestApp, basic: Option<(&str, &str)>) -> StatusCode {
+    app.post_token(&[("grant_type", "client_credentials")], basic)
+        .await
+        .status
+}
+
+#[actix_web::test]
+async fn a_client_change_is_in_force_on_every_replica_at_once() {
+    // On PostgreSQL each replica keeps the clients it authenticates in memory, dropped when
+    // the database reports a change (LISTEN/NOTIFY, fed by a trigger): however the change is
+    // made, no replica goes on accepting what it no longer should.
+    let Some((a, b, pg)) = replicas("client_change_every_replica", |_| {}).await else {
+        return;
+    };
+    let svc = a.add_service_client().await;
+    for app in [&a, &b] {
+        // Twice: the second is answered from memory.
+        assert_eq!(cc_status(app, svc.basic()).await, StatusCode::OK);
+        assert_eq!(cc_status(app, svc.basic()).await, StatusCode::OK);
+    }
+
+    // The CLI rotates the secret: the old one is refused by the very next request anywhere.
+    let out = a
+        .cli(&["client", "rotate-secret", &svc.client_id, "--json"], None)
+        .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let v: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    let new_secret = v["client_secret"].as_str().expect("new secret").to_owned();
+    for app in [&a, &b] {
+        assert_eq!(
+            cc_status(app, svc.basic()).await,
+            StatusCode::UNAUTHORIZED,
+            "old secret at {}",
+            app.address
+        );
+        assert_eq!(
+            cc_status(app, Some((&svc.client_id, &new_secret))).await,
+            StatusCode::OK
+        );
+    }
+    let basic = Some((svc.client_id.as_str(), new_secret.as_str()));
+
+    // A's admin API disables it: refused at once by A (its own change) and by B.
+    let (_, admin) = crate::admin_api::admin_token(&a).await;
+    let r = crate::admin_api::call(
+        &a,
+        reqwest::Method::POST,
+        &format!("/admin/v1/clients/{}/disable", svc.client_id),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    for app in [&a, &b] {
+        assert_eq!(cc_status(app, basic).await, StatusCode::UNAUTHORIZED);
+    }
+
+    // An operator's plain SQL, which no Latchkey code sees: enabled again, then disabled.
+    // PostgreSQL sends the notification when the change commits; the next request is
+    // expected to see it, and must within a second at the very most.
+    for (sql, expect) in [
+        ("UPDATE clients SET disabled = false", StatusCode::OK),
+        (
+            "UPDATE clients SET disabled = true",
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        pg.sql(&format!("{sql} WHERE client_id = '{}'", svc.client_id));
+        for app in [&a, &b] {
+            app.eventually(sql, Duration::from_secs(1), || async {
+                (cc_status(app, basic).await == expect).then_some(())
+            })
+            .await;
+            // And it stays so (the entry read afterwards is the new state).
+            assert_eq!(cc_status(app, basic).await, expect);
+        }
+    }
+
+    // The listening connections are killed, and the client enabled while no replica can
+    // hear of it: each one reads the database instead of its memory until it listens again,
+    // and what it held before is gone (it could have missed any change).
+    pg.sql("UPDATE clients SET disabled = false");
+    for app in [&a, &b] {
+        app.eventually("enabled", Duration::from_secs(1), || async {
+            (cc_status(app, basic).await == StatusCode::OK).then_some(())
+        })
+        .await;
+    }
+    pg.sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'latchkey-listen'",
+    );
+    // Give the servers time to notice the lost connection (the FIN, or the once-a-second
+    // check) before the change they will not hear about.
+    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    pg.sql(&format!(
+        "UPDATE clients SET disabled = true WHERE client_id = '{}'",
+        svc.client_id
+    ));
+    for app in [&a, &b] {
+        assert_eq!(cc_status(app, basic).await, StatusCode::UNAUTHORIZED);
+    }
+    // Both listen again within the check interval (1 s)...
+    actix_web::rt::time::sleep(Duration::from_millis(2500)).await;
+    let listening = {
+        let mut conn =
+            <diesel::pg::PgConnection as diesel::Connection>::establish(&pg.url).expect("connect");
+        use diesel::prelude::*;
+        diesel::sql_query(
+            "SELECT pid FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'latchkey-listen'",
+        )
+        .execute(&mut conn)
+        .expect("pg_stat_activity")
+    };
+    assert_eq!(listening, 2, "each replica listens again");
+    // ...and still refuse: nothing from before the loss was kept.
+    for app in [&a, &b] {
+        assert_eq!(cc_status(app, basic).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(cc_status(app, basic).await, StatusCode::UNAUTHORIZED);
+    }
+}
