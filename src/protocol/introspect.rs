@@ -10,8 +10,8 @@ use super::error::{AuthScheme, ErrorCode, OAuthError, OAuthResult};
 use super::params::Params;
 use crate::keys::VerifiedAccessToken;
 use crate::model::ClientType;
+use crate::model::User;
 use crate::secret;
-use crate::store::{Store, StoreResult};
 
 /// An access token this server issued with a valid signature, issuer and expiry (no I/O).
 fn verified_access_token(ctx: &Ctx, token: &str, now: i64) -> Option<VerifiedAccessToken> {
@@ -23,28 +23,22 @@ fn verified_access_token(ctx: &Ctx, token: &str, now: i64) -> Option<VerifiedAcc
 }
 
 /// A live access token: signature, issuer and expiry valid, and not revoked (by jti or family);
-/// with what `fetch` reads for it in the same round trip to the database.
-async fn live_access_token<T, F>(
+/// with its user (when `want_user` says so for its claims) read in the same statement.
+async fn live_access_token(
     ctx: &Ctx,
     token: &str,
     now: i64,
-    fetch: F,
-) -> OAuthResult<Option<(VerifiedAccessToken, T)>>
-where
-    F: FnOnce(&Store, &VerifiedAccessToken) -> StoreResult<T> + Clone + Send + 'static,
-    T: Send + 'static,
-{
+    want_user: fn(&VerifiedAccessToken) -> bool,
+) -> OAuthResult<Option<(VerifiedAccessToken, Option<User>)>> {
     let Some(claims) = verified_access_token(ctx, token, now) else {
         return Ok(None);
     };
     Ok(ctx
         .store
         .read(move |s| {
-            if s.access_token_revoked(&claims.jti, claims.family_id())? {
-                return Ok(None);
-            }
-            let extra = fetch(s, &claims)?;
-            Ok(Some((claims, extra)))
+            let user_id = want_user(&claims).then_some(claims.sub.as_str());
+            Ok(s.live_token_user(&claims.jti, claims.family_id(), user_id)?
+                .map(|user| (claims, user)))
         })
         .await?)
 }
@@ -181,22 +175,18 @@ fn dpop_error(code: ErrorCode, d: &'static str) -> OAuthError {
 /// The live access token presented to a protected resource of this server, with its DPoP
 /// binding checked: a bound token only with the `DPoP` scheme and a proof by its key carrying
 /// `ath` (RFC 9449 §7); an unbound one only as a bearer token.
-/// `fetch` reads whatever the resource needs for the token in the same round trip as the
-/// revocation check.
-pub async fn authenticate_resource<T, F>(
+/// The token's user is read with the revocation check (one statement) when `want_user` says
+/// so for its claims (`None` also when no such user exists).
+pub async fn authenticate_resource(
     ctx: &Ctx,
     presented: Presented<'_>,
     now: i64,
-    fetch: F,
-) -> OAuthResult<(VerifiedAccessToken, T)>
-where
-    F: FnOnce(&Store, &VerifiedAccessToken) -> StoreResult<T> + Clone + Send + 'static,
-    T: Send + 'static,
-{
+    want_user: fn(&VerifiedAccessToken) -> bool,
+) -> OAuthResult<(VerifiedAccessToken, Option<User>)> {
     let invalid = "the access token is invalid, expired or revoked";
     match presented {
         Presented::Bearer(token) => {
-            let (claims, extra) = live_access_token(ctx, token, now, fetch)
+            let (claims, extra) = live_access_token(ctx, token, now, want_user)
                 .await?
                 .ok_or_else(|| bearer_error(ErrorCode::InvalidToken, invalid))?;
             if claims.cnf.is_some() {
@@ -214,7 +204,7 @@ where
             method,
             htu,
         } => {
-            let (claims, extra) = live_access_token(ctx, token, now, fetch)
+            let (claims, extra) = live_access_token(ctx, token, now, want_user)
                 .await?
                 .ok_or_else(|| dpop_error(ErrorCode::InvalidToken, invalid))?;
             let Some(bound) = claims
@@ -261,15 +251,9 @@ where
 /// OIDC Core §5.3 userinfo: standard claims by scope.
 pub async fn userinfo(ctx: &Ctx, presented: Presented<'_>, now: i64) -> OAuthResult<Value> {
     let dpop_scheme = matches!(presented, Presented::Dpop { .. });
-    // The user is read with the revocation check (one round trip) when the scope asks for it.
-    let (claims, user) = authenticate_resource(ctx, presented, now, |s, c| {
-        if c.has_scope("openid") {
-            s.user(&c.sub)
-        } else {
-            Ok(None)
-        }
-    })
-    .await?;
+    // The user is read with the revocation check (one statement) when the scope asks for it.
+    let (claims, user) =
+        authenticate_resource(ctx, presented, now, |c| c.has_scope("openid")).await?;
     let bearer_error = |code, d| {
         if dpop_scheme {
             dpop_error(code, d)

@@ -173,4 +173,9 @@ diesel::table! {
 }
 
 diesel::joinable!(refresh_tokens -> token_families (family_id));
-diesel::allow_tables_to_appear_in_same_query!(refresh_tokens, token_families, users);
+diesel::allow_tables_to_appear_in_same_query!(
+    refresh_tokens,
+    token_families,
+    users,
+    revoked_access_tokens
+);

@@ -115,6 +115,7 @@ contract!(
     refresh_rotation_reuse_and_grace,
     concurrent_rotations_of_one_refresh_token_have_one_winner,
     revoked_access_tokens_and_families,
+    a_live_tokens_user_is_read_with_its_revocation_state,
     a_superseded_successor_presented_later_revokes_the_family,
     key_rotation_under_the_lock_happens_once,
     dpop_client_flag_and_family_binding_round_trip,
@@ -535,6 +536,42 @@ fn revoked_access_tokens_and_families(s: &Store) {
         s.access_token_revoked("j3", Some("fam-f"))
             .expect("revoked?")
     );
+}
+
+fn a_live_tokens_user_is_read_with_its_revocation_state(s: &Store) {
+    let live = |jti, fam, uid| s.live_token_user(jti, fam, uid).expect("live_token_user");
+    s.insert_user(&user("u1", "alice")).expect("user");
+    s.insert_code(&code("code-l")).expect("insert");
+    assert!(matches!(redeem(s, "code-l", "l"), Redeemed::Issued(_)));
+    // Live, with and without its family; with the user, or none asked for.
+    let found = live("jti-l", Some("fam-l"), Some("u1")).expect("live");
+    assert_eq!(found.expect("user").username, "alice");
+    assert_eq!(
+        live("jti-x", None, Some("u1"))
+            .expect("live")
+            .expect("user")
+            .user_id,
+        "u1"
+    );
+    assert!(live("jti-l", Some("fam-l"), None).expect("live").is_none());
+    // No such user: live, without one; an unknown family is revoked either way.
+    assert!(
+        live("jti-l", Some("fam-l"), Some("nobody"))
+            .expect("live")
+            .is_none()
+    );
+    assert!(live("jti-l", Some("no-such-family"), Some("u1")).is_none());
+    assert!(live("jti-l", Some("no-such-family"), Some("nobody")).is_none());
+    // Revoked by jti (with or without a family), then through the family.
+    s.revoke_access_token("jti-x", NOW + 600).expect("revoke");
+    assert!(live("jti-x", None, Some("u1")).is_none());
+    assert!(live("jti-x", Some("fam-l"), Some("u1")).is_none());
+    assert!(live("jti-x", None, Some("nobody")).is_none());
+    s.revoke_family("fam-l", "test", NOW)
+        .expect("revoke family");
+    assert!(live("jti-l", Some("fam-l"), Some("u1")).is_none());
+    assert!(live("jti-l", Some("fam-l"), None).is_none());
+    assert!(live("jti-l", Some("fam-l"), Some("nobody")).is_none());
 }
 
 fn key(kid: &str, created_at: i64) -> SigningKeyRecord {

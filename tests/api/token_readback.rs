@@ -171,6 +171,7 @@ async fn introspection_is_for_confidential_clients_and_inactive_for_forged_or_re
         .expect("revoke");
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(introspect(&app, &rs, at).await["active"], false);
+    assert_eq!(userinfo(&app, at).await.0, StatusCode::UNAUTHORIZED);
     refresh(
         &app,
         &m.client.client_id,
