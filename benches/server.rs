@@ -133,7 +133,7 @@ fn rotate(store: &Store, current: &str) -> String {
     let out = store
         .rotate_refresh(&secret::hash_token(current), t, 30, |old, fam| {
             Ok::<_, ()>(RefreshToken {
-                token_hash: next_hash,
+                token_hash: next_hash.clone(),
                 family_id: old.family_id.clone(),
                 scope: old.scope.clone(),
                 audiences: old.audiences.clone(),

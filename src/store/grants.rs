@@ -4,6 +4,7 @@
 //! refresh family row on PostgreSQL (`SELECT ... FOR UPDATE`) — so two concurrent
 //! redemptions of one code or token, on one replica or two, cannot both succeed.
 
+use diesel::pg::PgConnection;
 use diesel::prelude::*;
 
 use super::schema::{
@@ -302,6 +303,131 @@ fn lock_code(conn: &mut Db, code_hash: &str) -> Result<(), diesel::result::Error
     Ok(())
 }
 
+/// The token, its family and the family's user, in one statement.
+fn token_family_user(
+    pg: &mut PgConnection,
+    token_hash: &str,
+) -> Result<Option<(RtRow, FamRow, Option<UserRow>)>, diesel::result::Error> {
+    rt::table
+        .inner_join(tf::table)
+        .left_join(users::table.on(users::user_id.eq(tf::user_id)))
+        .filter(rt::token_hash.eq(token_hash))
+        .select((rt::all_columns, FAM_COLS, users::all_columns.nullable()))
+        .get_result::<(RtRow, FamRow, Option<UserRow>)>(pg)
+        .optional()
+}
+
+/// PostgreSQL, the common case of a rotation — a current token of a live family — in two
+/// statements and no transaction: read the token, family and user; run the checks; then
+/// [`RotateIfCurrent`], which locks the family, marks the token rotated only if it still is
+/// current and its family live, and inserts the successor, atomically. `None` when the case is
+/// not the common one (a rotated token: retry or reuse; a revoked family) or when another
+/// request changed the token or family in between: the caller then decides under the family
+/// lock, in a transaction, reading everything again. The checks run in the same order as
+/// there (`precheck` first), so the outcome is the one the locked path would reach.
+fn rotate_without_transaction<E>(
+    pg: &mut PgConnection,
+    token_hash: &str,
+    now: i64,
+    precheck: &mut impl FnMut(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), E>,
+    check: &mut impl FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
+) -> StoreResult<Option<Rotated<E>>> {
+    let Some((row, fam, user)) = token_family_user(pg, token_hash)? else {
+        return Ok(Some(Rotated::NotFound));
+    };
+    let old = rt_from_row(row)?;
+    let family = fam_from_row(fam);
+    let user = user.map(User::from);
+    if let Err(e) = precheck(&old, &family, user.as_ref()) {
+        return Ok(Some(Rotated::Rejected(e)));
+    }
+    if old.rotated_at.is_some() || family.revoked_at.is_some() {
+        return Ok(None);
+    }
+    let next = match check(&old, &family) {
+        Ok(n) => n,
+        Err(e) => return Ok(Some(Rotated::Rejected(e))),
+    };
+    let audiences = serde_json::to_string(&next.audiences).unwrap_or_else(|_| "[]".into());
+    let inserted = RotateIfCurrent {
+        next: &next,
+        audiences: &audiences,
+        presented: token_hash,
+        now,
+    }
+    .execute(pg)?;
+    if inserted != 1 {
+        return Ok(None);
+    }
+    Ok(Some(Rotated::Rotated {
+        old,
+        family,
+        retry: false,
+    }))
+}
+
+/// PostgreSQL, one statement: lock the family (live only), mark the presented token rotated
+/// (current only), insert its successor. Inserts no row when the token was rotated or the
+/// family revoked since it was read (then another request got there first). The family lock
+/// comes first, as in every other decision on a family, so it serializes with them.
+struct RotateIfCurrent<'a> {
+    next: &'a RefreshToken,
+    audiences: &'a str,
+    presented: &'a str,
+    now: i64,
+}
+
+impl diesel::query_builder::QueryId for RotateIfCurrent<'_> {
+    type QueryId = RotateIfCurrent<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateIfCurrent<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Text};
+        let t = self.next;
+        out.push_sql("WITH family AS (SELECT family_id FROM token_families WHERE family_id = ");
+        out.push_bind_param::<Text, _>(&t.family_id)?;
+        out.push_sql(
+            " AND revoked_at IS NULL FOR UPDATE), \
+             presented AS (UPDATE refresh_tokens SET rotated_at = ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.now)?;
+        out.push_sql(", successor_hash = ");
+        out.push_bind_param::<Text, _>(&t.token_hash)?;
+        out.push_sql(" WHERE token_hash = ");
+        out.push_bind_param::<Text, _>(self.presented)?;
+        out.push_sql(
+            " AND rotated_at IS NULL AND family_id IN (SELECT family_id FROM family) \
+             RETURNING token_hash) \
+             INSERT INTO refresh_tokens (token_hash, family_id, scope, audiences, auth_time, \
+             sid, created_at, expires_at) SELECT ",
+        );
+        out.push_bind_param::<Text, _>(&t.token_hash)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&t.family_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&t.scope)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(self.audiences)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&t.auth_time)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&t.sid)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&t.created_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&t.expires_at)?;
+        out.push_sql(" FROM presented");
+        Ok(())
+    }
+}
+
+impl<Conn> RunQueryDsl<Conn> for RotateIfCurrent<'_> {}
+
 /// On PostgreSQL, locks the family of the refresh token `token_hash` until the transaction
 /// ends: every rotation, retry and reuse decision of one family is serialized, across replicas.
 /// Returns false when no such token (or family) exists. On SQLite the write transaction
@@ -573,7 +699,7 @@ impl Store {
         token_hash: &str,
         now: i64,
         grace: i64,
-        check: impl FnOnce(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
+        check: impl FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
     ) -> StoreResult<Rotated<E>> {
         self.rotate_refresh_checked(token_hash, now, grace, |_, _, _| Ok(()), check)
     }
@@ -588,10 +714,16 @@ impl Store {
         token_hash: &str,
         now: i64,
         grace: i64,
-        precheck: impl FnOnce(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), E>,
-        check: impl FnOnce(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
+        mut precheck: impl FnMut(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), E>,
+        mut check: impl FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
     ) -> StoreResult<Rotated<E>> {
         let mut conn = self.conn()?;
+        if let Db::Pg(pg) = &mut *conn
+            && let Some(outcome) =
+                rotate_without_transaction(pg, token_hash, now, &mut precheck, &mut check)?
+        {
+            return Ok(outcome);
+        }
         write_tx(&mut conn, |conn| {
             // PostgreSQL: the family is locked first, found through the token (whose family
             // never changes), so the read below already sees the outcome of any concurrent

@@ -70,7 +70,7 @@ pub async fn grant(
                         return Err(OAuthError::invalid_grant("the refresh token has expired"));
                     }
                     Ok(RefreshToken {
-                        token_hash: next_hash,
+                        token_hash: next_hash.clone(),
                         family_id: old.family_id.clone(),
                         scope: old.scope.clone(),
                         audiences: old.audiences.clone(),
