@@ -210,6 +210,34 @@ where
 
 impl<Conn> RunQueryDsl<Conn> for MarkRotated<'_> {}
 
+/// The columns of a successor refresh token as PostgreSQL statements insert it...
+const SUCCESSOR_COLUMNS: &str =
+    "token_hash, family_id, scope, audiences, auth_time, sid, created_at, expires_at";
+
+/// ...and its values, bound, in that order (`audiences` as JSON).
+fn push_successor_values<'b>(
+    out: &mut diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    t: &'b RefreshToken,
+    audiences: &'b str,
+) -> QueryResult<()> {
+    use diesel::sql_types::{BigInt, Text};
+    out.push_bind_param::<Text, _>(&t.token_hash)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Text, _>(&t.family_id)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Text, _>(&t.scope)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Text, _>(audiences)?;
+    out.push_sql(", ");
+    out.push_bind_param::<BigInt, _>(&t.auth_time)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Text, _>(&t.sid)?;
+    out.push_sql(", ");
+    out.push_bind_param::<BigInt, _>(&t.created_at)?;
+    out.push_sql(", ");
+    out.push_bind_param::<BigInt, _>(&t.expires_at)
+}
+
 /// PostgreSQL: the successor's `INSERT` and the presented token's [`MarkRotated`] in one
 /// statement (a data-modifying `WITH`; the two touch different rows), so one round trip
 /// instead of two. SQLite has no `INSERT` inside `WITH`, and no round trips to save.
@@ -229,27 +257,11 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertSuccessor<'_
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> QueryResult<()> {
-        use diesel::sql_types::{BigInt, Text};
         let t = self.next;
-        out.push_sql(
-            "WITH successor AS (INSERT INTO refresh_tokens (token_hash, family_id, scope, \
-             audiences, auth_time, sid, created_at, expires_at) VALUES (",
-        );
-        out.push_bind_param::<Text, _>(&t.token_hash)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&t.family_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&t.scope)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(self.audiences)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&t.auth_time)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&t.sid)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&t.created_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&t.expires_at)?;
+        out.push_sql("WITH successor AS (INSERT INTO refresh_tokens (");
+        out.push_sql(SUCCESSOR_COLUMNS);
+        out.push_sql(") VALUES (");
+        push_successor_values(&mut out, t, self.audiences)?;
         out.push_sql(")) ");
         self.mark.walk_ast(out.reborrow())
     }
@@ -402,25 +414,11 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateIfCurrent<'_
         out.push_bind_param::<Text, _>(self.presented)?;
         out.push_sql(
             " AND rotated_at IS NULL AND family_id IN (SELECT family_id FROM family) \
-             RETURNING token_hash) \
-             INSERT INTO refresh_tokens (token_hash, family_id, scope, audiences, auth_time, \
-             sid, created_at, expires_at) SELECT ",
+             RETURNING token_hash) INSERT INTO refresh_tokens (",
         );
-        out.push_bind_param::<Text, _>(&t.token_hash)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&t.family_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&t.scope)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(self.audiences)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&t.auth_time)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&t.sid)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&t.created_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&t.expires_at)?;
+        out.push_sql(SUCCESSOR_COLUMNS);
+        out.push_sql(") SELECT ");
+        push_successor_values(&mut out, t, self.audiences)?;
         out.push_sql(" FROM presented");
         Ok(())
     }
