@@ -59,27 +59,46 @@ pub async fn introspect(
         .filter(|_| hint != Some("refresh_token"))
         .and_then(|t| verified_access_token(ctx, t, now));
     let id = presented.client_id().to_owned();
+    // PostgreSQL servers keep clients and "not revoked" answers in memory: with both there,
+    // no round trip at all.
     let cached = ctx.store.cached_client(&id);
-    let (stored, live) = ctx
-        .store
-        .read(move |s| {
-            let client = match cached {
-                Ok(c) => Some(c),
-                Err(ticket) => {
-                    let read = s.client(&id)?;
-                    if let Some(c) = &read {
-                        s.remember_client(ticket, c);
-                    }
-                    read
-                }
-            };
-            let live = match verified {
-                Some(c) if !s.access_token_revoked(&c.jti, c.family_id())? => Some(c),
+    let token_cached = verified
+        .as_ref()
+        .map(|c| ctx.store.cached_token_live(&c.jti, c.family_id()));
+    let (stored, live) = match (cached, token_cached) {
+        (Ok(client), Some(Ok(()))) => (Some(client), verified),
+        (cached, token_cached) => {
+            let known_live = matches!(token_cached, Some(Ok(())));
+            let token_ticket = match token_cached {
+                Some(Err(ticket)) => ticket,
                 _ => None,
             };
-            Ok((client, live))
-        })
-        .await?;
+            ctx.store
+                .read(move |s| {
+                    let client = match cached {
+                        Ok(c) => Some(c),
+                        Err(ticket) => {
+                            let read = s.client(&id)?;
+                            if let Some(c) = &read {
+                                s.remember_client(ticket, c);
+                            }
+                            read
+                        }
+                    };
+                    let live = match verified {
+                        Some(c)
+                            if known_live || !s.access_token_revoked(&c.jti, c.family_id())? =>
+                        {
+                            s.remember_live_token(token_ticket, &c.jti, c.family_id());
+                            Some(c)
+                        }
+                        _ => None,
+                    };
+                    Ok((client, live))
+                })
+                .await?
+        }
+    };
     let client = client_auth::authenticate(&presented, stored)?;
     if client.client_type != ClientType::Confidential {
         return Err(OAuthError::new(

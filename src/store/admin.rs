@@ -110,6 +110,7 @@ fn revoke_families_where(
     if let Some(c) = client_id {
         q = q.filter(tf::client_id.eq(c));
     }
+    super::client_cache::note_revocation();
     q.set((
         tf::revoked_at.eq(Some(now)),
         tf::revoked_reason.eq(Some(reason)),

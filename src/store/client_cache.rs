@@ -1,5 +1,8 @@
-//! PostgreSQL servers only: the clients that requests authenticate as, kept in memory, each
-//! entry dropped as soon as PostgreSQL reports a change to its row.
+//! PostgreSQL servers only: the clients that requests authenticate as, and which access
+//! tokens were found not revoked, kept in memory, each entry dropped as soon as PostgreSQL
+//! reports a change to its row (or a revocation: triggers of the `revocation_notify`
+//! migration, on channel [`REVOCATIONS`]; this process's own revocations drop every "live"
+//! answer at once, see [`note_revocation`]).
 //!
 //! A trigger on `clients` (migrations/postgres/…_client_notify) sends `NOTIFY
 //! latchkey_clients, '<client_id>'` when any row changes, whoever changes it (admin API, CLI,
@@ -29,13 +32,36 @@ use crate::model::Client;
 
 /// The channel the `clients` trigger notifies.
 pub(crate) const CHANNEL: &str = "latchkey_clients";
+/// The channel the revocation triggers notify: `j<jti>`, `f<family_id>`, or empty (all).
+pub(crate) const REVOCATIONS: &str = "latchkey_revocations";
 /// Clients kept at most (the least used beyond that are dropped).
 const CAPACITY: usize = 4096;
+/// "Live" answers for access tokens kept at most.
+const TOKEN_CAPACITY: usize = 16_384;
+
+thread_local! {
+    /// Set by the store functions that revoke (a family, a `jti`), taken by
+    /// [`super::Store::blocking`] once the work is done, to drop this process's "live" answers.
+    static REVOKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks that the store work running on this thread revoked something.
+pub(crate) fn note_revocation() {
+    REVOKED.with(|r| r.set(true));
+}
+
+/// Whether the store work that just ran on this thread revoked something (and clears that).
+pub(crate) fn take_revocation() -> bool {
+    REVOKED.with(|r| r.replace(false))
+}
 /// How often the listening connection is checked (`SELECT 1`), or re-made when lost.
 const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 pub(crate) struct ClientCache {
     entries: quick_cache::sync::Cache<Box<str>, Client>,
+    /// Access tokens found not revoked, by `jti`, with the refresh family they descend from
+    /// (`None`: none). Dropped by `jti` when one is revoked, all of them when a family is.
+    live_tokens: quick_cache::sync::Cache<Box<str>, Option<Box<str>>>,
     /// The connection `LISTEN`ing on [`CHANNEL`]; `None` while it is being checked or made
     /// again: then nothing is served from or added to `entries`.
     listener: Mutex<Option<PgConnection>>,
@@ -54,6 +80,7 @@ impl ClientCache {
     pub(crate) fn start(url: &str) -> std::io::Result<Arc<ClientCache>> {
         let cache = Arc::new(ClientCache {
             entries: quick_cache::sync::Cache::new(CAPACITY),
+            live_tokens: quick_cache::sync::Cache::new(TOKEN_CAPACITY),
             listener: Mutex::new(None),
             generation: AtomicU64::new(0),
         });
@@ -90,6 +117,16 @@ impl ClientCache {
                             self.entries.remove(n.payload.as_str());
                         }
                     }
+                    Ok(n) if n.channel == REVOCATIONS => {
+                        self.generation.fetch_add(1, Ordering::Relaxed);
+                        match n.payload.strip_prefix('j') {
+                            Some(jti) => {
+                                self.live_tokens.remove(jti);
+                            }
+                            // A family, or everything: tokens are not indexed by family.
+                            None => self.live_tokens.clear(),
+                        }
+                    }
                     Ok(_) => {}
                     Err(_) => {
                         lost = true;
@@ -113,6 +150,35 @@ impl ClientCache {
     fn forget_all(&self) {
         self.generation.fetch_add(1, Ordering::Relaxed);
         self.entries.clear();
+        self.live_tokens.clear();
+    }
+
+    /// Whether the access token `jti` (descending from `family`) was found live and nothing
+    /// revoked it since; else (`Err`) a ticket to [`remember_live`](Self::remember_live) it
+    /// with once the database says it is live (`None`: do not).
+    pub(crate) fn token_live(&self, jti: &str, family: Option<&str>) -> Result<(), Option<Ticket>> {
+        match self.current(|generation| (self.live_tokens.get(jti), generation)) {
+            Some((Some(f), _)) if f.as_deref() == family => Ok(()),
+            Some((_, generation)) => Err(Some(Ticket(generation))),
+            None => Err(None),
+        }
+    }
+
+    /// Keeps "live" for `jti`, read after `ticket` was taken, unless a revocation (or any
+    /// other change) was reported since.
+    pub(crate) fn remember_live(&self, ticket: Ticket, jti: &str, family: Option<&str>) {
+        self.current(|generation| {
+            if generation == ticket.0 {
+                self.live_tokens.insert(jti.into(), family.map(Into::into));
+            }
+        });
+    }
+
+    /// Drops every "live" answer at once: this process just revoked something.
+    pub(crate) fn forget_live_tokens(&self) {
+        let _listener = self.lock();
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        self.live_tokens.clear();
     }
 
     /// The client from memory, or (`Err`) a ticket to [`remember`](Self::remember) it with once
@@ -167,7 +233,7 @@ fn listener_url(url: &str) -> String {
 
 fn listen(url: &str) -> Result<PgConnection, String> {
     let mut conn = PgConnection::establish(url).map_err(|e| e.to_string())?;
-    conn.batch_execute(&format!("LISTEN {CHANNEL}"))
+    conn.batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {REVOCATIONS}"))
         .map_err(|e| e.to_string())?;
     Ok(conn)
 }

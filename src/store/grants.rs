@@ -283,10 +283,12 @@ fn revoke_family_in(
         tf::revoked_reason.eq(Some(reason)),
     ))
     .execute(db))?;
+    super::client_cache::note_revocation();
     Ok(())
 }
 
 fn revoke_jti_in(conn: &mut Db, jti: &str, expires_at: i64) -> Result<(), diesel::result::Error> {
+    super::client_cache::note_revocation();
     let exists = on_backend!(conn, |db| rat::table
         .find(jti)
         .select(rat::jti)

@@ -717,9 +717,16 @@ impl Store {
         R: Send + 'static,
     {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| StoreError::Other(format!("blocking task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let result = f(&store);
+            // Once committed, this process's own revocations are in force here at once.
+            if client_cache::take_revocation() {
+                store.forget_live_tokens();
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("blocking task failed: {e}")))?
     }
 
     /// SQLite: copies the WAL's committed frames into the database file (a PASSIVE
@@ -792,6 +799,30 @@ impl Store {
     pub(crate) fn forget_client(&self, client_id: &str) {
         if let Some(cache) = &self.clients {
             cache.forget(client_id);
+        }
+    }
+
+    /// For the request paths: whether the access token `jti` (of `family`) is known live
+    /// from memory (PostgreSQL servers), else `Err` with the ticket to pass to
+    /// [`remember_live_token`](Self::remember_live_token) once the database says it is.
+    pub fn cached_token_live(&self, jti: &str, family: Option<&str>) -> Result<(), Option<Ticket>> {
+        match &self.clients {
+            Some(cache) => cache.token_live(jti, family),
+            None => Err(None),
+        }
+    }
+
+    /// Keeps a "not revoked" answer read after [`cached_token_live`](Self::cached_token_live)
+    /// missed.
+    pub fn remember_live_token(&self, ticket: Option<Ticket>, jti: &str, family: Option<&str>) {
+        if let (Some(cache), Some(ticket)) = (&self.clients, ticket) {
+            cache.remember_live(ticket, jti, family);
+        }
+    }
+
+    fn forget_live_tokens(&self) {
+        if let Some(cache) = &self.clients {
+            cache.forget_live_tokens();
         }
     }
 

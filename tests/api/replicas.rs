@@ -492,3 +492,108 @@ async fn a_client_change_is_in_force_on_every_replica_at_once() {
         assert_eq!(cc_status(app, basic).await, StatusCode::UNAUTHORIZED);
     }
 }
+
+/// Whether `rs` sees `token` as active at `app`'s introspection endpoint.
+async fn active_at(app: &TestApp, rs: &crate::helpers::TestClient, token: &str) -> bool {
+    let r = app
+        .http
+        .post(app.url("/introspect"))
+        .basic_auth(&rs.client_id, rs.client_secret.as_deref())
+        .form(&[("token", token)])
+        .send()
+        .await
+        .expect("introspect");
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.expect("json");
+    v["active"] == true
+}
+
+#[actix_web::test]
+async fn a_revocation_is_in_force_on_every_replica_at_once() {
+    // On PostgreSQL each replica keeps "this access token is not revoked" answers in memory,
+    // dropped when the database reports a revocation: a revoked token is inactive at every
+    // replica on the very next introspection, whichever replica revoked it, and however.
+    let Some((a, b, pg)) = replicas("revocation_every_replica", |_| {}).await else {
+        return;
+    };
+    let rs = a.add_service_client().await;
+    let both = [&a, &b];
+
+    // By jti (RFC 7009 at A).
+    let svc = a.add_service_client().await;
+    let at = a.access_token_for(&svc).await;
+    for app in both {
+        // Twice: the second is answered from memory.
+        assert!(active_at(app, &rs, &at).await);
+        assert!(active_at(app, &rs, &at).await);
+    }
+    let r = a
+        .http
+        .post(a.url("/revoke"))
+        .basic_auth(&svc.client_id, svc.client_secret.as_deref())
+        .form(&[("token", at.as_str())])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(r.status(), StatusCode::OK);
+    for app in both {
+        assert!(
+            !active_at(app, &rs, &at).await,
+            "revoked at {}",
+            app.address
+        );
+    }
+
+    // Through its refresh family (the refresh token revoked at B).
+    let m = setup(&a, true).await;
+    let tokens = crate::browser::login_tokens(&a, &m).await;
+    let user_at = tokens["access_token"].as_str().expect("at");
+    for app in both {
+        assert!(active_at(app, &rs, user_at).await);
+        assert!(active_at(app, &rs, user_at).await);
+    }
+    let r = b
+        .http
+        .post(b.url("/revoke"))
+        .form(&[
+            ("token", tokens["refresh_token"].as_str().expect("rt")),
+            ("client_id", &m.client.client_id),
+        ])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(r.status(), StatusCode::OK);
+    for app in both {
+        assert!(
+            !active_at(app, &rs, user_at).await,
+            "family revoked, at {}",
+            app.address
+        );
+    }
+
+    // By an operator's SQL, which no Latchkey code sees (in force once PostgreSQL has sent
+    // the notification, as it does at commit: within a second at the very most).
+    let other = a.access_token_for(&svc).await;
+    for app in both {
+        assert!(active_at(app, &rs, &other).await);
+        assert!(active_at(app, &rs, &other).await);
+    }
+    let jti = {
+        let payload = other.split('.').nth(1).expect("JWT");
+        let bytes =
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                .expect("base64url");
+        let claims: Value = serde_json::from_slice(&bytes).expect("claims");
+        claims["jti"].as_str().expect("jti").to_owned()
+    };
+    pg.sql(&format!(
+        "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ('{jti}', 4102444800)"
+    ));
+    for app in both {
+        app.eventually("revoked by SQL", Duration::from_secs(1), || async {
+            (!active_at(app, &rs, &other).await).then_some(())
+        })
+        .await;
+        assert!(!active_at(app, &rs, &other).await);
+    }
+}
