@@ -209,11 +209,6 @@ impl ClientCache {
         self.generation.fetch_add(1, Ordering::Relaxed);
         self.entries.remove(client_id);
     }
-
-    /// Whether a listening connection is in place (tests and metrics).
-    pub(crate) fn listening(&self) -> bool {
-        self.lock().is_some()
-    }
 }
 
 /// The listening connection gives up on a network that stopped answering after 5 s (libpq's

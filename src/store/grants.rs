@@ -4,7 +4,6 @@
 //! refresh family row on PostgreSQL (`SELECT ... FOR UPDATE`) — so two concurrent
 //! redemptions of one code or token, on one replica or two, cannot both succeed.
 
-use diesel::pg::PgConnection;
 use diesel::prelude::*;
 
 use super::schema::{
@@ -210,65 +209,6 @@ where
 
 impl<Conn> RunQueryDsl<Conn> for MarkRotated<'_> {}
 
-/// The columns of a successor refresh token as PostgreSQL statements insert it...
-const SUCCESSOR_COLUMNS: &str =
-    "token_hash, family_id, scope, audiences, auth_time, sid, created_at, expires_at";
-
-/// ...and its values, bound, in that order (`audiences` as JSON).
-fn push_successor_values<'b>(
-    out: &mut diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
-    t: &'b RefreshToken,
-    audiences: &'b str,
-) -> QueryResult<()> {
-    use diesel::sql_types::{BigInt, Text};
-    out.push_bind_param::<Text, _>(&t.token_hash)?;
-    out.push_sql(", ");
-    out.push_bind_param::<Text, _>(&t.family_id)?;
-    out.push_sql(", ");
-    out.push_bind_param::<Text, _>(&t.scope)?;
-    out.push_sql(", ");
-    out.push_bind_param::<Text, _>(audiences)?;
-    out.push_sql(", ");
-    out.push_bind_param::<BigInt, _>(&t.auth_time)?;
-    out.push_sql(", ");
-    out.push_bind_param::<Text, _>(&t.sid)?;
-    out.push_sql(", ");
-    out.push_bind_param::<BigInt, _>(&t.created_at)?;
-    out.push_sql(", ");
-    out.push_bind_param::<BigInt, _>(&t.expires_at)
-}
-
-/// PostgreSQL: the successor's `INSERT` and the presented token's [`MarkRotated`] in one
-/// statement (a data-modifying `WITH`; the two touch different rows), so one round trip
-/// instead of two. SQLite has no `INSERT` inside `WITH`, and no round trips to save.
-struct InsertSuccessor<'a> {
-    next: &'a RefreshToken,
-    audiences: &'a str,
-    mark: MarkRotated<'a>,
-}
-
-impl diesel::query_builder::QueryId for InsertSuccessor<'_> {
-    type QueryId = InsertSuccessor<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertSuccessor<'_> {
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
-    ) -> QueryResult<()> {
-        let t = self.next;
-        out.push_sql("WITH successor AS (INSERT INTO refresh_tokens (");
-        out.push_sql(SUCCESSOR_COLUMNS);
-        out.push_sql(") VALUES (");
-        push_successor_values(&mut out, t, self.audiences)?;
-        out.push_sql(")) ");
-        self.mark.walk_ast(out.reborrow())
-    }
-}
-
-impl<Conn> RunQueryDsl<Conn> for InsertSuccessor<'_> {}
-
 fn revoke_family_in(
     conn: &mut Db,
     family_id: &str,
@@ -319,16 +259,16 @@ fn lock_code(conn: &mut Db, code_hash: &str) -> Result<(), diesel::result::Error
 
 /// The token, its family and the family's user, in one statement.
 fn token_family_user(
-    pg: &mut PgConnection,
+    conn: &mut Db,
     token_hash: &str,
 ) -> Result<Option<(RtRow, FamRow, Option<UserRow>)>, diesel::result::Error> {
-    rt::table
+    on_backend!(conn, |db| rt::table
         .inner_join(tf::table)
         .left_join(users::table.on(users::user_id.eq(tf::user_id)))
         .filter(rt::token_hash.eq(token_hash))
         .select((rt::all_columns, FAM_COLS, users::all_columns.nullable()))
-        .get_result::<(RtRow, FamRow, Option<UserRow>)>(pg)
-        .optional()
+        .get_result::<(RtRow, FamRow, Option<UserRow>)>(db))
+    .optional()
 }
 
 /// PostgreSQL, the common case of a rotation — a current token of a live family — in two
@@ -338,15 +278,19 @@ fn token_family_user(
 /// not the common one (a rotated token: retry or reuse; a revoked family) or when another
 /// request changed the token or family in between: the caller then decides under the family
 /// lock, in a transaction, reading everything again. The checks run in the same order as
-/// there (`precheck` first), so the outcome is the one the locked path would reach.
+/// there (`precheck` first), so the outcome is the one the locked path would reach. On SQLite
+/// (where the locked path is itself one in-process transaction) always `None`.
 fn rotate_without_transaction<E>(
-    pg: &mut PgConnection,
+    conn: &mut Db,
     token_hash: &str,
     now: i64,
     precheck: &mut impl FnMut(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), E>,
     check: &mut impl FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
 ) -> StoreResult<Option<Rotated<E>>> {
-    let Some((row, fam, user)) = token_family_user(pg, token_hash)? else {
+    let Db::Pg(_) = conn else {
+        return Ok(None);
+    };
+    let Some((row, fam, user)) = token_family_user(conn, token_hash)? else {
         return Ok(Some(Rotated::NotFound));
     };
     let old = rt_from_row(row)?;
@@ -363,6 +307,9 @@ fn rotate_without_transaction<E>(
         Err(e) => return Ok(Some(Rotated::Rejected(e))),
     };
     let audiences = serde_json::to_string(&next.audiences).unwrap_or_else(|_| "[]".into());
+    let Db::Pg(pg) = conn else {
+        return Ok(None);
+    };
     let inserted = RotateIfCurrent {
         next: &next,
         audiences: &audiences,
@@ -416,11 +363,24 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateIfCurrent<'_
         out.push_bind_param::<Text, _>(self.presented)?;
         out.push_sql(
             " AND rotated_at IS NULL AND family_id IN (SELECT family_id FROM family) \
-             RETURNING token_hash) INSERT INTO refresh_tokens (",
+             RETURNING token_hash) INSERT INTO refresh_tokens (token_hash, family_id, scope, \
+             audiences, auth_time, sid, created_at, expires_at) SELECT ",
         );
-        out.push_sql(SUCCESSOR_COLUMNS);
-        out.push_sql(") SELECT ");
-        push_successor_values(&mut out, t, self.audiences)?;
+        out.push_bind_param::<Text, _>(&t.token_hash)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&t.family_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&t.scope)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(self.audiences)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&t.auth_time)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&t.sid)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&t.created_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&t.expires_at)?;
         out.push_sql(" FROM presented");
         Ok(())
     }
@@ -718,9 +678,8 @@ impl Store {
         mut check: impl FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
     ) -> StoreResult<Rotated<E>> {
         let mut conn = self.conn()?;
-        if let Db::Pg(pg) = &mut *conn
-            && let Some(outcome) =
-                rotate_without_transaction(pg, token_hash, now, &mut precheck, &mut check)?
+        if let Some(outcome) =
+            rotate_without_transaction(&mut conn, token_hash, now, &mut precheck, &mut check)?
         {
             return Ok(outcome);
         }
@@ -733,15 +692,7 @@ impl Store {
             if !lock_family_of_token(conn, token_hash)? {
                 return Ok(Ok(Rotated::NotFound));
             }
-            // The token, its family and the family's user in one statement.
-            let Some((row, fam, user)) = on_backend!(conn, |db| rt::table
-                .inner_join(tf::table)
-                .left_join(users::table.on(users::user_id.eq(tf::user_id)))
-                .filter(rt::token_hash.eq(token_hash))
-                .select((rt::all_columns, FAM_COLS, users::all_columns.nullable()))
-                .get_result::<(RtRow, FamRow, Option<UserRow>)>(db))
-            .optional()?
-            else {
+            let Some((row, fam, user)) = token_family_user(conn, token_hash)? else {
                 return Ok(Ok(Rotated::NotFound));
             };
             let old = match rt_from_row(row) {
@@ -793,19 +744,8 @@ impl Store {
                 rotated_at: old.rotated_at.unwrap_or(now),
                 successor_hash: Some(&next.token_hash),
             };
-            if let Db::Pg(pg) = conn {
-                let audiences =
-                    serde_json::to_string(&next.audiences).unwrap_or_else(|_| "[]".into());
-                InsertSuccessor {
-                    next: &next,
-                    audiences: &audiences,
-                    mark: rotated,
-                }
-                .execute(pg)?;
-            } else {
-                insert_refresh(conn, &next)?;
-                on_backend!(conn, |db| rotated.execute(db))?;
-            }
+            insert_refresh(conn, &next)?;
+            on_backend!(conn, |db| rotated.execute(db))?;
             Ok::<_, diesel::result::Error>(Ok(Rotated::Rotated { old, family, retry }))
         })?
     }

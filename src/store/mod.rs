@@ -826,11 +826,6 @@ impl Store {
         }
     }
 
-    /// Whether this store caches clients and is listening for their changes right now.
-    pub fn client_cache_listening(&self) -> bool {
-        self.clients.as_ref().is_some_and(|c| c.listening())
-    }
-
     pub fn clients(&self) -> StoreResult<Vec<Client>> {
         let mut conn = self.conn()?;
         let rows = clients::table

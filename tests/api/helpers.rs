@@ -233,6 +233,19 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
+    /// RFC 7009 revocation with `form`, authenticated with `basic` when given: the status.
+    pub async fn revoke(
+        &self,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> reqwest::StatusCode {
+        let mut req = self.http.post(self.url("/revoke")).form(form);
+        if let Some((id, secret)) = basic {
+            req = req.basic_auth(id, Some(secret));
+        }
+        req.send().await.expect("revoke").status()
+    }
+
     pub async fn get(&self, path: &str) -> Resp {
         Resp::read(
             self.http

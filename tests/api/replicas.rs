@@ -527,15 +527,10 @@ async fn a_revocation_is_in_force_on_every_replica_at_once() {
         assert!(active_at(app, &rs, &at).await);
         assert!(active_at(app, &rs, &at).await);
     }
-    let r = a
-        .http
-        .post(a.url("/revoke"))
-        .basic_auth(&svc.client_id, svc.client_secret.as_deref())
-        .form(&[("token", at.as_str())])
-        .send()
-        .await
-        .expect("revoke");
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        a.revoke(&[("token", at.as_str())], svc.basic()).await,
+        StatusCode::OK
+    );
     for app in both {
         assert!(
             !active_at(app, &rs, &at).await,
@@ -552,17 +547,11 @@ async fn a_revocation_is_in_force_on_every_replica_at_once() {
         assert!(active_at(app, &rs, user_at).await);
         assert!(active_at(app, &rs, user_at).await);
     }
-    let r = b
-        .http
-        .post(b.url("/revoke"))
-        .form(&[
-            ("token", tokens["refresh_token"].as_str().expect("rt")),
-            ("client_id", &m.client.client_id),
-        ])
-        .send()
-        .await
-        .expect("revoke");
-    assert_eq!(r.status(), StatusCode::OK);
+    let form = [
+        ("token", tokens["refresh_token"].as_str().expect("rt")),
+        ("client_id", m.client.client_id.as_str()),
+    ];
+    assert_eq!(b.revoke(&form, None).await, StatusCode::OK);
     for app in both {
         assert!(
             !active_at(app, &rs, user_at).await,

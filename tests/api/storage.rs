@@ -1201,3 +1201,67 @@ async fn a_panic_inside_an_in_place_write_leaves_no_lock_behind() {
     insert_user_in_write(&db.store, "u2", "bob").await;
     assert!(db.store.user("u2").expect("read").is_some());
 }
+
+/// PostgreSQL servers keep clients and "not revoked" answers in memory. A lookup that missed
+/// may add what it then read only if nothing was invalidated meanwhile: a read older than a
+/// change must never be kept (it would outlive the change's notification).
+#[actix_web::test]
+async fn a_read_older_than_a_change_is_not_kept_in_memory() {
+    let Some(db) = postgres("read_older_than_a_change") else {
+        return;
+    };
+    let s = &db.store;
+    s.insert_client(&client("c-mem")).expect("insert");
+    // Once the listening connection is up, a miss hands out a ticket.
+    let start = std::time::Instant::now();
+    let ticket = loop {
+        match s.cached_client("c-mem") {
+            Err(Some(t)) => break t,
+            Err(None) if start.elapsed() < std::time::Duration::from_secs(5) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => panic!("no listening connection: {other:?}"),
+        }
+    };
+    let before = s.client("c-mem").expect("read").expect("client");
+    s.set_client_disabled("c-mem", true, NOW).expect("disable");
+    s.remember_client(Some(ticket), &before);
+    assert!(s.cached_client("c-mem").is_err(), "a stale client was kept");
+    // A read after the change is kept, and then served from memory.
+    let Err(Some(ticket)) = s.cached_client("c-mem") else {
+        panic!("no ticket");
+    };
+    let after = s.client("c-mem").expect("read").expect("client");
+    s.remember_client(Some(ticket), &after);
+    assert!(s.cached_client("c-mem").expect("from memory").disabled);
+
+    // The same for "not revoked" answers: one read before a revocation is not kept...
+    let Err(Some(ticket)) = s.cached_token_live("jti-mem", None) else {
+        panic!("no ticket");
+    };
+    assert!(!s.access_token_revoked("jti-mem", None).expect("revoked?"));
+    s.blocking(|s| s.revoke_access_token("jti-mem", NOW + 600))
+        .await
+        .expect("revoke");
+    s.remember_live_token(Some(ticket), "jti-mem", None);
+    assert!(
+        s.cached_token_live("jti-mem", None).is_err(),
+        "a stale answer was kept"
+    );
+    // ...and one read before another token's revocation is not kept either.
+    let Err(Some(ticket)) = s.cached_token_live("jti-other", None) else {
+        panic!("no ticket");
+    };
+    s.blocking(|s| s.revoke_access_token("jti-third", NOW + 600))
+        .await
+        .expect("revoke");
+    s.remember_live_token(Some(ticket), "jti-other", None);
+    assert!(s.cached_token_live("jti-other", None).is_err());
+    // A fresh answer is kept, and only for the family it was read with.
+    let Err(Some(ticket)) = s.cached_token_live("jti-other", None) else {
+        panic!("no ticket");
+    };
+    s.remember_live_token(Some(ticket), "jti-other", None);
+    assert!(s.cached_token_live("jti-other", None).is_ok());
+    assert!(s.cached_token_live("jti-other", Some("fam-x")).is_err());
+}

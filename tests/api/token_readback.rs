@@ -117,14 +117,14 @@ async fn tokens_of_a_login_without_offline_access_are_live_until_revoked() {
     assert_eq!(v["email"], "alice@example.test");
     assert_eq!(introspect(&app, &rs, at).await["active"], true);
     // Revocation by jti still reaches it.
-    let r = app
-        .http
-        .post(app.url("/revoke"))
-        .form(&[("token", at), ("client_id", &m.client.client_id)])
-        .send()
-        .await
-        .expect("revoke");
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        app.revoke(
+            &[("token", at), ("client_id", m.client.client_id.as_str())],
+            None
+        )
+        .await,
+        StatusCode::OK
+    );
     assert_eq!(introspect(&app, &rs, at).await["active"], false);
     assert_eq!(userinfo(&app, at).await.0, StatusCode::UNAUTHORIZED);
 }
@@ -159,17 +159,17 @@ async fn introspection_is_for_confidential_clients_and_inactive_for_forged_or_re
         .expect("introspect");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // Revoking the refresh token revokes the family, and its access tokens go inactive.
-    let r = app
-        .http
-        .post(app.url("/revoke"))
-        .form(&[
-            ("token", t["refresh_token"].as_str().expect("rt")),
-            ("client_id", &m.client.client_id),
-        ])
-        .send()
-        .await
-        .expect("revoke");
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        app.revoke(
+            &[
+                ("token", t["refresh_token"].as_str().expect("rt")),
+                ("client_id", m.client.client_id.as_str()),
+            ],
+            None
+        )
+        .await,
+        StatusCode::OK
+    );
     assert_eq!(introspect(&app, &rs, at).await["active"], false);
     assert_eq!(userinfo(&app, at).await.0, StatusCode::UNAUTHORIZED);
     refresh(
@@ -188,44 +188,25 @@ async fn revoking_an_access_token_by_jti_and_foreign_revocations() {
     let other = app.add_service_client().await;
     let at = app.access_token_for(&svc).await;
     // Another client's revocation is answered 200 but changes nothing.
-    let r = app
-        .http
-        .post(app.url("/revoke"))
-        .basic_auth(&other.client_id, other.client_secret.as_deref())
-        .form(&[("token", at.as_str())])
-        .send()
-        .await
-        .expect("revoke");
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        app.revoke(&[("token", at.as_str())], other.basic()).await,
+        StatusCode::OK
+    );
     assert_eq!(introspect(&app, &other, &at).await["active"], true);
-    let r = app
-        .http
-        .post(app.url("/revoke"))
-        .basic_auth(&svc.client_id, svc.client_secret.as_deref())
-        .form(&[("token", at.as_str())])
-        .send()
-        .await
-        .expect("revoke");
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        app.revoke(&[("token", at.as_str())], svc.basic()).await,
+        StatusCode::OK
+    );
     assert_eq!(introspect(&app, &other, &at).await["active"], false);
     // Unknown tokens: 200; no credentials: 401.
-    let r = app
-        .http
-        .post(app.url("/revoke"))
-        .basic_auth(&svc.client_id, svc.client_secret.as_deref())
-        .form(&[("token", "unknown")])
-        .send()
-        .await
-        .expect("revoke");
-    assert_eq!(r.status(), StatusCode::OK);
-    let r = app
-        .http
-        .post(app.url("/revoke"))
-        .form(&[("token", "unknown")])
-        .send()
-        .await
-        .expect("revoke");
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.revoke(&[("token", "unknown")], svc.basic()).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.revoke(&[("token", "unknown")], None).await,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[actix_web::test]
