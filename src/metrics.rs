@@ -59,6 +59,10 @@ pub struct Metrics {
     code_replay: Counter,
     audit_failures: Counter,
     key_age: Family<KeyLabels, Gauge>,
+    store_transactions: Counter,
+    store_writes: Counter,
+    /// The store's `(transactions, writes)` at the last scrape (see `set_store_writes`).
+    store_seen: std::sync::Mutex<(u64, u64)>,
 }
 
 impl Default for Metrics {
@@ -129,6 +133,18 @@ impl Metrics {
             Unit::Seconds,
             key_age.clone(),
         );
+        let store_transactions = Counter::default();
+        registry.register(
+            "sqlite_write_transactions",
+            "SQLite write transactions of the request paths committed or failed (several writes share one: group commit)",
+            store_transactions.clone(),
+        );
+        let store_writes = Counter::default();
+        registry.register(
+            "sqlite_writes",
+            "Writes of the request paths (refresh rotations, code redemptions, sessions, codes, DPoP proofs) those transactions held",
+            store_writes.clone(),
+        );
         Metrics {
             registry,
             http_requests,
@@ -139,7 +155,22 @@ impl Metrics {
             code_replay,
             audit_failures,
             key_age,
+            store_transactions,
+            store_writes,
+            store_seen: std::sync::Mutex::new((0, 0)),
         }
+    }
+
+    /// Brings the SQLite write counters up to the store's totals `(transactions, writes)`.
+    pub fn set_store_writes(&self, (transactions, writes): (u64, u64)) {
+        let mut seen = self
+            .store_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.store_transactions
+            .inc_by(transactions.saturating_sub(seen.0));
+        self.store_writes.inc_by(writes.saturating_sub(seen.1));
+        *seen = (transactions.max(seen.0), writes.max(seen.1));
     }
 
     pub fn observe_request(&self, labels: &HttpLabels, seconds: f64) {

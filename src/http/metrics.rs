@@ -117,6 +117,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         // The database being down must not hide the other series; key ages keep their last values.
         Err(e) => tracing::warn!(error = %e, "metrics: cannot read the key schedule"),
     }
+    ctx.metrics.set_store_writes(ctx.store.write_stats());
     match ctx.metrics.encode() {
         Ok(body) => HttpResponse::Ok()
             .insert_header((

@@ -386,6 +386,101 @@ impl Drop for LendGuard {
     }
 }
 
+/// A write transaction open on the in-place writer, which the [`Store::write`] calls made
+/// before it commits join, each in a savepoint (group commit).
+struct Batch {
+    /// The in-place writer, with the transaction open; `None` once lost (a member's work
+    /// unwound with it: the transaction is gone, and the commit fails).
+    conn: Option<Pooled>,
+    /// Told whether the transaction committed: every member but the one that opened it.
+    members: Vec<tokio::sync::oneshot::Sender<bool>>,
+}
+
+/// What [`Store::write`] did with its work while it held the batch slot.
+enum Step<R, F> {
+    /// Ran it in the open transaction; told on the receiver whether that committed.
+    Joined(StoreResult<R>, tokio::sync::oneshot::Receiver<bool>),
+    /// Ran it in a transaction it opened, which it commits.
+    Opened(StoreResult<R>),
+    /// Ran it, and the transaction was lost with its connection.
+    Lost,
+    /// Did not run it: it goes to the blocking pool.
+    Elsewhere(F),
+}
+
+/// Held by the [`Store::write`] call that opened the store's [`Batch`]: commits it (once) and
+/// tells every member, when asked to or when dropped.
+struct CommitBatch<'a> {
+    store: &'a Store,
+    done: bool,
+}
+
+impl CommitBatch<'_> {
+    /// Closes the batch to newcomers, commits it and tells its members; whether it committed.
+    fn commit(mut self) -> bool {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> bool {
+        if self.done {
+            return false;
+        }
+        self.done = true;
+        let mut slot = self.store.lock_batch();
+        let Some(batch) = slot.take() else {
+            return false;
+        };
+        let committed = match batch.conn {
+            Some(mut conn) => {
+                match <Db as Connection>::TransactionManager::commit_transaction(&mut *conn) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(error = %e, "SQLite commit failed; the writes in it are refused");
+                        false
+                    }
+                }
+            }
+            None => false,
+        };
+        drop(slot);
+        self.store
+            .write_stats
+            .record(batch.members.len() as u64 + 1);
+        for member in batch.members {
+            let _ = member.send(committed);
+        }
+        committed
+    }
+}
+
+impl Drop for CommitBatch<'_> {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// How [`Store::write`]'s transactions went on SQLite: how many committed (or failed to), and
+/// how many writes they held (group commit: see [`Store::write`]).
+#[derive(Debug, Default)]
+pub struct WriteStats {
+    transactions: std::sync::atomic::AtomicU64,
+    writes: std::sync::atomic::AtomicU64,
+}
+
+impl WriteStats {
+    fn record(&self, writes: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.transactions.fetch_add(1, Relaxed);
+        self.writes.fetch_add(writes, Relaxed);
+    }
+
+    /// `(transactions, writes)` so far.
+    pub fn get(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.transactions.load(Relaxed), self.writes.load(Relaxed))
+    }
+}
+
 static NEXT_STORE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Runs `f` in one write transaction: `BEGIN IMMEDIATE` on SQLite (the write lock is taken
@@ -441,6 +536,10 @@ pub struct Store {
     suspect_since: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// PostgreSQL servers: the clients requests authenticate as (see [`client_cache`]).
     clients: Option<std::sync::Arc<client_cache::ClientCache>>,
+    /// SQLite: the in-place write transactions and the writes they held.
+    write_stats: std::sync::Arc<WriteStats>,
+    /// SQLite: the write transaction open for group commit, shared by every worker.
+    batch: std::sync::Arc<std::sync::Mutex<Option<Batch>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -508,6 +607,8 @@ impl Store {
             id,
             suspect_since,
             clients: None,
+            write_stats: Default::default(),
+            batch: Default::default(),
         };
         drop(
             store
@@ -561,6 +662,18 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// SQLite: `(transactions, writes)` of [`write`](Self::write)'s in-place transactions so
+    /// far (group commit: one transaction holds one write or more).
+    pub fn write_stats(&self) -> (u64, u64) {
+        self.write_stats.get()
+    }
+
+    fn lock_batch(&self) -> std::sync::MutexGuard<'_, Option<Batch>> {
+        self.batch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn conn(&self) -> StoreResult<Conn> {
@@ -661,53 +774,133 @@ impl Store {
         f(self)
     }
 
-    /// Runs store work that writes: one transaction around all of `f`. On SQLite, when the
-    /// in-place writer connection is idle and `BEGIN IMMEDIATE` takes the database's write
-    /// lock at once (that connection has no busy timeout: it fails instead of waiting), `f`
-    /// runs right here on the async worker inside that transaction. Holding the write lock,
-    /// nothing in it can wait for another connection, and a rotation or code redemption is
-    /// ~50-100 µs of CPU: less than the two thread switches of a trip through the blocking
-    /// pool. And being (almost) the only writer, that connection keeps its page cache from one
-    /// transaction to the next. When the lock is held (a writer on the blocking pool, another
-    /// process such as the CLI) or the connection is busy (another worker), and always on
-    /// PostgreSQL, `f` goes to [`blocking`](Self::blocking) untouched. Store methods called
-    /// from `f` open savepoints of the outer transaction ([`write_tx`]); it commits when `f`
-    /// returns `Ok` and rolls back when it returns `Err`.
+    /// Runs store work that writes, all of `f` or nothing of it. On SQLite, when the in-place
+    /// writer connection is idle and `BEGIN IMMEDIATE` takes the database's write lock at once
+    /// (that connection has no busy timeout: it fails instead of waiting), `f` runs right here
+    /// on the async worker inside that transaction. Holding the write lock, nothing in it can
+    /// wait for another connection, and a rotation or code redemption is ~50-100 µs of CPU:
+    /// less than the two thread switches of a trip through the blocking pool. And being
+    /// (almost) the only writer, that connection keeps its page cache from one transaction to
+    /// the next. When the lock is held (a writer on the blocking pool, another process such as
+    /// the CLI) or the connection is busy (another worker), and always on PostgreSQL, `f` goes
+    /// to [`blocking`](Self::blocking) untouched.
+    ///
+    /// Group commit: the transaction is left open for one turn of this worker's scheduler, and
+    /// the writes that other requests on the same worker make meanwhile join it, each in a
+    /// savepoint of its own (so one's failure undoes only its own work), before one `COMMIT`
+    /// for all ([`Batch`]). No call returns before that commit: a write is acknowledged only
+    /// once it is durable, and if the commit fails, every write in it fails. Store methods
+    /// called from `f` open savepoints ([`write_tx`]).
     pub async fn write<F, R>(&self, f: F) -> StoreResult<R>
     where
         F: FnOnce(&Store) -> StoreResult<R> + Send + 'static,
         R: Send + 'static,
     {
-        if let Some(mut conn) = self.in_place_writer.as_ref().and_then(|p| p.try_get())
-            && let Db::Sqlite(c) = &mut *conn
-            && AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE").is_ok()
-        {
-            return self.write_in_place(conn, f);
+        if self.in_place_writer.is_none() {
+            return self.blocking(f).await;
         }
-        self.blocking(f).await
+        // The slot is held while `f` runs: a write on another worker waits for it the few
+        // tens of µs that work takes (CPU, and page writes to the OS's cache; never a lock
+        // wait), as it would for the write lock.
+        let step = {
+            let mut slot = self.lock_batch();
+            match slot.as_mut() {
+                // Join the transaction open.
+                Some(batch) => match batch.conn.take() {
+                    Some(conn) => {
+                        let (result, conn) = self.run_in_savepoint(conn, f);
+                        batch.conn = conn;
+                        let (done, committed) = tokio::sync::oneshot::channel();
+                        batch.members.push(done);
+                        Step::Joined(result, committed)
+                    }
+                    // Lost, with the transaction: wait for the write lock elsewhere.
+                    None => Step::Elsewhere(f),
+                },
+                None => match self.begin_in_place() {
+                    Some(conn) => match self.run_in_savepoint(conn, f) {
+                        // The transaction is gone with its connection: nothing of `f` was kept.
+                        (_, None) => Step::Lost,
+                        (result, conn) => {
+                            *slot = Some(Batch {
+                                conn,
+                                members: Vec::new(),
+                            });
+                            Step::Opened(result)
+                        }
+                    },
+                    None => Step::Elsewhere(f),
+                },
+            }
+        };
+        let not_committed =
+            || StoreError::Unavailable("the write transaction could not commit".into());
+        match step {
+            // (A sender dropped unsent reads as "not committed".)
+            Step::Joined(result, committed) => match committed.await {
+                Ok(true) => result,
+                _ => Err(not_committed()),
+            },
+            Step::Opened(result) => {
+                // Commits when dropped, should this future be dropped while it yields.
+                let batch = CommitBatch {
+                    store: self,
+                    done: false,
+                };
+                tokio::task::yield_now().await;
+                if batch.commit() {
+                    result
+                } else {
+                    Err(not_committed())
+                }
+            }
+            Step::Lost => Err(not_committed()),
+            Step::Elsewhere(f) => self.blocking(f).await,
+        }
     }
 
-    /// The rest of [`write`](Self::write): `conn` has a transaction open. A connection that
-    /// goes back to its pool with a transaction still open (`f` unwound, or the commit below
-    /// never ran) is discarded by the pool (`Manager::has_broken`: diesel counts an open
-    /// transaction as broken), which closes it and so rolls the transaction back.
-    fn write_in_place<R>(
+    /// The in-place writer with `BEGIN IMMEDIATE` done, if it is idle and the write lock free.
+    fn begin_in_place(&self) -> Option<Pooled> {
+        let mut conn = self.in_place_writer.as_ref()?.try_get()?;
+        let Db::Sqlite(c) = &mut *conn else {
+            return None;
+        };
+        AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE").ok()?;
+        Some(conn)
+    }
+
+    /// Runs `f` in a savepoint of the transaction open on `conn` (lent to the store methods
+    /// `f` calls): released when `f` returns `Ok`, rolled back when it returns `Err`. Gives
+    /// the connection back, or `None` if it was lost (the savepoint could not be closed; the
+    /// connection then goes back to its pool with its transaction open, which discards it and
+    /// so rolls back the whole transaction).
+    fn run_in_savepoint<R>(
         &self,
         conn: Pooled,
         f: impl FnOnce(&Store) -> StoreResult<R>,
-    ) -> StoreResult<R> {
-        self.run_lent(conn, |s| {
-            let result = f(s);
-            // The lent connection again (`f` gave it back when its `Conn`s were dropped; were
-            // it missing, this would be a pool connection with no transaction, and the commit
-            // would fail, which is the right answer).
+    ) -> (StoreResult<R>, Option<Pooled>) {
+        let mut out = None;
+        let result = self.run_lent(conn, |s| {
             let mut conn = s.conn()?;
-            match &result {
-                Ok(_) => <Db as Connection>::TransactionManager::commit_transaction(&mut *conn)?,
-                Err(_) => <Db as Connection>::TransactionManager::rollback_transaction(&mut *conn)?,
+            <Db as Connection>::TransactionManager::begin_transaction(&mut *conn)?;
+            drop(conn);
+            let result = f(s);
+            // The lent connection again (`f` gave it back when its `Conn`s were dropped).
+            let mut conn = s.conn()?;
+            let closed = match &result {
+                Ok(_) => <Db as Connection>::TransactionManager::commit_transaction(&mut *conn),
+                Err(_) => <Db as Connection>::TransactionManager::rollback_transaction(&mut *conn),
+            };
+            if closed.is_ok()
+                && let Some(lent) = conn.conn.take()
+            {
+                conn.lent_by = None;
+                out = Some(lent);
             }
+            closed?;
             result
-        })
+        });
+        (result, out)
     }
 
     /// Runs blocking store work on the blocking thread pool, off the async executor.

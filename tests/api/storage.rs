@@ -1202,9 +1202,93 @@ async fn a_panic_inside_an_in_place_write_leaves_no_lock_behind() {
     assert!(db.store.user("u2").expect("read").is_some());
 }
 
-/// PostgreSQL servers keep clients and "not revoked" answers in memory. A lookup that missed
-/// may add what it then read only if nothing was invalidated meanwhile: a read older than a
-/// change must never be kept (it would outlive the change's notification).
+/// Group commit: writes made on one worker while its transaction is open join it, each in a
+/// savepoint: they commit together (one transaction for all), and one that fails is undone
+/// alone.
+#[actix_web::test]
+async fn concurrent_writes_on_one_worker_share_one_commit_and_fail_alone() {
+    let db = sqlite().expect("sqlite");
+    let s = &db.store;
+    let before = s.write_stats();
+    let write = |id: &'static str, name: &'static str, then_fail: bool| {
+        s.write(move |s| {
+            s.insert_user(&user(id, name))?;
+            if then_fail {
+                return Err::<(), _>(StoreError::Other("abandoned".into()));
+            }
+            Ok(())
+        })
+    };
+    let (a, b, c, d) = futures_util::future::join4(
+        write("u1", "alice", false),
+        write("u2", "bob", true),
+        write("u3", "carol", false),
+        // The username is taken by u1 (in the same transaction): refused, and only this one.
+        write("u4", "alice", false),
+    )
+    .await;
+    assert!(a.is_ok() && c.is_ok(), "{a:?} {c:?}");
+    assert!(matches!(b, Err(StoreError::Other(m)) if m == "abandoned"));
+    assert!(matches!(d, Err(StoreError::Conflict(_))), "{d:?}");
+    for (id, kept) in [("u1", true), ("u2", false), ("u3", true), ("u4", false)] {
+        assert_eq!(
+            db.store.user(id).expect("read").is_some(),
+            kept,
+            "{id} seen by another connection"
+        );
+    }
+    let after = s.write_stats();
+    assert_eq!(after.1 - before.1, 4, "four writes");
+    assert_eq!(after.0 - before.0, 1, "in one transaction");
+    // The next write opens a transaction of its own.
+    assert!(insert_user_in_write(s, "u5", "eve").await, "ran in place");
+    assert_eq!(s.write_stats().0 - after.0, 1);
+}
+
+/// A write joined to another's transaction is acknowledged only once that transaction has
+/// committed: when a member's work panics, which loses the transaction, no write of it is
+/// acknowledged or kept, and the lock is not left behind.
+#[actix_web::test]
+async fn when_a_shared_transaction_is_lost_no_write_in_it_is_acknowledged() {
+    let db = sqlite().expect("sqlite");
+    let s = db.store.clone();
+    let first = {
+        let s = s.clone();
+        actix_web::rt::spawn(async move { s.write(|s| s.insert_user(&user("u1", "alice"))).await })
+    };
+    let panicking = {
+        let s = s.clone();
+        actix_web::rt::spawn(async move {
+            s.write(|s| {
+                s.insert_user(&user("u2", "bob"))?;
+                panic!("the work fails half-way");
+                #[allow(unreachable_code)]
+                Ok(())
+            })
+            .await
+        })
+    };
+    let third = {
+        let s = s.clone();
+        actix_web::rt::spawn(async move { s.write(|s| s.insert_user(&user("u3", "carol"))).await })
+    };
+    let first = first.await.expect("first task");
+    assert!(panicking.await.is_err(), "the panic ended its task");
+    let third = third.await.expect("third task");
+    assert!(
+        matches!(first, Err(StoreError::Unavailable(_))),
+        "not acknowledged: {first:?}"
+    );
+    // The third write found the transaction gone: it waited for the lock on the blocking
+    // pool and committed there, on its own.
+    assert!(third.is_ok(), "{third:?}");
+    assert!(db.store.user("u1").expect("read").is_none(), "u1 not kept");
+    assert!(db.store.user("u2").expect("read").is_none(), "u2 not kept");
+    assert!(db.store.user("u3").expect("read").is_some());
+    insert_user_in_write(&s, "u4", "dave").await;
+    assert!(db.store.user("u4").expect("read").is_some());
+}
+
 /// Whether `attempt` succeeds within 5 s (tried every 20 ms).
 fn eventually(mut attempt: impl FnMut() -> bool) -> bool {
     let start = std::time::Instant::now();
@@ -1219,6 +1303,9 @@ fn eventually(mut attempt: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// PostgreSQL servers keep clients and "not revoked" answers in memory. A lookup that missed
+/// may add what it then read only if nothing was invalidated meanwhile: a read older than a
+/// change must never be kept (it would outlive the change's notification).
 #[actix_web::test]
 async fn a_read_older_than_a_change_is_not_kept_in_memory() {
     let Some(db) = postgres("read_older_than_a_change") else {
