@@ -786,8 +786,8 @@ impl Store {
     /// to [`blocking`](Self::blocking) untouched.
     ///
     /// Group commit: the transaction is left open for one turn of this worker's scheduler, and
-    /// the writes that other requests on the same worker make meanwhile join it, each in a
-    /// savepoint of its own (so one's failure undoes only its own work), before one `COMMIT`
+    /// the writes that other requests make meanwhile, on this worker or another, join it, each
+    /// in a savepoint of its own (so one's failure undoes only its own work), before one `COMMIT`
     /// for all ([`Batch`]). No call returns before that commit: a write is acknowledged only
     /// once it is durable, and if the commit fails, every write in it fails. Store methods
     /// called from `f` open savepoints ([`write_tx`]).
@@ -891,7 +891,9 @@ impl Store {
                 Ok(_) => <Db as Connection>::TransactionManager::commit_transaction(&mut *conn),
                 Err(_) => <Db as Connection>::TransactionManager::rollback_transaction(&mut *conn),
             };
+            // Only the lent connection, which holds the transaction, goes back to the batch.
             if closed.is_ok()
+                && conn.lent_by.is_some()
                 && let Some(lent) = conn.conn.take()
             {
                 conn.lent_by = None;

@@ -466,23 +466,12 @@ impl TestApp {
     }
 
     /// Polls `check` every 100 ms until it returns `Some`, failing after `deadline`.
-    pub async fn eventually<T, F, Fut>(&self, what: &str, deadline: Duration, mut check: F) -> T
+    pub async fn eventually<T, F, Fut>(&self, what: &str, deadline: Duration, check: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Option<T>>,
     {
-        let start = Instant::now();
-        loop {
-            if let Some(v) = check().await {
-                return v;
-            }
-            assert!(
-                start.elapsed() < deadline,
-                "timed out after {:?} waiting for {what}",
-                start.elapsed()
-            );
-            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually(what, deadline, check).await
     }
 }
 
@@ -813,4 +802,24 @@ pub fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs() as i64
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, failing after `deadline`.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {:?} waiting for {what}",
+            start.elapsed()
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -13,6 +13,7 @@ use latchkey::store::{
     AuditQuery, GrantsRevoked, Redeemed, Registered, Rotated, Store, StoreError,
 };
 
+use crate::helpers::eventually;
 use crate::pg::PgDb;
 
 /// A store on a fresh database of the given backend; `None` when that backend is not
@@ -1289,25 +1290,12 @@ async fn when_a_shared_transaction_is_lost_no_write_in_it_is_acknowledged() {
     assert!(db.store.user("u4").expect("read").is_some());
 }
 
-/// Whether `attempt` succeeds within 5 s (tried every 20 ms).
-fn eventually(mut attempt: impl FnMut() -> bool) -> bool {
-    let start = std::time::Instant::now();
-    loop {
-        if attempt() {
-            return true;
-        }
-        if start.elapsed() > std::time::Duration::from_secs(5) {
-            return false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
 /// PostgreSQL servers keep clients and "not revoked" answers in memory. A lookup that missed
 /// may add what it then read only if nothing was invalidated meanwhile: a read older than a
 /// change must never be kept (it would outlive the change's notification).
 #[actix_web::test]
 async fn a_read_older_than_a_change_is_not_kept_in_memory() {
+    const FIVE_SECONDS: std::time::Duration = std::time::Duration::from_secs(5);
     let Some(db) = postgres("read_older_than_a_change") else {
         return;
     };
@@ -1331,15 +1319,19 @@ async fn a_read_older_than_a_change_is_not_kept_in_memory() {
     // A read after the change is kept, and then served from memory. The change's own
     // notification reaches the listening connection a little later and makes a ticket taken
     // before it stale (a refusal to keep is always safe), so this may take a few tries.
-    let kept = eventually(|| {
-        let Err(Some(ticket)) = s.cached_client("c-mem") else {
-            return false;
-        };
-        let after = s.client("c-mem").expect("read").expect("client");
-        s.remember_client(Some(ticket), &after);
-        s.cached_client("c-mem").is_ok()
-    });
-    assert!(kept, "a read after the change was never kept");
+    eventually(
+        "a read after the change to be kept",
+        FIVE_SECONDS,
+        || async {
+            let Err(Some(ticket)) = s.cached_client("c-mem") else {
+                return None;
+            };
+            let after = s.client("c-mem").expect("read").expect("client");
+            s.remember_client(Some(ticket), &after);
+            s.cached_client("c-mem").ok()
+        },
+    )
+    .await;
     assert!(s.cached_client("c-mem").expect("from memory").disabled);
 
     // The same for "not revoked" answers: one read before a revocation is not kept...
@@ -1366,13 +1358,13 @@ async fn a_read_older_than_a_change_is_not_kept_in_memory() {
     assert!(s.cached_token_live("jti-other", None).is_err());
     // A fresh answer is kept (once the revocation's notification has been applied, as
     // above), and only for the family it was read with.
-    let kept = eventually(|| {
+    eventually("a fresh answer to be kept", FIVE_SECONDS, || async {
         let Err(Some(ticket)) = s.cached_token_live("jti-other", None) else {
-            return false;
+            return None;
         };
         s.remember_live_token(Some(ticket), "jti-other", None);
-        s.cached_token_live("jti-other", None).is_ok()
-    });
-    assert!(kept, "a fresh answer was never kept");
+        s.cached_token_live("jti-other", None).ok()
+    })
+    .await;
     assert!(s.cached_token_live("jti-other", Some("fam-x")).is_err());
 }
