@@ -6,6 +6,7 @@
 
 use diesel::prelude::*;
 
+use super::rotation::{self, Pending};
 use super::schema::{
     authorization_codes as ac, consents, refresh_tokens as rt, revoked_access_tokens as rat,
     sessions, token_families as tf, users,
@@ -31,8 +32,10 @@ pub enum Rotated<E> {
     NotFound,
     /// The family was already revoked.
     Revoked,
-    /// A rotated token presented outside the retry grace window: the family is now revoked.
-    Reused,
+    /// A rotated token presented outside the retry grace window: `family` is now revoked.
+    Reused {
+        family: TokenFamily,
+    },
     Rejected(E),
     /// New token stored; `retry` is true when this replaced the successor of a token that was
     /// presented again within the grace window.
@@ -83,7 +86,7 @@ fn code_from_row(r: CodeRow) -> StoreResult<AuthCode> {
     })
 }
 
-type RtRow = (
+pub(super) type RtRow = (
     String,
     String,
     String,
@@ -96,7 +99,7 @@ type RtRow = (
     Option<String>,
 );
 
-fn rt_from_row(r: RtRow) -> StoreResult<RefreshToken> {
+pub(super) fn rt_from_row(r: RtRow) -> StoreResult<RefreshToken> {
     Ok(RefreshToken {
         token_hash: r.0,
         family_id: r.1,
@@ -111,7 +114,7 @@ fn rt_from_row(r: RtRow) -> StoreResult<RefreshToken> {
     })
 }
 
-type FamRow = (
+pub(super) type FamRow = (
     String,
     String,
     String,
@@ -121,7 +124,7 @@ type FamRow = (
     Option<String>,
 );
 
-fn fam_from_row(r: FamRow) -> TokenFamily {
+pub(super) fn fam_from_row(r: FamRow) -> TokenFamily {
     TokenFamily {
         family_id: r.0,
         client_id: r.1,
@@ -133,7 +136,7 @@ fn fam_from_row(r: FamRow) -> TokenFamily {
     }
 }
 
-const FAM_COLS: (
+pub(super) const FAM_COLS: (
     tf::family_id,
     tf::client_id,
     tf::user_id,
@@ -271,123 +274,6 @@ fn token_family_user(
     .optional()
 }
 
-/// PostgreSQL, the common case of a rotation — a current token of a live family — in two
-/// statements and no transaction: read the token, family and user; run the checks; then
-/// [`RotateIfCurrent`], which locks the family, marks the token rotated only if it still is
-/// current and its family live, and inserts the successor, atomically. `None` when the case is
-/// not the common one (a rotated token: retry or reuse; a revoked family) or when another
-/// request changed the token or family in between: the caller then decides under the family
-/// lock, in a transaction, reading everything again. The checks run in the same order as
-/// there (`precheck` first), so the outcome is the one the locked path would reach. On SQLite
-/// (where the locked path is itself one in-process transaction) always `None`.
-fn rotate_without_transaction<E>(
-    conn: &mut Db,
-    token_hash: &str,
-    now: i64,
-    precheck: &mut impl FnMut(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), E>,
-    check: &mut impl FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
-) -> StoreResult<Option<Rotated<E>>> {
-    let Db::Pg(_) = conn else {
-        return Ok(None);
-    };
-    let Some((row, fam, user)) = token_family_user(conn, token_hash)? else {
-        return Ok(Some(Rotated::NotFound));
-    };
-    let old = rt_from_row(row)?;
-    let family = fam_from_row(fam);
-    let user = user.map(User::from);
-    if let Err(e) = precheck(&old, &family, user.as_ref()) {
-        return Ok(Some(Rotated::Rejected(e)));
-    }
-    if old.rotated_at.is_some() || family.revoked_at.is_some() {
-        return Ok(None);
-    }
-    let next = match check(&old, &family) {
-        Ok(n) => n,
-        Err(e) => return Ok(Some(Rotated::Rejected(e))),
-    };
-    let audiences = serde_json::to_string(&next.audiences).unwrap_or_else(|_| "[]".into());
-    let Db::Pg(pg) = conn else {
-        return Ok(None);
-    };
-    let inserted = RotateIfCurrent {
-        next: &next,
-        audiences: &audiences,
-        presented: token_hash,
-        now,
-    }
-    .execute(pg)?;
-    if inserted != 1 {
-        return Ok(None);
-    }
-    Ok(Some(Rotated::Rotated {
-        old,
-        family,
-        retry: false,
-    }))
-}
-
-/// PostgreSQL, one statement: lock the family (live only), mark the presented token rotated
-/// (current only), insert its successor. Inserts no row when the token was rotated or the
-/// family revoked since it was read (then another request got there first). The family lock
-/// comes first, as in every other decision on a family, so it serializes with them.
-struct RotateIfCurrent<'a> {
-    next: &'a RefreshToken,
-    audiences: &'a str,
-    presented: &'a str,
-    now: i64,
-}
-
-impl diesel::query_builder::QueryId for RotateIfCurrent<'_> {
-    type QueryId = RotateIfCurrent<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateIfCurrent<'_> {
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
-    ) -> QueryResult<()> {
-        use diesel::sql_types::{BigInt, Text};
-        let t = self.next;
-        out.push_sql("WITH family AS (SELECT family_id FROM token_families WHERE family_id = ");
-        out.push_bind_param::<Text, _>(&t.family_id)?;
-        out.push_sql(
-            " AND revoked_at IS NULL FOR UPDATE), \
-             presented AS (UPDATE refresh_tokens SET rotated_at = ",
-        );
-        out.push_bind_param::<BigInt, _>(&self.now)?;
-        out.push_sql(", successor_hash = ");
-        out.push_bind_param::<Text, _>(&t.token_hash)?;
-        out.push_sql(" WHERE token_hash = ");
-        out.push_bind_param::<Text, _>(self.presented)?;
-        out.push_sql(
-            " AND rotated_at IS NULL AND family_id IN (SELECT family_id FROM family) \
-             RETURNING token_hash) INSERT INTO refresh_tokens (token_hash, family_id, scope, \
-             audiences, auth_time, sid, created_at, expires_at) SELECT ",
-        );
-        out.push_bind_param::<Text, _>(&t.token_hash)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&t.family_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&t.scope)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(self.audiences)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&t.auth_time)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&t.sid)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&t.created_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&t.expires_at)?;
-        out.push_sql(" FROM presented");
-        Ok(())
-    }
-}
-
-impl<Conn> RunQueryDsl<Conn> for RotateIfCurrent<'_> {}
-
 /// On PostgreSQL, locks the family of the refresh token `token_hash` until the transaction
 /// ends: every rotation, retry and reuse decision of one family is serialized, across replicas.
 /// Returns false when no such token (or family) exists. On SQLite the write transaction
@@ -409,6 +295,84 @@ fn lock_family_of_token(conn: &mut Db, token_hash: &str) -> Result<bool, diesel:
             .is_some());
     }
     Ok(true)
+}
+
+/// The rotation decided under the family lock, in a transaction of its own (on SQLite, every
+/// rotation; on PostgreSQL, every one the batch did not rotate: see [`rotation`]). The
+/// checks run in order: `precheck`, the revocation and reuse decisions, then `check`.
+pub(super) fn rotate_locked<E>(
+    conn: &mut Db,
+    token_hash: &str,
+    now: i64,
+    grace: i64,
+    mut precheck: impl FnMut(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), E>,
+    mut check: impl FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
+) -> StoreResult<Rotated<E>> {
+    write_tx(conn, |conn| {
+        // PostgreSQL: the family is locked first, found through the token (whose family
+        // never changes), so the read below already sees the outcome of any concurrent
+        // rotation it waited for (under READ COMMITTED each statement reads what was
+        // committed when it began). On SQLite the write transaction excludes every other
+        // writer already.
+        if !lock_family_of_token(conn, token_hash)? {
+            return Ok(Ok(Rotated::NotFound));
+        }
+        let Some((row, fam, user)) = token_family_user(conn, token_hash)? else {
+            return Ok(Ok(Rotated::NotFound));
+        };
+        let old = match rt_from_row(row) {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(e)),
+        };
+        let family = fam_from_row(fam);
+        let user = user.map(User::from);
+        if let Err(e) = precheck(&old, &family, user.as_ref()) {
+            return Ok(Ok(Rotated::Rejected(e)));
+        }
+        if family.revoked_at.is_some() {
+            return Ok(Ok(Rotated::Revoked));
+        }
+        let mut retry = false;
+        if let Some(rotated_at) = old.rotated_at {
+            let successor_unused = match &old.successor_hash {
+                Some(s) => on_backend!(conn, |db| rt::table
+                    .find(s)
+                    .select(rt::rotated_at)
+                    .get_result::<Option<i64>>(db))
+                .optional()?
+                .is_some_and(|r| r.is_none()),
+                None => false,
+            };
+            let in_window = grace > 0 && now - rotated_at <= grace;
+            if !in_window || !successor_unused {
+                revoke_family_in(conn, &family.family_id, "refresh token reuse", now)?;
+                return Ok(Ok(Rotated::Reused { family }));
+            }
+            retry = true;
+        }
+        let next = match check(&old, &family) {
+            Ok(n) => n,
+            Err(e) => return Ok(Ok(Rotated::Rejected(e))),
+        };
+        if retry && let Some(s) = &old.successor_hash {
+            // The superseded successor is kept, marked rotated with no successor: if it
+            // ever shows up (someone did receive it), that is reuse and revokes the family.
+            let superseded = MarkRotated {
+                token_hash: s,
+                rotated_at: now,
+                successor_hash: None,
+            };
+            on_backend!(conn, |db| superseded.execute(db))?;
+        }
+        let rotated = MarkRotated {
+            token_hash,
+            rotated_at: old.rotated_at.unwrap_or(now),
+            successor_hash: Some(&next.token_hash),
+        };
+        insert_refresh(conn, &next)?;
+        on_backend!(conn, |db| rotated.execute(db))?;
+        Ok::<_, diesel::result::Error>(Ok(Rotated::Rotated { old, family, retry }))
+    })?
 }
 
 impl Store {
@@ -664,6 +628,60 @@ impl Store {
         self.rotate_refresh_checked(token_hash, now, grace, |_, _, _| Ok(()), check)
     }
 
+    /// [`rotate_refresh_checked`](Self::rotate_refresh_checked) for a request handler. On
+    /// PostgreSQL, rotations from concurrent requests are batched (see [`rotation`]): one
+    /// trip through the blocking pool and two round trips for all of them, with the same
+    /// outcomes as one at a time. On SQLite, a write in the shared transaction
+    /// ([`Store::write`]).
+    pub async fn rotate_refresh_async<E, P, C>(
+        &self,
+        token_hash: String,
+        now: i64,
+        grace: i64,
+        precheck: P,
+        check: C,
+    ) -> StoreResult<Rotated<E>>
+    where
+        E: Send + 'static,
+        P: FnMut(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), E> + Send + 'static,
+        C: FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E> + Send + 'static,
+    {
+        if self.backend() != super::Backend::Postgres {
+            return self
+                .write(move |s| s.rotate_refresh_checked(&token_hash, now, grace, precheck, check))
+                .await;
+        }
+        let (pending, answer) = Pending::new(&token_hash, now, grace, precheck, check);
+        self.queue_rotation(Box::new(pending));
+        answer
+            .await
+            .map_err(|_| StoreError::Other("the rotation failed".into()))?
+    }
+
+    /// Several rotations as one batch, on this thread (PostgreSQL; on SQLite one after the
+    /// other, each in its own transaction): what a batch decides when these requests arrive
+    /// together. Answers in the order given.
+    #[doc(hidden)]
+    pub fn rotate_refresh_batch<E, P, C>(
+        &self,
+        requests: Vec<(String, i64, i64, P, C)>,
+    ) -> StoreResult<Vec<StoreResult<Rotated<E>>>>
+    where
+        P: FnMut(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), E>,
+        C: FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
+    {
+        let mut conn = self.conn()?;
+        let mut answers = Vec::with_capacity(requests.len());
+        let mut batch: Vec<Box<dyn rotation::Rotation + '_>> = Vec::with_capacity(requests.len());
+        for (token_hash, now, grace, precheck, check) in requests {
+            let (pending, answer) = Pending::new(&token_hash, now, grace, precheck, check);
+            batch.push(Box::new(pending));
+            answers.push(answer);
+        }
+        rotation::run_batch(&mut conn, batch);
+        Ok(answers.into_iter().map(rotation::answered).collect())
+    }
+
     /// As [`rotate_refresh`](Self::rotate_refresh), with `precheck` run first, under the lock,
     /// on the presented token, its family and the family's user (`None` if deleted) — before
     /// the revocation and reuse decisions, and without writing anything when it refuses
@@ -674,80 +692,17 @@ impl Store {
         token_hash: &str,
         now: i64,
         grace: i64,
-        mut precheck: impl FnMut(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), E>,
-        mut check: impl FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
+        precheck: impl FnMut(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), E>,
+        check: impl FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
     ) -> StoreResult<Rotated<E>> {
         let mut conn = self.conn()?;
-        if let Some(outcome) =
-            rotate_without_transaction(&mut conn, token_hash, now, &mut precheck, &mut check)?
-        {
-            return Ok(outcome);
+        if let Db::Pg(_) = &mut *conn {
+            // A batch of one: the same statements as under load (see `rotation`).
+            let (pending, answer) = Pending::new(token_hash, now, grace, precheck, check);
+            rotation::run_batch(&mut conn, vec![Box::new(pending)]);
+            return rotation::answered(answer);
         }
-        write_tx(&mut conn, |conn| {
-            // PostgreSQL: the family is locked first, found through the token (whose family
-            // never changes), so the read below already sees the outcome of any concurrent
-            // rotation it waited for (under READ COMMITTED each statement reads what was
-            // committed when it began). On SQLite the write transaction excludes every other
-            // writer already.
-            if !lock_family_of_token(conn, token_hash)? {
-                return Ok(Ok(Rotated::NotFound));
-            }
-            let Some((row, fam, user)) = token_family_user(conn, token_hash)? else {
-                return Ok(Ok(Rotated::NotFound));
-            };
-            let old = match rt_from_row(row) {
-                Ok(t) => t,
-                Err(e) => return Ok(Err(e)),
-            };
-            let family = fam_from_row(fam);
-            let user = user.map(User::from);
-            if let Err(e) = precheck(&old, &family, user.as_ref()) {
-                return Ok(Ok(Rotated::Rejected(e)));
-            }
-            if family.revoked_at.is_some() {
-                return Ok(Ok(Rotated::Revoked));
-            }
-            let mut retry = false;
-            if let Some(rotated_at) = old.rotated_at {
-                let successor_unused = match &old.successor_hash {
-                    Some(s) => on_backend!(conn, |db| rt::table
-                        .find(s)
-                        .select(rt::rotated_at)
-                        .get_result::<Option<i64>>(db))
-                    .optional()?
-                    .is_some_and(|r| r.is_none()),
-                    None => false,
-                };
-                let in_window = grace > 0 && now - rotated_at <= grace;
-                if !in_window || !successor_unused {
-                    revoke_family_in(conn, &family.family_id, "refresh token reuse", now)?;
-                    return Ok(Ok(Rotated::Reused));
-                }
-                retry = true;
-            }
-            let next = match check(&old, &family) {
-                Ok(n) => n,
-                Err(e) => return Ok(Ok(Rotated::Rejected(e))),
-            };
-            if retry && let Some(s) = &old.successor_hash {
-                // The superseded successor is kept, marked rotated with no successor: if it
-                // ever shows up (someone did receive it), that is reuse and revokes the family.
-                let superseded = MarkRotated {
-                    token_hash: s,
-                    rotated_at: now,
-                    successor_hash: None,
-                };
-                on_backend!(conn, |db| superseded.execute(db))?;
-            }
-            let rotated = MarkRotated {
-                token_hash,
-                rotated_at: old.rotated_at.unwrap_or(now),
-                successor_hash: Some(&next.token_hash),
-            };
-            insert_refresh(conn, &next)?;
-            on_backend!(conn, |db| rotated.execute(db))?;
-            Ok::<_, diesel::result::Error>(Ok(Rotated::Rotated { old, family, retry }))
-        })?
+        rotate_locked(&mut conn, token_hash, now, grace, precheck, check)
     }
 
     // ---- DPoP proofs (RFC 9449 §11.1) ----------------------------------------------------

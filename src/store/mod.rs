@@ -9,6 +9,7 @@
 mod admin;
 mod client_cache;
 mod grants;
+mod rotation;
 mod schema;
 
 pub use admin::{AuditQuery, GrantsRevoked, Registered};
@@ -35,7 +36,7 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/po
 /// replicas starting together migrate one at a time.
 const MIGRATION_LOCK: i64 = 0x4c41_5443_484b_4559; // "LATCHKEY"
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or is busy beyond the timeout.
     #[error("database unavailable: {0}")]
@@ -540,6 +541,10 @@ pub struct Store {
     write_stats: std::sync::Arc<WriteStats>,
     /// SQLite: the write transaction open for group commit, shared by every worker.
     batch: std::sync::Arc<std::sync::Mutex<Option<Batch>>>,
+    /// PostgreSQL: refresh rotations waiting for their batch (see [`rotation`]).
+    rotations: std::sync::Arc<std::sync::Mutex<rotation::Queue>>,
+    /// PostgreSQL: rotation batches run, and the rotations they held.
+    rotation_stats: std::sync::Arc<WriteStats>,
 }
 
 impl std::fmt::Debug for Store {
@@ -609,6 +614,8 @@ impl Store {
             clients: None,
             write_stats: Default::default(),
             batch: Default::default(),
+            rotations: Default::default(),
+            rotation_stats: Default::default(),
         };
         drop(
             store
@@ -668,6 +675,70 @@ impl Store {
     /// far (group commit: one transaction holds one write or more).
     pub fn write_stats(&self) -> (u64, u64) {
         self.write_stats.get()
+    }
+
+    /// PostgreSQL: `(batches, rotations)` of the refresh rotations batched so far (see
+    /// [`rotation`]).
+    pub fn rotation_stats(&self) -> (u64, u64) {
+        self.rotation_stats.get()
+    }
+
+    fn lock_rotations(&self) -> std::sync::MutexGuard<'_, rotation::Queue> {
+        self.rotations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues a rotation for the batch runner, starting it (on the blocking pool) unless it
+    /// runs already.
+    fn queue_rotation(&self, r: Box<dyn rotation::Rotation + Send>) {
+        let start = {
+            let mut q = self.lock_rotations();
+            q.waiting.push(r);
+            !std::mem::replace(&mut q.running, true)
+        };
+        if start {
+            let store = self.clone();
+            tokio::task::spawn_blocking(move || store.run_rotations());
+        }
+    }
+
+    /// The batch runner: takes everything queued, runs it as one batch, until nothing is left.
+    /// A panic in a batch (a bug) fails that batch's requests, whose answers are dropped, and
+    /// not the ones after it.
+    fn run_rotations(&self) {
+        loop {
+            let batch = {
+                let mut q = self.lock_rotations();
+                if q.waiting.is_empty() {
+                    q.running = false;
+                    return;
+                }
+                std::mem::take(&mut q.waiting)
+            };
+            self.rotation_stats.record(batch.len() as u64);
+            let run = std::panic::AssertUnwindSafe(|| match self.conn() {
+                Ok(mut conn) => rotation::run_batch(
+                    &mut conn,
+                    batch
+                        .into_iter()
+                        .map(|r| -> Box<dyn rotation::Rotation> { r })
+                        .collect(),
+                ),
+                Err(e) => {
+                    for r in batch {
+                        r.failed(e.clone());
+                    }
+                }
+            });
+            if std::panic::catch_unwind(run).is_err() {
+                tracing::error!("a batch of refresh rotations panicked; its requests failed");
+            }
+            // Once committed, this process's own revocations (a reuse) are in force at once.
+            if client_cache::take_revocation() {
+                self.forget_live_tokens();
+            }
+        }
     }
 
     fn lock_batch(&self) -> std::sync::MutexGuard<'_, Option<Batch>> {

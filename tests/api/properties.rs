@@ -294,7 +294,7 @@ proptest! {
                         }
                     }
                 }
-                Rotated::Reused | Rotated::Revoked => revoked = true,
+                Rotated::Reused { .. } | Rotated::Revoked => revoked = true,
                 Rotated::NotFound | Rotated::Rejected(()) => {}
             }
             // The invariant: exactly one live (never rotated) token, unless revoked.

@@ -115,6 +115,7 @@ contract!(
     concurrent_redemptions_of_one_code_have_one_winner,
     refresh_rotation_reuse_and_grace,
     concurrent_rotations_of_one_refresh_token_have_one_winner,
+    a_batch_decides_each_rotation_as_if_alone,
     revoked_access_tokens_and_families,
     a_live_tokens_user_is_read_with_its_revocation_state,
     a_superseded_successor_presented_later_revokes_the_family,
@@ -422,7 +423,7 @@ fn refresh_rotation_reuse_and_grace(s: &Store) {
     // rt-r again: its successor has been used, so this is reuse, whatever the window.
     assert!(matches!(
         rotate(s, "rt-r", "rt-x", NOW + 26, 30),
-        Rotated::Reused
+        Rotated::Reused { .. }
     ));
     assert!(matches!(
         rotate(s, "rt-2", "rt-3", NOW + 27, 30),
@@ -442,7 +443,7 @@ fn refresh_rotation_reuse_and_grace(s: &Store) {
     ));
     assert!(matches!(
         rotate(s, "rt-q", "rt-q2", NOW + 41, 30),
-        Rotated::Reused
+        Rotated::Reused { .. }
     ));
     let (_, fam) = s.refresh_token("rt-q1").expect("get").expect("exists");
     assert!(fam.revoked_at.is_some());
@@ -467,7 +468,7 @@ fn a_superseded_successor_presented_later_revokes_the_family(s: &Store) {
     // The app's next refresh presents app-1: reuse, and the thief's token dies with the family.
     assert!(matches!(
         rotate(s, "app-1", "app-2", NOW + 20, 30),
-        Rotated::Reused
+        Rotated::Reused { .. }
     ));
     assert!(matches!(
         rotate(s, "thief-1", "thief-2", NOW + 21, 30),
@@ -489,7 +490,7 @@ fn concurrent_rotations_of_one_refresh_token_have_one_winner(s: &Store) {
                     // No grace window: every presentation after the first is reuse.
                     match rotate(s, "rt-cc", &format!("next-{i}"), NOW + 5, 0) {
                         Rotated::Rotated { .. } => "rotated",
-                        Rotated::Reused => "reused",
+                        Rotated::Reused { .. } => "reused",
                         Rotated::Revoked => "revoked",
                         _ => "other",
                     }
@@ -512,6 +513,124 @@ fn concurrent_rotations_of_one_refresh_token_have_one_winner(s: &Store) {
             .all(|r| matches!(*r, "rotated" | "reused" | "revoked")),
         "{results:?}"
     );
+}
+
+type Precheck =
+    Box<dyn FnMut(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), &'static str>>;
+type Check = Box<dyn FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, &'static str>>;
+
+/// One request of a batch: presents `presented` at `now`; `refuse` names the check that
+/// refuses it, if any; otherwise its successor is `next`.
+fn batched(
+    presented: &str,
+    next: &'static str,
+    now: i64,
+    grace: i64,
+    refuse: Option<&'static str>,
+) -> (String, i64, i64, Precheck, Check) {
+    let precheck: Precheck = Box::new(move |_, _, _| match refuse {
+        Some("precheck") => Err("precheck"),
+        _ => Ok(()),
+    });
+    let check: Check = Box::new(move |old, _| match refuse {
+        Some("check") => Err("check"),
+        _ => {
+            let mut n = refresh(next, &old.family_id);
+            n.created_at = now;
+            Ok(n)
+        }
+    });
+    (presented.to_owned(), now, grace, precheck, check)
+}
+
+/// Rotations that arrive together are decided together on PostgreSQL (one read, one write
+/// for all of them; see `store::rotation`): each must get exactly the outcome it would get
+/// alone, and a refused one must write nothing. (On SQLite they run one after the other.)
+fn a_batch_decides_each_rotation_as_if_alone(s: &Store) {
+    for tag in ["ba", "bb", "bc", "bd", "be", "bf"] {
+        s.insert_code(&code(&format!("code-{tag}")))
+            .expect("insert");
+        assert!(matches!(
+            redeem(s, &format!("code-{tag}"), tag),
+            Redeemed::Issued(_)
+        ));
+    }
+    // bd's family is revoked; be's token was rotated long ago (reuse when presented again).
+    s.revoke_family("fam-bd", "test", NOW + 2).expect("revoke");
+    assert!(matches!(
+        rotate(s, "rt-be", "be-1", NOW + 3, 30),
+        Rotated::Rotated { .. }
+    ));
+    let answers = s
+        .rotate_refresh_batch(vec![
+            batched("rt-ba", "ba-1", NOW + 100, 30, None),
+            // The same token again in the same batch: decided after the first, as a retry.
+            batched("rt-ba", "ba-1b", NOW + 100, 30, None),
+            batched("rt-bb", "bb-1", NOW + 100, 30, Some("precheck")),
+            batched("rt-bc", "bc-1", NOW + 100, 30, Some("check")),
+            batched("rt-bd", "bd-1", NOW + 100, 30, None),
+            batched("rt-be", "be-2", NOW + 100, 30, None),
+            batched("missing", "m-1", NOW + 100, 30, None),
+            batched("rt-bf", "bf-1", NOW + 100, 30, None),
+        ])
+        .expect("batch");
+    let outcomes: Vec<String> = answers
+        .into_iter()
+        .map(|a| match a.expect("answered") {
+            Rotated::Rotated { retry, old, .. } => {
+                format!("rotated {} retry={retry}", old.token_hash)
+            }
+            Rotated::Reused { family } => format!("reused {}", family.family_id),
+            Rotated::Revoked => "revoked".into(),
+            Rotated::NotFound => "not found".into(),
+            Rotated::Rejected(e) => format!("rejected by {e}"),
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "rotated rt-ba retry=false",
+            "rotated rt-ba retry=true",
+            "rejected by precheck",
+            "rejected by check",
+            "revoked",
+            "reused fam-be",
+            "not found",
+            "rotated rt-bf retry=false",
+        ]
+    );
+    // The retry replaced the first successor: only ba-1b is current.
+    let (first, _) = s.refresh_token("ba-1").expect("get").expect("kept");
+    assert!(first.rotated_at.is_some() && first.successor_hash.is_none());
+    let (retried, _) = s.refresh_token("ba-1b").expect("get").expect("stored");
+    assert!(retried.rotated_at.is_none());
+    let (bf, _) = s.refresh_token("rt-bf").expect("get").expect("kept");
+    assert_eq!(bf.successor_hash.as_deref(), Some("bf-1"));
+    assert_eq!(bf.rotated_at, Some(NOW + 100));
+    let (bf1, _) = s.refresh_token("bf-1").expect("get").expect("stored");
+    assert_eq!(
+        (bf1.created_at, bf1.family_id.as_str(), bf1.rotated_at),
+        (NOW + 100, "fam-bf", None)
+    );
+    // Refused ones wrote nothing: still current, and they rotate alone afterwards.
+    for (tag, next) in [("bb", "bb-2"), ("bc", "bc-2")] {
+        let (t, fam) = s
+            .refresh_token(&format!("rt-{tag}"))
+            .expect("get")
+            .expect("kept");
+        assert!(t.rotated_at.is_none() && fam.revoked_at.is_none(), "{tag}");
+        assert!(s.refresh_token(&format!("{tag}-1")).expect("get").is_none());
+        assert!(matches!(
+            rotate(s, &format!("rt-{tag}"), next, NOW + 101, 30),
+            Rotated::Rotated { retry: false, .. }
+        ));
+    }
+    // Reuse revoked be's family; nothing was issued for the revoked or the missing token.
+    let (_, be) = s.refresh_token("be-1").expect("get").expect("kept");
+    assert!(be.revoked_at.is_some());
+    for t in ["bd-1", "be-2", "m-1"] {
+        assert!(s.refresh_token(t).expect("get").is_none(), "{t}");
+    }
 }
 
 fn revoked_access_tokens_and_families(s: &Store) {
@@ -1367,4 +1486,85 @@ async fn a_read_older_than_a_change_is_not_kept_in_memory() {
     })
     .await;
     assert!(s.cached_token_live("jti-other", Some("fam-x")).is_err());
+}
+
+/// Rotations from concurrent requests (`rotate_refresh_async`, what the token endpoint
+/// calls): on PostgreSQL queued and decided in batches, on SQLite in the shared write
+/// transaction. Each distinct token rotates once; of many presentations of one token (no
+/// grace window) exactly one rotates and the rest are reuse.
+#[actix_web::test]
+async fn concurrent_requests_rotate_each_token_once_on_both_backends() {
+    let pg = postgres("concurrent_requests_rotate_each_token_once");
+    if pg.is_none() {
+        eprintln!("{}: PostgreSQL part skipped", crate::pg::ENV);
+    }
+    for db in [sqlite(), pg].into_iter().flatten() {
+        let s = &db.store;
+        let tags: Vec<String> = (0..20).map(|i| format!("as{i}")).collect();
+        for tag in &tags {
+            s.insert_code(&code(&format!("code-{tag}")))
+                .expect("insert");
+            assert!(matches!(
+                redeem(s, &format!("code-{tag}"), tag),
+                Redeemed::Issued(_)
+            ));
+        }
+        let before = s.rotation_stats();
+        let presentations = tags
+            .iter()
+            .map(|t| (format!("rt-{t}"), format!("{t}-next")))
+            .chain((0..5).map(|i| ("rt-as0".to_owned(), format!("dup-{i}"))));
+        let answers = futures_util::future::join_all(presentations.map(|(presented, next)| {
+            s.rotate_refresh_async(
+                presented,
+                NOW + 50,
+                0,
+                |_, _, _| Ok::<_, ()>(()),
+                move |old, _| {
+                    let mut n = refresh(&next, &old.family_id);
+                    n.created_at = NOW + 50;
+                    Ok(n)
+                },
+            )
+        }))
+        .await;
+        let mut rotated = std::collections::HashMap::new();
+        for a in answers {
+            match a.expect("answered") {
+                Rotated::Rotated { old, retry, .. } => {
+                    assert!(!retry);
+                    *rotated.entry(old.token_hash).or_insert(0) += 1;
+                }
+                Rotated::Reused { family } => assert_eq!(family.family_id, "fam-as0"),
+                Rotated::Revoked => {}
+                other => panic!("unexpected outcome: {}", outcome_name(&other)),
+            }
+        }
+        assert_eq!(rotated.len(), 20, "{rotated:?}");
+        assert!(rotated.values().all(|n| *n == 1), "{rotated:?}");
+        // The five extra presentations of rt-as0 were reuse: the family is revoked.
+        let (_, fam) = s.refresh_token("rt-as0").expect("get").expect("kept");
+        assert!(fam.revoked_at.is_some());
+        let (_, fam) = s.refresh_token("rt-as1").expect("get").expect("kept");
+        assert!(fam.revoked_at.is_none());
+        if s.backend().as_str() == "postgres" {
+            let after = s.rotation_stats();
+            assert_eq!(
+                after.1 - before.1,
+                25,
+                "every rotation went through a batch"
+            );
+            assert!(after.0 > before.0);
+        }
+    }
+}
+
+fn outcome_name<E>(r: &Rotated<E>) -> &'static str {
+    match r {
+        Rotated::NotFound => "not found",
+        Rotated::Revoked => "revoked",
+        Rotated::Reused { .. } => "reused",
+        Rotated::Rejected(_) => "rejected",
+        Rotated::Rotated { .. } => "rotated",
+    }
 }

@@ -35,56 +35,52 @@ pub async fn grant(
     let proof_jkt = dpop_jkt.map(str::to_owned);
     let cfg = ctx.config.clone();
     let grace = cfg.refresh_reuse_grace as i64;
-    // One round trip: the checks that must neither consume the token nor revoke the family
-    // (`precheck`), then the reuse decision and the rotation, in one transaction.
-    let (outcome, family_seen) = ctx
+    // The checks that must neither consume the token nor revoke the family (`precheck`),
+    // then the reuse decision and the rotation, atomically (batched with concurrent requests
+    // on PostgreSQL).
+    let outcome = ctx
         .store
-        .write(move |s| {
-            let mut seen = None;
-            let outcome = s.rotate_refresh_checked(
-                &hash,
-                now,
-                grace,
-                |cur, fam, user| {
-                    seen = Some(fam.clone());
-                    // RFC 9449 §5: checked before anything else, so that a thief without the
-                    // key can neither use the token nor, by presenting a rotated one, revoke
-                    // the family.
-                    dpop::check_refresh_binding(fam, proof_jkt.as_deref())?;
-                    // Scope may narrow for the new access token, never widen (RFC 6749 §6).
-                    let granted = Scope::parse(&cur.scope).unwrap_or_default();
-                    Scope::narrow(requested_scope.as_deref(), granted.iter())?;
-                    // The user must still be enabled.
-                    if user.is_none_or(|u| u.disabled) {
-                        return Err(OAuthError::invalid_grant("the user is disabled"));
-                    }
-                    Ok(())
-                },
-                |old, fam| {
-                    if fam.client_id != client_id {
-                        return Err(OAuthError::invalid_grant(
-                            "the refresh token was issued to another client",
-                        ));
-                    }
-                    if old.expires_at <= now || fam.expires_at <= now {
-                        return Err(OAuthError::invalid_grant("the refresh token has expired"));
-                    }
-                    Ok(RefreshToken {
-                        token_hash: next_hash.clone(),
-                        family_id: old.family_id.clone(),
-                        scope: old.scope.clone(),
-                        audiences: old.audiences.clone(),
-                        auth_time: old.auth_time,
-                        sid: old.sid.clone(),
-                        created_at: now,
-                        expires_at: (now + cfg.refresh_token_ttl as i64).min(fam.expires_at),
-                        rotated_at: None,
-                        successor_hash: None,
-                    })
-                },
-            )?;
-            Ok((outcome, seen))
-        })
+        .rotate_refresh_async(
+            hash,
+            now,
+            grace,
+            move |cur, fam, user| {
+                // RFC 9449 §5: checked before anything else, so that a thief without the key
+                // can neither use the token nor, by presenting a rotated one, revoke the
+                // family.
+                dpop::check_refresh_binding(fam, proof_jkt.as_deref())?;
+                // Scope may narrow for the new access token, never widen (RFC 6749 §6).
+                let granted = Scope::parse(&cur.scope).unwrap_or_default();
+                Scope::narrow(requested_scope.as_deref(), granted.iter())?;
+                // The user must still be enabled.
+                if user.is_none_or(|u| u.disabled) {
+                    return Err(OAuthError::invalid_grant("the user is disabled"));
+                }
+                Ok(())
+            },
+            move |old, fam| {
+                if fam.client_id != client_id {
+                    return Err(OAuthError::invalid_grant(
+                        "the refresh token was issued to another client",
+                    ));
+                }
+                if old.expires_at <= now || fam.expires_at <= now {
+                    return Err(OAuthError::invalid_grant("the refresh token has expired"));
+                }
+                Ok(RefreshToken {
+                    token_hash: next_hash.clone(),
+                    family_id: old.family_id.clone(),
+                    scope: old.scope.clone(),
+                    audiences: old.audiences.clone(),
+                    auth_time: old.auth_time,
+                    sid: old.sid.clone(),
+                    created_at: now,
+                    expires_at: (now + cfg.refresh_token_ttl as i64).min(fam.expires_at),
+                    rotated_at: None,
+                    successor_hash: None,
+                })
+            },
+        )
         .await?;
     let (old, family) = match outcome {
         Rotated::NotFound => return Err(OAuthError::invalid_grant("the refresh token is invalid")),
@@ -93,10 +89,8 @@ pub async fn grant(
                 "the refresh token has been revoked",
             ));
         }
-        Rotated::Reused => {
-            if let Some(fam) = &family_seen {
-                crate::protocol::audit::refresh_reuse(ctx, &client.client_id, fam, now).await;
-            }
+        Rotated::Reused { family } => {
+            crate::protocol::audit::refresh_reuse(ctx, &client.client_id, &family, now).await;
             tracing::warn!(client_id = %client.client_id, "refresh token reuse detected: family revoked");
             return Err(OAuthError::invalid_grant(
                 "the refresh token was already used; the grant has been revoked",
