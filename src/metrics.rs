@@ -59,10 +59,37 @@ pub struct Metrics {
     code_replay: Counter,
     audit_failures: Counter,
     key_age: Family<KeyLabels, Gauge>,
-    store_transactions: Counter,
-    store_writes: Counter,
-    /// The store's `(transactions, writes)` at the last scrape (see `set_store_writes`).
-    store_seen: std::sync::Mutex<(u64, u64)>,
+    /// SQLite: the store's `(transactions, writes)` (see `set_store_writes`).
+    store_writes: Mirrored,
+    /// PostgreSQL: the store's `(batches, rotations)` (see `set_rotations`).
+    rotations: Mirrored,
+}
+
+/// Two counters kept equal, at each scrape, to totals the store counts.
+#[derive(Default)]
+struct Mirrored {
+    first: Counter,
+    second: Counter,
+    seen: std::sync::Mutex<(u64, u64)>,
+}
+
+impl Mirrored {
+    fn register(registry: &mut Registry, names: [(&str, &str); 2]) -> Mirrored {
+        let m = Mirrored::default();
+        registry.register(names[0].0, names[0].1, m.first.clone());
+        registry.register(names[1].0, names[1].1, m.second.clone());
+        m
+    }
+
+    fn set(&self, (first, second): (u64, u64)) {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.first.inc_by(first.saturating_sub(seen.0));
+        self.second.inc_by(second.saturating_sub(seen.1));
+        *seen = (first.max(seen.0), second.max(seen.1));
+    }
 }
 
 impl Default for Metrics {
@@ -133,17 +160,31 @@ impl Metrics {
             Unit::Seconds,
             key_age.clone(),
         );
-        let store_transactions = Counter::default();
-        registry.register(
-            "sqlite_write_transactions",
-            "SQLite write transactions of the request paths committed or failed (several writes share one: group commit)",
-            store_transactions.clone(),
+        let store_writes = Mirrored::register(
+            &mut registry,
+            [
+                (
+                    "sqlite_write_transactions",
+                    "SQLite write transactions of the request paths committed or failed (several writes share one: group commit)",
+                ),
+                (
+                    "sqlite_writes",
+                    "Writes of the request paths (refresh rotations, code redemptions, sessions, codes, DPoP proofs) those transactions held",
+                ),
+            ],
         );
-        let store_writes = Counter::default();
-        registry.register(
-            "sqlite_writes",
-            "Writes of the request paths (refresh rotations, code redemptions, sessions, codes, DPoP proofs) those transactions held",
-            store_writes.clone(),
+        let rotations = Mirrored::register(
+            &mut registry,
+            [
+                (
+                    "pg_rotation_batches",
+                    "PostgreSQL: batches of refresh rotations decided together (one read and one write statement each)",
+                ),
+                (
+                    "pg_rotations",
+                    "PostgreSQL: refresh rotations those batches held",
+                ),
+            ],
         );
         Metrics {
             registry,
@@ -155,22 +196,19 @@ impl Metrics {
             code_replay,
             audit_failures,
             key_age,
-            store_transactions,
             store_writes,
-            store_seen: std::sync::Mutex::new((0, 0)),
+            rotations,
         }
     }
 
     /// Brings the SQLite write counters up to the store's totals `(transactions, writes)`.
-    pub fn set_store_writes(&self, (transactions, writes): (u64, u64)) {
-        let mut seen = self
-            .store_seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.store_transactions
-            .inc_by(transactions.saturating_sub(seen.0));
-        self.store_writes.inc_by(writes.saturating_sub(seen.1));
-        *seen = (transactions.max(seen.0), writes.max(seen.1));
+    pub fn set_store_writes(&self, totals: (u64, u64)) {
+        self.store_writes.set(totals);
+    }
+
+    /// Brings the PostgreSQL rotation counters up to the store's totals `(batches, rotations)`.
+    pub fn set_rotations(&self, totals: (u64, u64)) {
+        self.rotations.set(totals);
     }
 
     pub fn observe_request(&self, labels: &HttpLabels, seconds: f64) {

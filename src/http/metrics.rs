@@ -118,6 +118,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         Err(e) => tracing::warn!(error = %e, "metrics: cannot read the key schedule"),
     }
     ctx.metrics.set_store_writes(ctx.store.write_stats());
+    ctx.metrics.set_rotations(ctx.store.rotation_stats());
     match ctx.metrics.encode() {
         Ok(body) => HttpResponse::Ok()
             .insert_header((

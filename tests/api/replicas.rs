@@ -121,6 +121,16 @@ async fn any_replica_answers_any_request() {
     refresh(&b, &m.client.client_id, &rt2)
         .await
         .assert_oauth_error(400, "invalid_grant");
+    // B's three refreshes went through its rotation batches (one at a time here: a batch each).
+    let metrics = b.get("/metrics").await.text();
+    let total = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing: {metrics}"))
+    };
+    assert_eq!(total("latchkey_pg_rotations_total"), 3.0);
+    assert_eq!(total("latchkey_pg_rotation_batches_total"), 3.0);
 
     // A key rotated from the CLI shows up identically in both replicas' JWKS.
     let out = a.cli(&["keys", "rotate", "--json"], None).await;
