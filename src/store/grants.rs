@@ -618,12 +618,12 @@ impl Store {
     /// A token already rotated is a retry if presented within `grace` seconds of its rotation
     /// and its successor has not been used: the successor is replaced, so one stays valid.
     /// Otherwise reuse revokes the whole family, committed even though the request fails.
-    pub fn rotate_refresh<E>(
+    pub fn rotate_refresh<E: Send>(
         &self,
         token_hash: &str,
         now: i64,
         grace: i64,
-        check: impl FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
+        check: impl FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E> + Send,
     ) -> StoreResult<Rotated<E>> {
         self.rotate_refresh_checked(token_hash, now, grace, |_, _, _| Ok(()), check)
     }
@@ -667,8 +667,9 @@ impl Store {
         requests: Vec<(String, i64, i64, P, C)>,
     ) -> StoreResult<Vec<StoreResult<Rotated<E>>>>
     where
-        P: FnMut(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), E>,
-        C: FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
+        E: Send,
+        P: FnMut(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), E> + Send,
+        C: FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E> + Send,
     {
         let mut conn = self.conn()?;
         let mut answers = Vec::with_capacity(requests.len());
@@ -678,7 +679,9 @@ impl Store {
             batch.push(Box::new(pending));
             answers.push(answer);
         }
-        rotation::run_batch(&mut conn, batch);
+        for r in rotation::run_batch(&mut conn, batch) {
+            r.locked(&mut conn);
+        }
         Ok(answers.into_iter().map(rotation::answered).collect())
     }
 
@@ -687,19 +690,21 @@ impl Store {
     /// the revocation and reuse decisions, and without writing anything when it refuses
     /// (`Rotated::Rejected`): the refresh grant's checks that must not consume the token or
     /// revoke the family, in the same round trip as the rotation.
-    pub fn rotate_refresh_checked<E>(
+    pub fn rotate_refresh_checked<E: Send>(
         &self,
         token_hash: &str,
         now: i64,
         grace: i64,
-        precheck: impl FnMut(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), E>,
-        check: impl FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
+        precheck: impl FnMut(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), E> + Send,
+        check: impl FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E> + Send,
     ) -> StoreResult<Rotated<E>> {
         let mut conn = self.conn()?;
         if let Db::Pg(_) = &mut *conn {
             // A batch of one: the same statements as under load (see `rotation`).
             let (pending, answer) = Pending::new(token_hash, now, grace, precheck, check);
-            rotation::run_batch(&mut conn, vec![Box::new(pending)]);
+            for r in rotation::run_batch(&mut conn, vec![Box::new(pending)]) {
+                r.locked(&mut conn);
+            }
             return rotation::answered(answer);
         }
         rotate_locked(&mut conn, token_hash, now, grace, precheck, check)

@@ -691,7 +691,7 @@ impl Store {
 
     /// Queues a rotation for the batch runner, starting it (on the blocking pool) unless it
     /// runs already.
-    fn queue_rotation(&self, r: Box<dyn rotation::Rotation + Send>) {
+    fn queue_rotation(&self, r: Box<dyn rotation::Rotation>) {
         let start = {
             let mut q = self.lock_rotations();
             q.waiting.push(r);
@@ -704,8 +704,10 @@ impl Store {
     }
 
     /// The batch runner: takes everything queued, runs it as one batch, until nothing is left.
-    /// A panic in a batch (a bug) fails that batch's requests, whose answers are dropped, and
-    /// not the ones after it.
+    /// What a batch leaves to the locked path (a retry or reuse) goes back to the blocking
+    /// pool, a task and a connection each, so that it never holds up the next batch. A panic
+    /// in a batch (a bug) fails that batch's requests, whose answers are dropped, and not the
+    /// ones after it.
     fn run_rotations(&self) {
         loop {
             let batch = {
@@ -718,21 +720,32 @@ impl Store {
             };
             self.rotation_stats.record(batch.len() as u64);
             let run = std::panic::AssertUnwindSafe(|| match self.conn() {
-                Ok(mut conn) => rotation::run_batch(
-                    &mut conn,
-                    batch
-                        .into_iter()
-                        .map(|r| -> Box<dyn rotation::Rotation> { r })
-                        .collect(),
-                ),
+                Ok(mut conn) => rotation::run_batch(&mut conn, batch),
                 Err(e) => {
                     for r in batch {
                         r.failed(e.clone());
                     }
+                    Vec::new()
                 }
             });
-            if std::panic::catch_unwind(run).is_err() {
-                tracing::error!("a batch of refresh rotations panicked; its requests failed");
+            match std::panic::catch_unwind(run) {
+                Ok(locked) => {
+                    for r in locked {
+                        let store = self.clone();
+                        tokio::task::spawn_blocking(move || {
+                            match store.conn() {
+                                Ok(mut conn) => r.locked(&mut conn),
+                                Err(e) => r.failed(e),
+                            }
+                            if client_cache::take_revocation() {
+                                store.forget_live_tokens();
+                            }
+                        });
+                    }
+                }
+                Err(_) => {
+                    tracing::error!("a batch of refresh rotations panicked; its requests failed")
+                }
             }
             // Once committed, this process's own revocations (a reuse) are in force at once.
             if client_cache::take_revocation() {

@@ -37,7 +37,7 @@ use crate::model::{RefreshToken, TokenFamily, User};
 /// Rotations waiting for the batch runner, and whether it runs.
 #[derive(Default)]
 pub(super) struct Queue {
-    pub waiting: Vec<Box<dyn Rotation + Send>>,
+    pub waiting: Vec<Box<dyn Rotation>>,
     pub running: bool,
 }
 
@@ -59,7 +59,7 @@ pub(super) enum Step<'a> {
 }
 
 /// One request's rotation: its token, checks and answer.
-pub(super) trait Rotation {
+pub(super) trait Rotation: Send {
     fn token_hash(&self) -> &str;
     fn now(&self) -> i64;
     fn decide<'a>(self: Box<Self>, found: Found<'_>) -> Step<'a>
@@ -86,8 +86,9 @@ pub(super) type Answer<E> = oneshot::Receiver<StoreResult<Rotated<E>>>;
 
 impl<E, P, C> Pending<E, P, C>
 where
-    P: FnMut(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), E>,
-    C: FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
+    E: Send,
+    P: FnMut(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), E> + Send,
+    C: FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E> + Send,
 {
     pub fn new(token_hash: &str, now: i64, grace: i64, precheck: P, check: C) -> (Self, Answer<E>) {
         let (reply, answer) = oneshot::channel();
@@ -112,8 +113,9 @@ where
 
 impl<E, P, C> Rotation for Pending<E, P, C>
 where
-    P: FnMut(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), E>,
-    C: FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E>,
+    E: Send,
+    P: FnMut(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), E> + Send,
+    C: FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E> + Send,
 {
     fn token_hash(&self) -> &str {
         &self.token_hash
@@ -135,7 +137,12 @@ where
         if let Err(e) = (self.precheck)(old, family, user) {
             return (*self).answer(Ok(Rotated::Rejected(e)));
         }
-        if old.rotated_at.is_some() || family.revoked_at.is_some() {
+        // Revocation is final: the locked path would answer the same.
+        if family.revoked_at.is_some() {
+            return (*self).answer(Ok(Rotated::Revoked));
+        }
+        // A retry or a reuse: decided under the family lock.
+        if old.rotated_at.is_some() {
             return Step::Locked(self);
         }
         match (self.check)(old, family) {
@@ -184,13 +191,16 @@ pub(super) fn answered<E>(mut answer: Answer<E>) -> StoreResult<Rotated<E>> {
         .map_err(|_| StoreError::Other("a rotation went unanswered".into()))?
 }
 
-/// Decides and carries out one batch of rotations on `conn`; every rotation is answered.
-pub(super) fn run_batch<'a>(conn: &mut Db, batch: Vec<Box<dyn Rotation + 'a>>) {
+/// Decides and carries out one batch of rotations on `conn`. Every rotation is answered,
+/// except those returned: they are to be decided by the locked path (`Rotation::locked`),
+/// each in a transaction of its own, on any connection.
+#[must_use]
+pub(super) fn run_batch<'a>(
+    conn: &mut Db,
+    batch: Vec<Box<dyn Rotation + 'a>>,
+) -> Vec<Box<dyn Rotation + 'a>> {
     let Db::Pg(pg) = conn else {
-        for r in batch {
-            r.locked(conn);
-        }
-        return;
+        return batch;
     };
     let hashes: Vec<&str> = batch.iter().map(|r| r.token_hash()).collect();
     let rows = match read(pg, &hashes) {
@@ -200,7 +210,7 @@ pub(super) fn run_batch<'a>(conn: &mut Db, batch: Vec<Box<dyn Rotation + 'a>>) {
             for r in batch {
                 r.failed(e.clone());
             }
-            return;
+            return Vec::new();
         }
     };
     drop(hashes);
@@ -226,8 +236,7 @@ pub(super) fn run_batch<'a>(conn: &mut Db, batch: Vec<Box<dyn Rotation + 'a>>) {
         }
     }
     if !writes.is_empty() {
-        let rotate = RotateMany::new(&writes);
-        match rotate.load::<String>(pg) {
+        match Planned(RotateMany::new(&writes)).load::<String>(pg) {
             Ok(inserted) => {
                 let inserted: HashSet<String> = inserted.into_iter().collect();
                 for (r, next) in writes {
@@ -247,9 +256,7 @@ pub(super) fn run_batch<'a>(conn: &mut Db, batch: Vec<Box<dyn Rotation + 'a>>) {
             }
         }
     }
-    for r in locked {
-        r.locked(conn);
-    }
+    locked
 }
 
 type Read = Option<(RefreshToken, TokenFamily, Option<User>)>;
@@ -257,12 +264,12 @@ type Read = Option<(RefreshToken, TokenFamily, Option<User>)>;
 /// The presented tokens, their families and users, in one statement; `None` for a row that
 /// cannot be decoded.
 fn read(pg: &mut PgConnection, hashes: &[&str]) -> QueryResult<HashMap<String, Read>> {
-    let rows = rt::table
+    let query = rt::table
         .inner_join(tf::table)
         .left_join(users::table.on(users::user_id.eq(tf::user_id)))
         .filter(rt::token_hash.eq_any(hashes))
-        .select((rt::all_columns, FAM_COLS, users::all_columns.nullable()))
-        .load::<(RtRow, FamRow, Option<UserRow>)>(pg)?;
+        .select((rt::all_columns, FAM_COLS, users::all_columns.nullable()));
+    let rows = Planned(query).load::<(RtRow, FamRow, Option<UserRow>)>(pg)?;
     Ok(rows
         .into_iter()
         .map(|(row, fam, user)| {
@@ -274,6 +281,39 @@ fn read(pg: &mut PgConnection, hashes: &[&str]) -> QueryResult<HashMap<String, R
         })
         .collect())
 }
+
+/// A query PostgreSQL plans on every execution, for the values bound and the tables as they
+/// are then (diesel sends it with `PQsendQueryParams`: still one round trip), instead of a
+/// prepared statement. A batch's statements take arrays; a prepared statement's generic
+/// plan, made while the tables were nearly empty, kept a sequential scan (of the tokens for
+/// `token_hash = ANY($1)`, of a family's whole chain for the update) that grew with the
+/// tables: 3-20 ms per statement after a minute of load. Planning once per batch costs far
+/// less.
+struct Planned<Q>(Q);
+
+impl<Q> diesel::query_builder::QueryId for Planned<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for Planned<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q> diesel::query_builder::QueryFragment<diesel::pg::Pg> for Planned<Q>
+where
+    Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        out.unsafe_to_cache_prepared();
+        self.0.walk_ast(out)
+    }
+}
+
+impl<Q, Conn> RunQueryDsl<Conn> for Planned<Q> {}
 
 /// One statement: lock the families (live ones, in order), mark each presented token rotated
 /// (if still current, and in its successor's family), insert the successors of those marked;

@@ -516,8 +516,9 @@ fn concurrent_rotations_of_one_refresh_token_have_one_winner(s: &Store) {
 }
 
 type Precheck =
-    Box<dyn FnMut(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), &'static str>>;
-type Check = Box<dyn FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, &'static str>>;
+    Box<dyn FnMut(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), &'static str> + Send>;
+type Check =
+    Box<dyn FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, &'static str> + Send>;
 
 /// One request of a batch: presents `presented` at `now`; `refuse` names the check that
 /// refuses it, if any; otherwise its successor is `next`.
