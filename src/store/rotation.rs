@@ -14,12 +14,13 @@
 //!    rotated only if it is still current and its family live, inserts its successor, and
 //!    returns the successors it inserted.
 //!
-//! A refusal by the checks, or an unknown token, is answered at once, with nothing written.
-//! Everything else — a rotated token (a retry or reuse), a revoked family, a token presented
+//! A refusal by the checks, an unknown token or a revoked family is answered at once, with
+//! nothing written. Everything else — a rotated token (a retry or reuse), a token presented
 //! twice in one batch, one that another request rotated between the read and the write — is
-//! decided by the locked path, in a transaction of its own, which locks the family and reads
-//! everything again. A database error fails every request of the statement that met it, as a
-//! single rotation's error fails it.
+//! decided by the locked path, in a transaction of its own on the blocking pool (so that it
+//! never holds up the next batch), which locks the family and reads everything again. A
+//! database error fails every request of the statement that met it, as a single rotation's
+//! error fails it. Both statements are planned on every execution ([`Planned`]).
 //!
 //! SQLite never comes here: its rotations run in place, in the shared write transaction
 //! ([`Store::write`]).
@@ -364,11 +365,6 @@ impl RotateMany {
     }
 }
 
-impl diesel::query_builder::QueryId for RotateMany {
-    type QueryId = RotateMany;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
 impl diesel::query_builder::Query for RotateMany {
     type SqlType = diesel::sql_types::Text;
 }
@@ -419,5 +415,3 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateMany {
         Ok(())
     }
 }
-
-impl<Conn> RunQueryDsl<Conn> for RotateMany {}
