@@ -132,18 +132,7 @@ fn rotate(store: &Store, current: &str) -> String {
     let t = now();
     let out = store
         .rotate_refresh(&secret::hash_token(current), t, 30, |old, fam| {
-            Ok::<_, ()>(RefreshToken {
-                token_hash: next_hash.clone(),
-                family_id: old.family_id.clone(),
-                scope: old.scope.clone(),
-                audiences: old.audiences.clone(),
-                auth_time: old.auth_time,
-                sid: old.sid.clone(),
-                created_at: t,
-                expires_at: (t + 86400).min(fam.expires_at),
-                rotated_at: None,
-                successor_hash: None,
-            })
+            Ok::<_, ()>(old.successor(next_hash.clone(), t, (t + 86400).min(fam.expires_at)))
         })
         .unwrap();
     assert!(matches!(out, Rotated::Rotated { retry: false, .. }));

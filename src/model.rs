@@ -175,6 +175,25 @@ pub struct RefreshToken {
     pub successor_hash: Option<String>,
 }
 
+impl RefreshToken {
+    /// The token that replaces this one at rotation: same family, grant and session, new
+    /// hash, created `now`, idle until `expires_at`.
+    pub fn successor(&self, token_hash: String, now: i64, expires_at: i64) -> RefreshToken {
+        RefreshToken {
+            token_hash,
+            family_id: self.family_id.clone(),
+            scope: self.scope.clone(),
+            audiences: self.audiences.clone(),
+            auth_time: self.auth_time,
+            sid: self.sid.clone(),
+            created_at: now,
+            expires_at,
+            rotated_at: None,
+            successor_hash: None,
+        }
+    }
+}
+
 /// What a successful code redemption records, atomically with burning the code.
 #[derive(Debug, Clone)]
 pub struct Issuance {

@@ -3,7 +3,7 @@
 //! unused, counts as a retry after a lost response; otherwise the family is revoked.
 
 use super::user_tokens::{self, UserGrant};
-use crate::model::{Client, GrantType, RefreshToken};
+use crate::model::{Client, GrantType};
 use crate::protocol::Ctx;
 use crate::protocol::dpop;
 use crate::protocol::error::{ErrorCode, OAuthError, OAuthResult};
@@ -67,18 +67,11 @@ pub async fn grant(
                 if old.expires_at <= now || fam.expires_at <= now {
                     return Err(OAuthError::invalid_grant("the refresh token has expired"));
                 }
-                Ok(RefreshToken {
-                    token_hash: next_hash.clone(),
-                    family_id: old.family_id.clone(),
-                    scope: old.scope.clone(),
-                    audiences: old.audiences.clone(),
-                    auth_time: old.auth_time,
-                    sid: old.sid.clone(),
-                    created_at: now,
-                    expires_at: (now + cfg.refresh_token_ttl as i64).min(fam.expires_at),
-                    rotated_at: None,
-                    successor_hash: None,
-                })
+                Ok(old.successor(
+                    next_hash.clone(),
+                    now,
+                    (now + cfg.refresh_token_ttl as i64).min(fam.expires_at),
+                ))
             },
         )
         .await?;
