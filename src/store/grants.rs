@@ -698,16 +698,14 @@ impl Store {
         precheck: impl FnMut(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), E> + Send,
         check: impl FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, E> + Send,
     ) -> StoreResult<Rotated<E>> {
-        let mut conn = self.conn()?;
-        if let Db::Pg(_) = &mut *conn {
-            // A batch of one: the same statements as under load (see `rotation`).
-            let (pending, answer) = Pending::new(token_hash, now, grace, precheck, check);
-            for r in rotation::run_batch(&mut conn, vec![Box::new(pending)]) {
-                r.locked(&mut conn);
-            }
-            return rotation::answered(answer);
+        if self.backend() != super::Backend::Postgres {
+            let mut conn = self.conn()?;
+            return rotate_locked(&mut conn, token_hash, now, grace, precheck, check);
         }
-        rotate_locked(&mut conn, token_hash, now, grace, precheck, check)
+        // A batch of one: the same statements as under load (see `rotation`).
+        self.rotate_refresh_batch(vec![(token_hash.to_owned(), now, grace, precheck, check)])?
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Other("a rotation went unanswered".into())))
     }
 
     // ---- DPoP proofs (RFC 9449 §11.1) ----------------------------------------------------

@@ -460,8 +460,9 @@ impl Drop for CommitBatch<'_> {
     }
 }
 
-/// How [`Store::write`]'s transactions went on SQLite: how many committed (or failed to), and
-/// how many writes they held (group commit: see [`Store::write`]).
+/// Writes grouped, and how many groups: on SQLite [`Store::write`]'s transactions (committed
+/// or not) and the writes they held (group commit); on PostgreSQL the refresh rotation
+/// batches and the rotations they held ([`rotation`]).
 #[derive(Debug, Default)]
 pub struct WriteStats {
     transactions: std::sync::atomic::AtomicU64,
@@ -733,23 +734,16 @@ impl Store {
                     for r in locked {
                         let store = self.clone();
                         tokio::task::spawn_blocking(move || {
-                            match store.conn() {
+                            store.run_blocking(|s| match s.conn() {
                                 Ok(mut conn) => r.locked(&mut conn),
                                 Err(e) => r.failed(e),
-                            }
-                            if client_cache::take_revocation() {
-                                store.forget_live_tokens();
-                            }
+                            })
                         });
                     }
                 }
                 Err(_) => {
                     tracing::error!("a batch of refresh rotations panicked; its requests failed")
                 }
-            }
-            // Once committed, this process's own revocations (a reuse) are in force at once.
-            if client_cache::take_revocation() {
-                self.forget_live_tokens();
             }
         }
     }
@@ -989,6 +983,16 @@ impl Store {
         (result, out)
     }
 
+    /// Runs store work here, on a blocking-pool thread; once it has committed, this
+    /// process's own revocations in it are in force here at once.
+    fn run_blocking<R>(&self, f: impl FnOnce(&Store) -> R) -> R {
+        let result = f(self);
+        if client_cache::take_revocation() {
+            self.forget_live_tokens();
+        }
+        result
+    }
+
     /// Runs blocking store work on the blocking thread pool, off the async executor.
     pub async fn blocking<F, R>(&self, f: F) -> StoreResult<R>
     where
@@ -996,16 +1000,9 @@ impl Store {
         R: Send + 'static,
     {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let result = f(&store);
-            // Once committed, this process's own revocations are in force here at once.
-            if client_cache::take_revocation() {
-                store.forget_live_tokens();
-            }
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Other(format!("blocking task failed: {e}")))?
+        tokio::task::spawn_blocking(move || store.run_blocking(f))
+            .await
+            .map_err(|e| StoreError::Other(format!("blocking task failed: {e}")))?
     }
 
     /// SQLite: copies the WAL's committed frames into the database file (a PASSIVE

@@ -317,7 +317,7 @@ where
 impl<Q, Conn> RunQueryDsl<Conn> for Planned<Q> {}
 
 /// One statement: lock the families (live ones, in order), mark each presented token rotated
-/// (if still current, and in its successor's family), insert the successors of those marked;
+/// (if still current and its family locked), insert the successors of those marked;
 /// returns the successors inserted. The family lock comes first, as in every other decision
 /// on a family, so it serializes with them.
 struct RotateMany {
@@ -404,7 +404,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateMany {
              marked AS (UPDATE refresh_tokens AS t \
              SET rotated_at = req.rotated_at, successor_hash = req.token_hash FROM req \
              WHERE t.token_hash = req.presented AND t.rotated_at IS NULL \
-             AND t.family_id = req.family_id AND t.family_id IN (SELECT family_id FROM family) \
+             AND t.family_id IN (SELECT family_id FROM family) \
              RETURNING req.token_hash, req.family_id, req.scope, req.audiences, req.auth_time, \
              req.sid, req.created_at, req.expires_at) \
              INSERT INTO refresh_tokens (token_hash, family_id, scope, audiences, auth_time, \

@@ -1569,3 +1569,76 @@ fn outcome_name<E>(r: &Rotated<E>) -> &'static str {
         Rotated::Rotated { .. } => "rotated",
     }
 }
+
+/// PostgreSQL: a change another request makes between a batch's read and its write — the
+/// token rotated, or its family revoked (on another replica, say) — stops the batch's write
+/// for that token, which is then decided again under the family lock: as reuse (no grace
+/// window here), or as revoked. Nothing the batch meant to write is written. (The change is
+/// made from the request's own `check`, which runs between the two statements.)
+#[test]
+fn a_change_between_a_batchs_read_and_write_is_decided_again_under_the_lock() {
+    let Some(db) = postgres("change_between_read_and_write") else {
+        eprintln!("{} not set: skipped", crate::pg::ENV);
+        return;
+    };
+    let s = &db.store;
+    for tag in ["ca", "cb"] {
+        s.insert_code(&code(&format!("code-{tag}")))
+            .expect("insert");
+        assert!(matches!(
+            redeem(s, &format!("code-{tag}"), tag),
+            Redeemed::Issued(_)
+        ));
+    }
+    type Meddling<'a> = (
+        String,
+        i64,
+        i64,
+        Box<dyn FnMut(&RefreshToken, &TokenFamily, Option<&User>) -> Result<(), ()> + Send + 'a>,
+        Box<dyn FnMut(&RefreshToken, &TokenFamily) -> Result<RefreshToken, ()> + Send + 'a>,
+    );
+    /// Presents `rt-{tag}`; `meddle` runs once, between the batch's read and its write.
+    fn meddling<'a>(tag: &'static str, meddle: Box<dyn FnOnce() + Send + 'a>) -> Meddling<'a> {
+        let mut meddle = Some(meddle);
+        (
+            format!("rt-{tag}"),
+            NOW + 100,
+            0,
+            Box::new(|_, _, _| Ok(())),
+            Box::new(move |old, fam| {
+                if let Some(m) = meddle.take() {
+                    m();
+                }
+                Ok(old.successor(format!("{tag}-1"), NOW + 100, fam.expires_at))
+            }),
+        )
+    }
+    let answers = s
+        .rotate_refresh_batch(vec![
+            meddling(
+                "ca",
+                Box::new(|| {
+                    assert!(matches!(
+                        rotate(s, "rt-ca", "other-1", NOW + 99, 0),
+                        Rotated::Rotated { retry: false, .. }
+                    ))
+                }),
+            ),
+            meddling(
+                "cb",
+                Box::new(|| s.revoke_family("fam-cb", "test", NOW + 99).expect("revoke")),
+            ),
+        ])
+        .expect("batch");
+    let outcomes: Vec<&str> = answers
+        .iter()
+        .map(|a| outcome_name(a.as_ref().expect("answered")))
+        .collect();
+    assert_eq!(outcomes, ["reused", "revoked"]);
+    for t in ["ca-1", "cb-1"] {
+        assert!(s.refresh_token(t).expect("get").is_none(), "{t} written");
+    }
+    let (presented, fam) = s.refresh_token("rt-ca").expect("get").expect("kept");
+    assert_eq!(presented.successor_hash.as_deref(), Some("other-1"));
+    assert!(fam.revoked_at.is_some(), "reuse revoked the family");
+}
