@@ -131,7 +131,7 @@ async fn housekeeping(state: web::Data<AppState>) {
         tick.tick().await;
         n += 1;
         if n.is_multiple_of(30) {
-            state.throttle.prune();
+            state.throttle.prune(unix_now());
         }
         // DPoP replay records (RFC 9449 §11.1): every 30 s, drop those of proofs that are too
         // old to be accepted anyway, so the table holds at most one acceptance window.

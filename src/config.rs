@@ -67,11 +67,29 @@ pub struct Config {
     pub refresh_reuse_grace: u64,
     /// Browser login session lifetime, in seconds.
     pub session_ttl: u64,
-    /// Login attempts allowed per account and per client IP before throttling (burst), and
-    /// the seconds after which one more attempt is allowed.
-    pub login_burst_per_account: u32,
-    pub login_burst_per_ip: u32,
+    /// Sign-in throttling (docs/security.md, "Sign-in throttling"): only failed attempts are
+    /// charged. Failures allowed for one account from one client address (an IPv4 address or
+    /// an IPv6 /64) before it must wait, and the seconds after which one more is allowed.
+    pub login_burst_per_account_ip: u32,
     pub login_replenish_secs: u64,
+    /// Failures allowed from one client address across all accounts (password spraying),
+    /// and the seconds per further failure.
+    pub login_burst_per_ip: u32,
+    pub login_ip_replenish_secs: u64,
+    /// Failures allowed for one account from all addresses together (the backstop against a
+    /// campaign from many addresses), and the seconds per further failure.
+    pub login_burst_per_account: u32,
+    pub login_account_replenish_secs: u64,
+    /// Proxies (CIDR blocks, or single addresses) whose `X-Forwarded-For` / `Forwarded`
+    /// headers name the client address; empty (the default): the TCP peer is the client. A
+    /// list, or one string of comma-separated entries (`LATCHKEY_TRUSTED_PROXIES`).
+    #[serde(deserialize_with = "string_or_list")]
+    pub trusted_proxies: Vec<String>,
+    /// argon2id cost of new password hashes: memory in KiB and iterations. The defaults are
+    /// OWASP's (19 MiB, 2); lower values are for test suites only (start-up warns). Existing
+    /// hashes keep the cost they were made with.
+    pub password_hash_memory_kib: u32,
+    pub password_hash_iterations: u32,
     /// Database connection pool size.
     pub db_pool_size: u32,
     /// HTTP worker threads (0: one per CPU available to the process).
@@ -114,9 +132,15 @@ impl Default for Config {
             refresh_token_absolute_ttl: 90 * 24 * 3600,
             refresh_reuse_grace: 30,
             session_ttl: 24 * 3600,
-            login_burst_per_account: 10,
+            login_burst_per_account_ip: 10,
+            login_replenish_secs: 60,
             login_burst_per_ip: 30,
-            login_replenish_secs: 6,
+            login_ip_replenish_secs: 2,
+            login_burst_per_account: 50,
+            login_account_replenish_secs: 30,
+            trusted_proxies: Vec::new(),
+            password_hash_memory_kib: crate::secret::OWASP_ARGON2_MEMORY_KIB,
+            password_hash_iterations: crate::secret::OWASP_ARGON2_ITERATIONS,
             db_pool_size: 8,
             workers: 0,
             log_format: LogFormat::Text,
@@ -145,9 +169,15 @@ const KEYS: &[&str] = &[
     "refresh_token_absolute_ttl",
     "refresh_reuse_grace",
     "session_ttl",
-    "login_burst_per_account",
-    "login_burst_per_ip",
+    "login_burst_per_account_ip",
     "login_replenish_secs",
+    "login_burst_per_ip",
+    "login_ip_replenish_secs",
+    "login_burst_per_account",
+    "login_account_replenish_secs",
+    "trusted_proxies",
+    "password_hash_memory_kib",
+    "password_hash_iterations",
     "db_pool_size",
     "workers",
     "log_format",
@@ -265,11 +295,38 @@ impl Config {
                 ));
             }
         }
-        if self.login_burst_per_account == 0 {
-            return Err(bad("login_burst_per_account", "must be at least 1"));
+        for (key, v) in [
+            (
+                "login_burst_per_account_ip",
+                self.login_burst_per_account_ip,
+            ),
+            ("login_burst_per_ip", self.login_burst_per_ip),
+            ("login_burst_per_account", self.login_burst_per_account),
+        ] {
+            if v == 0 {
+                return Err(bad(key, "must be at least 1"));
+            }
         }
-        if self.login_burst_per_ip == 0 {
-            return Err(bad("login_burst_per_ip", "must be at least 1"));
+        for (key, v) in [
+            ("login_replenish_secs", self.login_replenish_secs),
+            ("login_ip_replenish_secs", self.login_ip_replenish_secs),
+            (
+                "login_account_replenish_secs",
+                self.login_account_replenish_secs,
+            ),
+        ] {
+            if v == 0 || v > 24 * 3600 {
+                return Err(bad(key, format!("{v} is out of range (1..=86400 seconds)")));
+            }
+        }
+        if let Err(e) = crate::http::client_ip::TrustedProxies::parse(&self.trusted_proxies) {
+            return Err(bad("trusted_proxies", e));
+        }
+        if let Err(e) = self.password_cost().params() {
+            return Err(bad(
+                "password_hash_memory_kib / password_hash_iterations",
+                e,
+            ));
         }
         if self.db_pool_size == 0 || self.db_pool_size > 256 {
             return Err(bad("db_pool_size", "must be between 1 and 256"));
@@ -293,7 +350,26 @@ impl Config {
         {
             w.push("issuer is plain http on a non-loopback host: use https in production".into());
         }
+        if self.login_replenish_secs < self.login_account_replenish_secs {
+            w.push(format!(
+                "login_replenish_secs ({}) is below login_account_replenish_secs ({}): failures from one address alone can then exhaust an account's budget and lock its owner out elsewhere",
+                self.login_replenish_secs, self.login_account_replenish_secs
+            ));
+        }
+        if self.password_hash_memory_kib < crate::secret::OWASP_ARGON2_MEMORY_KIB
+            || self.password_hash_iterations < crate::secret::OWASP_ARGON2_ITERATIONS
+        {
+            w.push("password_hash_memory_kib / password_hash_iterations are below OWASP's argon2id recommendation (19456 KiB, 2): new password hashes are cheaper to crack; use this only for test suites".into());
+        }
         w
+    }
+
+    /// The argon2id cost of new password hashes.
+    pub fn password_cost(&self) -> crate::secret::PasswordCost {
+        crate::secret::PasswordCost {
+            memory_kib: self.password_hash_memory_kib,
+            iterations: self.password_hash_iterations,
+        }
     }
 
     /// The JWKS `Cache-Control: max-age`: `jwks_max_age`, but never longer than the window in
@@ -316,6 +392,24 @@ impl Config {
         }
         algs
     }
+}
+
+/// A list from TOML, or one string of comma- (or space-) separated entries from the environment.
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        OneOrMany::Many(v) => v,
+    })
 }
 
 fn describe_figment_error(e: figment::Error) -> String {

@@ -55,17 +55,57 @@ pub fn verify_token_hash(presented: &str, stored_hash: &str) -> bool {
     h.as_bytes().ct_eq(stored_hash.as_bytes()).into()
 }
 
-fn argon2() -> Argon2<'static> {
-    // OWASP password storage recommendation: argon2id, m = 19 MiB, t = 2, p = 1.
-    #[allow(clippy::expect_used)]
-    let params =
-        argon2::Params::new(19 * 1024, 2, 1, None).expect("static argon2 parameters are valid");
-    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+/// OWASP password storage recommendation: argon2id, m = 19 MiB, t = 2, p = 1.
+pub const OWASP_ARGON2_MEMORY_KIB: u32 = 19 * 1024;
+pub const OWASP_ARGON2_ITERATIONS: u32 = 2;
+
+/// The argon2id cost of new password hashes (`password_hash_memory_kib`,
+/// `password_hash_iterations`); verification always uses the cost recorded in the hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordCost {
+    pub memory_kib: u32,
+    pub iterations: u32,
 }
 
-/// argon2id PHC string for a user password.
+impl Default for PasswordCost {
+    fn default() -> Self {
+        PasswordCost {
+            memory_kib: OWASP_ARGON2_MEMORY_KIB,
+            iterations: OWASP_ARGON2_ITERATIONS,
+        }
+    }
+}
+
+impl PasswordCost {
+    /// The argon2 parameters, or why these values are not valid ones.
+    pub fn params(self) -> Result<argon2::Params, String> {
+        argon2::Params::new(self.memory_kib, self.iterations, 1, None).map_err(|e| e.to_string())
+    }
+}
+
+fn argon2() -> Argon2<'static> {
+    argon2_with(PasswordCost::default()).unwrap_or_default()
+}
+
+fn argon2_with(cost: PasswordCost) -> anyhow::Result<Argon2<'static>> {
+    let params = cost
+        .params()
+        .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+    Ok(Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        params,
+    ))
+}
+
+/// argon2id PHC string for a user password, at OWASP's cost.
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
-    argon2()
+    hash_password_with(password, PasswordCost::default())
+}
+
+/// argon2id PHC string for a user password, at the configured cost.
+pub fn hash_password_with(password: &str, cost: PasswordCost) -> anyhow::Result<String> {
+    argon2_with(cost)?
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
         .map_err(|e| anyhow::anyhow!("password hashing failed: {e}"))

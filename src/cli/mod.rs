@@ -75,9 +75,8 @@ pub fn main() -> ExitCode {
     init_logging(&config, serving);
     let result = match cli.command {
         Command::Serve => serve::run(config),
-        Command::User { command } => {
-            with_store(&config).and_then(|s| user::run(&s, command, cli.json))
-        }
+        Command::User { command } => with_store(&config)
+            .and_then(|s| user::run(&s, command, cli.json, config.password_cost())),
         Command::Client { command } => {
             with_store(&config).and_then(|s| client::run(&s, command, cli.json))
         }

@@ -40,7 +40,12 @@ fn view(u: &User) -> serde_json::Value {
     })
 }
 
-pub fn run(store: &Store, cmd: UserCommand, as_json: bool) -> anyhow::Result<()> {
+pub fn run(
+    store: &Store,
+    cmd: UserCommand,
+    as_json: bool,
+    cost: secret::PasswordCost,
+) -> anyhow::Result<()> {
     match cmd {
         UserCommand::Add {
             username,
@@ -63,7 +68,7 @@ pub fn run(store: &Store, cmd: UserCommand, as_json: bool) -> anyhow::Result<()>
                 username,
                 email,
                 name,
-                password_hash: secret::hash_password(&password)?,
+                password_hash: secret::hash_password_with(&password, cost)?,
                 disabled: false,
                 created_at: t,
                 updated_at: t,
@@ -135,7 +140,7 @@ pub fn run(store: &Store, cmd: UserCommand, as_json: bool) -> anyhow::Result<()>
             if store.user_by_username(&username)?.is_none() {
                 anyhow::bail!("no user named {username:?}");
             }
-            let hash = secret::hash_password(&read_password_stdin()?)?;
+            let hash = secret::hash_password_with(&read_password_stdin()?, cost)?;
             store.set_user_password_hash(&username, &hash, now())?;
             super::record(
                 store,

@@ -34,7 +34,7 @@ pub(super) fn bearer(req: &HttpRequest) -> Option<String> {
 }
 
 pub(super) fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
-    req.peer_addr().map(|a| a.ip())
+    super::client_ip::client_ip(req)
 }
 
 /// Reads an `application/json` body of at most [`MAX_BODY`](super::MAX_BODY) bytes; an empty body is `null`.

@@ -99,7 +99,7 @@ fn session_cookie(req: &HttpRequest) -> Option<String> {
 }
 
 fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
-    req.peer_addr().map(|a| a.ip())
+    super::client_ip::client_ip(req)
 }
 
 pub async fn authorize_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -341,7 +341,7 @@ pub async fn login_post(
         }
         Err(LoginError::Throttled(secs)) => {
             tracing::warn!(client_id = %areq.client.client_id, "login throttled");
-            login_page(
+            let mut resp = login_page(
                 &req,
                 &state,
                 &areq,
@@ -351,7 +351,11 @@ pub async fn login_post(
                 )),
                 StatusCode::TOO_MANY_REQUESTS,
                 &username,
-            )
+            );
+            // RFC 9110 §10.2.3 (delay-seconds), for scripts and clients that back off.
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp
         }
         Err(LoginError::Unavailable) => error_page(
             &state.templates,

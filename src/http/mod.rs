@@ -4,6 +4,7 @@
 
 pub mod admin;
 mod authorize;
+pub mod client_ip;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub jwks_cache_control: HeaderValue,
     pub templates: minijinja::Environment<'static>,
     pub throttle: crate::protocol::login::Throttle,
+    /// `trusted_proxies`: whose forwarding headers name the client (`client_ip.rs`).
+    pub trusted_proxies: client_ip::TrustedProxies,
     /// Cookies get `Secure` when the issuer is https.
     pub secure_cookies: bool,
 }
@@ -52,6 +55,8 @@ impl AppState {
             ))?,
             templates: pages::templates(),
             throttle: crate::protocol::login::Throttle::new(&config),
+            trusted_proxies: client_ip::TrustedProxies::parse(&config.trusted_proxies)
+                .map_err(|e| anyhow::anyhow!("invalid configuration: trusted_proxies: {e}"))?,
             secure_cookies: config.issuer.starts_with("https://"),
             ctx,
         })

@@ -443,11 +443,12 @@ pub async fn create_user(ctx: &Ctx, admin: &Admin, body: Value, now: i64) -> OAu
         updated_at: now,
     };
     let mut u = user.clone();
+    let cost = ctx.config.password_cost();
     let result = ctx
         .store
         .blocking(move |s| {
-            u.password_hash =
-                secret::hash_password(&password).map_err(|e| StoreError::Other(e.to_string()))?;
+            u.password_hash = secret::hash_password_with(&password, cost)
+                .map_err(|e| StoreError::Other(e.to_string()))?;
             s.insert_user(&u)
         })
         .await;
@@ -522,10 +523,11 @@ pub async fn reset_password(
     let u = load_user(ctx, user_id).await?;
     let name = u.username.clone();
     let password = req.password;
+    let cost = ctx.config.password_cost();
     ctx.store
         .blocking(move |s| {
-            let hash =
-                secret::hash_password(&password).map_err(|e| StoreError::Other(e.to_string()))?;
+            let hash = secret::hash_password_with(&password, cost)
+                .map_err(|e| StoreError::Other(e.to_string()))?;
             s.set_user_password_hash(&name, &hash, now)
         })
         .await?;

@@ -51,12 +51,12 @@ pub async fn introspect(
     now: i64,
 ) -> OAuthResult<Value> {
     let presented = client_auth::presented(authorization, &params)?;
-    let hint = params.get("token_type_hint");
     // The signature is checked first (no I/O), so that the client and the token's revocation
     // state are read in one round trip; the answer waits for client authentication.
+    // `token_type_hint` is only a hint (RFC 7662 §2.1): a token not found as the hinted type
+    // is looked up as the other types, so the hint does not change the answer.
     let verified = params
         .get("token")
-        .filter(|_| hint != Some("refresh_token"))
         .and_then(|t| verified_access_token(ctx, t, now));
     let id = presented.client_id().to_owned();
     // PostgreSQL servers keep clients and "not revoked" answers in memory: with both there,

@@ -1,12 +1,12 @@
-//! Password login with brute-force throttling (per account and per client IP, token-bucket
-//! backoff via `governor`) and no account enumeration: an unknown user costs one argon2id
-//! verification, like a wrong password.
+//! Password login: argon2id verification, sign-in throttling that charges failures and not
+//! successes (`throttle.rs`), and no account enumeration: an unknown user costs one argon2id
+//! verification, like a wrong password, and is throttled like a known one.
+
+pub mod throttle;
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::Ctx;
@@ -15,9 +15,9 @@ use crate::config::Config;
 use crate::model::{Session, User};
 use crate::secret;
 
+/// The sign-in throttle (`throttle::Throttle`) plus the limiter of its audit entries.
 pub struct Throttle {
-    per_account: DefaultKeyedRateLimiter<String>,
-    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    buckets: throttle::Throttle,
     /// At most one `login.throttled` audit entry per account per minute: a flood of refused
     /// attempts costs the attacker nothing and must not become a flood of database writes.
     audit_throttled: DefaultKeyedRateLimiter<String>,
@@ -25,38 +25,15 @@ pub struct Throttle {
 
 impl Throttle {
     pub fn new(config: &Config) -> Throttle {
-        let every = Duration::from_secs(config.login_replenish_secs);
-        let quota = |burst: u32| {
-            Quota::with_period(every)
-                .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-                .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
-        };
         Throttle {
-            per_account: RateLimiter::keyed(quota(config.login_burst_per_account)),
-            per_ip: RateLimiter::keyed(quota(config.login_burst_per_ip)),
+            buckets: throttle::Throttle::new(config),
             audit_throttled: RateLimiter::keyed(Quota::per_minute(NonZeroU32::MIN)),
         }
     }
 
-    /// Counts one attempt; `Err(seconds)` when the account or address must wait.
-    fn attempt(&self, username: &str, ip: Option<IpAddr>) -> Result<(), u64> {
-        let clock = DefaultClock::default();
-        let wait = |nu: governor::NotUntil<<DefaultClock as Clock>::Instant>| {
-            nu.wait_time_from(clock.now()).as_secs().max(1)
-        };
-        if let Some(ip) = ip {
-            self.per_ip.check_key(&ip).map_err(wait)?;
-        }
-        self.per_account
-            .check_key(&username.to_lowercase())
-            .map_err(wait)?;
-        Ok(())
-    }
-
     /// Drops idle keys so memory stays bounded.
-    pub fn prune(&self) {
-        self.per_account.retain_recent();
-        self.per_ip.retain_recent();
+    pub fn prune(&self, now: i64) {
+        self.buckets.prune(now);
         self.audit_throttled.retain_recent();
     }
 }
@@ -77,16 +54,9 @@ pub async fn login(
     ip: Option<IpAddr>,
     now: i64,
 ) -> Result<(User, Session, String), LoginError> {
-    if let Err(wait) = throttle.attempt(username, ip) {
-        ctx.metrics.login_failed("throttled");
-        if throttle
-            .audit_throttled
-            .check_key(&username.to_lowercase())
-            .is_ok()
-        {
-            audit::login_failure(ctx, username, ip, "throttled", now).await;
-        }
-        return Err(LoginError::Throttled(wait));
+    // A cheap answer first: a throttled attempt costs no database read and no hash.
+    if let Err(wait) = throttle.buckets.check(username, ip, now) {
+        return Err(throttled(ctx, throttle, username, ip, wait, now).await);
     }
     let typed = username;
     let (username, password) = (username.to_owned(), password.to_owned());
@@ -106,14 +76,23 @@ pub async fn login(
         .acquire()
         .await
         .map_err(|_| LoginError::Unavailable)?;
+    // The attempt takes its tokens only now, just before the hash: concurrent guesses cannot
+    // overshoot the budget by more than the hashes running at once.
+    let attempt = match throttle.buckets.begin(typed, ip, now) {
+        Ok(a) => a,
+        Err(wait) => return Err(throttled(ctx, throttle, typed, ip, wait, now).await),
+    };
     let ok = tokio::task::spawn_blocking(move || secret::verify_password(&password, &hash))
         .await
         .map_err(|_| LoginError::Unavailable)?;
     let Some(user) = user.filter(|u| ok && !u.disabled) else {
+        // The failure keeps its charge (`attempt` is dropped).
+        drop(attempt);
         ctx.metrics.login_failed("invalid");
         audit::login_failure(ctx, typed, ip, "invalid", now).await;
         return Err(LoginError::Invalid);
     };
+    throttle.buckets.succeeded(attempt, now);
     let cookie = secret::new_secret();
     let session = Session {
         session_hash: secret::hash_token(&cookie),
@@ -129,6 +108,26 @@ pub async fn login(
         .await
         .map_err(|_| LoginError::Unavailable)?;
     Ok((user, session, cookie))
+}
+
+/// Counts and (at most once a minute per account) audits a refused attempt.
+async fn throttled(
+    ctx: &Ctx,
+    throttle: &Throttle,
+    username: &str,
+    ip: Option<IpAddr>,
+    wait: u64,
+    now: i64,
+) -> LoginError {
+    ctx.metrics.login_failed("throttled");
+    if throttle
+        .audit_throttled
+        .check_key(&username.to_lowercase())
+        .is_ok()
+    {
+        audit::login_failure(ctx, username, ip, "throttled", now).await;
+    }
+    LoginError::Throttled(wait)
 }
 
 fn hashing_permits() -> &'static tokio::sync::Semaphore {
