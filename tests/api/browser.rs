@@ -16,6 +16,7 @@ pub const SCOPE: &str = "openid profile email offline_access api:read";
 
 pub struct Browser<'a> {
     app: &'a TestApp,
+    http: reqwest::Client,
     pub cookies: HashMap<String, String>,
 }
 
@@ -23,8 +24,41 @@ impl<'a> Browser<'a> {
     pub fn new(app: &'a TestApp) -> Self {
         Browser {
             app,
+            http: app.http.clone(),
             cookies: HashMap::new(),
         }
+    }
+
+    /// A browser on another machine: its connections come from `source` (any 127.0.0.0/8
+    /// address works on Linux loopback), so the server sees another client address.
+    pub fn from_address(app: &'a TestApp, source: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(20))
+            .local_address(Some(source.parse().expect("source address")))
+            .build()
+            .expect("reqwest client");
+        Browser {
+            app,
+            http,
+            cookies: HashMap::new(),
+        }
+    }
+
+    /// Sends every later request with these extra headers (a proxy's `X-Forwarded-For`).
+    pub fn with_header(mut self, name: &'static str, value: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            name,
+            reqwest::header::HeaderValue::from_str(value).expect("header value"),
+        );
+        self.http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(20))
+            .default_headers(headers)
+            .build()
+            .expect("reqwest client");
+        self
     }
 
     /// Goes on with the same cookies at another server (a replica behind the same issuer).
@@ -56,7 +90,6 @@ impl<'a> Browser<'a> {
 
     pub async fn get(&mut self, path_and_query: &str) -> Resp {
         let r = self
-            .app
             .http
             .get(self.app.url(path_and_query))
             .header("cookie", self.cookie_header())
@@ -73,7 +106,6 @@ impl<'a> Browser<'a> {
             .extend_pairs(form)
             .finish();
         let r = self
-            .app
             .http
             .post(self.app.url(path))
             .header("cookie", self.cookie_header())

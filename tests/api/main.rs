@@ -28,5 +28,6 @@ mod refresh;
 mod registration;
 mod replicas;
 mod storage;
+mod throttling;
 mod token_readback;
 mod verify_live;

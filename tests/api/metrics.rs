@@ -154,8 +154,8 @@ async fn requests_latency_tokens_and_key_ages_are_exported_with_bounded_labels()
 async fn login_failures_and_reuse_detections_are_counted() {
     let app = TestApp::spawn_with(|c| {
         c.refresh_reuse_grace = 0;
-        // Two successful logins below, then two failures, then throttled.
-        c.login_burst_per_account = 4;
+        // Successful logins below cost nothing; two failures, then throttled.
+        c.login_burst_per_account = 2;
         c.login_replenish_secs = 600;
     })
     .await;
