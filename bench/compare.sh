@@ -183,8 +183,6 @@ bench_latchkey() { # BACKEND
     cd "$W" # no stray ./latchkey.toml
     export LATCHKEY_DATABASE_URL="$db" LATCHKEY_KEYS_DIR="$W/keys"
     export LATCHKEY_LISTEN="127.0.0.1:$LATCHKEY_PORT" LATCHKEY_ISSUER="$issuer"
-    # one user for every seeded session: lift the per-account/IP login throttle for the run
-    export LATCHKEY_LOGIN_BURST_PER_ACCOUNT=1000000 LATCHKEY_LOGIN_BURST_PER_IP=1000000
     echo bench-password | "$LK" user add --username bench-user --password-stdin >/dev/null
     "$LK" client add --name bench-cc --type confidential --grant client_credentials \
       --scope api:read --audience https://api.example.test --json > "$W/cc.json"

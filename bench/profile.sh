@@ -35,7 +35,6 @@ trap 'if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait
 cd "$W"
 export LATCHKEY_DATABASE_URL="${LATCHKEY_DATABASE_URL:-sqlite://$W/latchkey.db}" LATCHKEY_KEYS_DIR="$W/keys"
 export LATCHKEY_LISTEN="127.0.0.1:$PORT" LATCHKEY_ISSUER="$ISSUER"
-export LATCHKEY_LOGIN_BURST_PER_ACCOUNT=1000000 LATCHKEY_LOGIN_BURST_PER_IP=1000000
 echo bench-password | "$LK" user add --username bench-user --email bench@example.test --password-stdin >/dev/null
 CC="$("$LK" client add --name bench-cc --type confidential --grant client_credentials \
   --scope api:read --audience https://api.example.test --json)"

@@ -25,8 +25,6 @@ WORK=$(mktemp -d)
 trap 'kill "$SERVER" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 export LATCHKEY_ISSUER=$ISSUER LATCHKEY_LISTEN=127.0.0.1:$PORT LATCHKEY_KEYS_DIR=$WORK/keys
 export LATCHKEY_DATABASE_URL=${DATABASE_URL:-sqlite://$WORK/latchkey.db}
-# One user for every simulated app: lift the per-account login throttle for the run.
-export LATCHKEY_LOGIN_BURST_PER_ACCOUNT=100000 LATCHKEY_LOGIN_BURST_PER_IP=100000
 
 PASSWORD="soak-$(head -c 12 /dev/urandom | base64 | tr -d '/+=')"
 printf '%s' "$PASSWORD" | "$BIN" user add --username soak --password-stdin >/dev/null
