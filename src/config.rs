@@ -459,4 +459,54 @@ mod tests {
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("access_token_ttl"), "{e}");
     }
+
+    #[test]
+    fn trusted_proxies_from_a_list_or_a_comma_separated_string_and_bad_entries_name_the_key() {
+        let from_env: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(("trusted_proxies", "10.0.0.0/8, 192.168.1.1"))
+            .extract()
+            .expect("string form");
+        assert_eq!(from_env.trusted_proxies, ["10.0.0.0/8", "192.168.1.1"]);
+        from_env.validate().expect("valid proxies");
+        let c = Config {
+            trusted_proxies: vec!["10.0.0.0/40".into()],
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("trusted_proxies") && e.contains("10.0.0.0/40"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn throttle_settings_are_checked_and_a_lockout_prone_one_is_warned_about() {
+        let c = Config {
+            login_ip_replenish_secs: 0,
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("login_ip_replenish_secs"), "{e}");
+        assert!(Config::default().warnings().is_empty());
+        let c = Config {
+            login_replenish_secs: 6,
+            password_hash_memory_kib: 1024,
+            ..Config::default()
+        };
+        let w = c.warnings().join("\n");
+        assert!(
+            w.contains("lock its owner out") && w.contains("OWASP"),
+            "{w}"
+        );
+        let c = Config {
+            password_hash_memory_kib: 1,
+            ..Config::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("password_hash_memory_kib")
+        );
+    }
 }
