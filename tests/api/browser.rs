@@ -14,6 +14,13 @@ pub const REDIRECT: &str = "http://127.0.0.1/cb";
 pub const REDIRECT_PORT: &str = "http://127.0.0.1:51234/cb";
 pub const SCOPE: &str = "openid profile email offline_access api:read";
 
+/// A browser's HTTP client: no redirects followed.
+fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(20))
+}
+
 pub struct Browser<'a> {
     app: &'a TestApp,
     http: reqwest::Client,
@@ -32,9 +39,7 @@ impl<'a> Browser<'a> {
     /// A browser on another machine: its connections come from `source` (any 127.0.0.0/8
     /// address works on Linux loopback), so the server sees another client address.
     pub fn from_address(app: &'a TestApp, source: &str) -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(std::time::Duration::from_secs(20))
+        let http = client_builder()
             .local_address(Some(source.parse().expect("source address")))
             .build()
             .expect("reqwest client");
@@ -52,9 +57,7 @@ impl<'a> Browser<'a> {
             name,
             reqwest::header::HeaderValue::from_str(value).expect("header value"),
         );
-        self.http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(std::time::Duration::from_secs(20))
+        self.http = client_builder()
             .default_headers(headers)
             .build()
             .expect("reqwest client");
