@@ -173,6 +173,7 @@ fn main() {
         scope: "openid offline_access".into(),
         auth_time: Some(t),
         cnf: None,
+        gty: None,
     };
     let es256 = ctx
         .keys

@@ -236,6 +236,9 @@ pub struct RegistrationToken {
     pub uses: i64,
     pub created_by: String,
     pub revoked_at: Option<i64>,
+    /// What a client registered with this token may get (`protocol::registration::Policy`, as
+    /// JSON); `None`: the default policy.
+    pub policy: Option<String>,
 }
 
 /// Characters of its hash that name an initial access token (a non-secret id for listings,
@@ -300,6 +303,7 @@ mod tests {
             uses: 0,
             created_by: "cli".into(),
             revoked_at: None,
+            policy: None,
         };
         assert_eq!(t.status(50), S::Active);
         assert_eq!(t.refusal(50), None);

@@ -16,6 +16,22 @@ pub enum RegistrationTokenCommand {
         /// How many clients it may register (default: any number until it expires).
         #[arg(long, value_name = "N")]
         max_uses: Option<u64>,
+        /// A scope a client registered with this token may hold, beyond the sign-in scopes
+        /// (openid profile email offline_access) that every registered client may hold;
+        /// repeat it, or give a space-separated list. Default: none.
+        #[arg(long, value_name = "SCOPE")]
+        scope: Vec<String>,
+        /// An audience (API resource indicator) such a client may hold; repeatable. Default:
+        /// none, so a registered client cannot get tokens for any API.
+        #[arg(long, value_name = "URI")]
+        audience: Vec<String>,
+        /// A grant type such a client may hold; repeatable. Default: authorization_code and
+        /// refresh_token (client_credentials only when named here).
+        #[arg(long = "grant", value_name = "GRANT")]
+        grants: Vec<String>,
+        /// Only this client type may register (as in `client add --type`). Default: either.
+        #[arg(long = "type", value_name = "public|confidential")]
+        client_type: Option<String>,
     },
     /// List initial access tokens: id, limits, uses and state (never the tokens themselves).
     List,
@@ -31,17 +47,29 @@ pub fn run(store: &Store, cmd: RegistrationTokenCommand, as_json: bool) -> anyho
         RegistrationTokenCommand::Create {
             expires_in,
             max_uses,
+            scope,
+            audience,
+            grants,
+            client_type,
         } => {
-            let (token, record) =
-                registration::new_initial_access_token(expires_in, max_uses, &Actor::Cli, now())
+            let policy =
+                registration::Policy::new(&scope, &audience, &grants, client_type.as_deref())
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (token, record) = registration::new_initial_access_token(
+                expires_in,
+                max_uses,
+                &policy,
+                &Actor::Cli,
+                now(),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
             store.insert_registration_token(&record)?;
             let id = registration::initial_token_id(&record.token_hash);
             super::record(
                 store,
                 event::REGISTRATION_TOKEN_CREATED,
                 format!("registration_token:{id}"),
-                serde_json::json!({ "expires_at": record.expires_at, "max_uses": record.max_uses }),
+                serde_json::json!({ "expires_at": record.expires_at, "max_uses": record.max_uses, "policy": policy }),
             );
             if as_json {
                 print_json(&registration::initial_access_token_view(&token, &record))?;
@@ -52,6 +80,7 @@ pub fn run(store: &Store, cmd: RegistrationTokenCommand, as_json: bool) -> anyho
                     Some(n) => println!("max_uses:             {n}"),
                     None => println!("max_uses:             unlimited"),
                 }
+                println!("policy:               {}", policy.to_json());
                 println!("(the token is shown only now)");
             }
         }

@@ -134,6 +134,8 @@ pub struct InitialAccessToken {
     pub max_uses: Option<i64>,
     /// A non-secret identifier, as the audit log names it.
     pub id: String,
+    /// What a client registered with it may get (RFC 7591 §5).
+    pub policy: crate::protocol::registration::Policy,
 }
 
 /// An initial access token as listed: no token, no hash.
@@ -152,6 +154,8 @@ pub struct RegistrationTokenView {
     pub revoked_at: Option<i64>,
     /// `active`, `expired`, `used_up` or `revoked`.
     pub status: String,
+    /// What a client registered with it may get (RFC 7591 §5).
+    pub policy: crate::protocol::registration::Policy,
 }
 
 #[derive(ToSchema)]

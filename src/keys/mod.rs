@@ -410,9 +410,18 @@ pub struct VerifiedAccessToken {
     pub auth_time: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<serde_json::Value>,
+    /// `client_credentials` on a client's own token (`protocol::tokens::CLIENT_TOKEN_GTY`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gty: Option<String>,
 }
 
 impl VerifiedAccessToken {
+    /// A token a client obtained for itself (client_credentials): `sub` is a client_id.
+    pub fn is_client_token(&self) -> bool {
+        self.gty.as_deref() == Some(crate::protocol::tokens::CLIENT_TOKEN_GTY)
+            && self.sub == self.client_id
+    }
+
     /// The refresh family a user token descends from (encoded in its `jti` as `family.random`).
     pub fn family_id(&self) -> Option<&str> {
         self.jti.split_once('.').map(|(f, _)| f)

@@ -100,7 +100,7 @@ pub async fn authenticate(
     };
     // Only an admin client's own (client_credentials) token: not a user's token that happens
     // to carry the scope.
-    if !claims.has_scope(ADMIN_SCOPE) || !client.is_admin || claims.sub != client.client_id {
+    if !claims.has_scope(ADMIN_SCOPE) || !client.is_admin || !claims.is_client_token() {
         audit::record(
             ctx,
             audit::entry(
@@ -644,6 +644,19 @@ pub struct RegistrationTokenRequest {
     /// How many clients it may register (default: any number until it expires).
     #[serde(default)]
     pub max_uses: Option<u64>,
+    /// Scopes beyond the sign-in scopes (`openid profile email offline_access`) a client
+    /// registered with this token may hold (space-separated). Default: none.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Audiences (RFC 8707 resource indicators) such a client may hold. Default: none.
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// Grant types such a client may hold. Default: `authorization_code`, `refresh_token`.
+    #[serde(default)]
+    pub grant_types: Vec<String>,
+    /// `public` or `confidential`. Default: either.
+    #[serde(default)]
+    pub client_type: Option<String>,
 }
 
 pub async fn create_registration_token(
@@ -657,9 +670,21 @@ pub async fn create_registration_token(
     } else {
         parse(body)?
     };
-    let (token, record_) =
-        registration::new_initial_access_token(req.expires_in, req.max_uses, &admin.actor(), now)
-            .map_err(OAuthError::invalid_request)?;
+    let policy = registration::Policy::new(
+        &req.scope.into_iter().collect::<Vec<_>>(),
+        &req.audience,
+        &req.grant_types,
+        req.client_type.as_deref(),
+    )
+    .map_err(|e| OAuthError::invalid_request(format!("registration token policy: {e}")))?;
+    let (token, record_) = registration::new_initial_access_token(
+        req.expires_in,
+        req.max_uses,
+        &policy,
+        &admin.actor(),
+        now,
+    )
+    .map_err(OAuthError::invalid_request)?;
     let r = record_.clone();
     ctx.store
         .blocking(move |s| s.insert_registration_token(&r))

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
@@ -13,6 +13,7 @@ use super::Ctx;
 use super::audit::{self, Actor, event};
 use super::clients::{self, ClientSpec, NewClient};
 use super::error::{AuthScheme, ErrorCode, OAuthError, OAuthResult};
+use super::scope::Scope;
 use crate::model::{Client, ClientType, GrantType, RegistrationToken};
 use crate::secret;
 use crate::store::Registered;
@@ -94,6 +95,153 @@ pub enum Registrar {
 
 fn metadata_error(d: impl Into<std::borrow::Cow<'static, str>>) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidClientMetadata, d)
+}
+
+/// The scopes every registered client may ask for: signing users in, nothing more.
+pub const SIGN_IN_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+
+/// What a client registered with an initial access token may get. RFC 7591 §5: client metadata
+/// is self-asserted, so the registrar, not the client, decides which APIs (audiences), scopes
+/// and grants a registered client holds. The default (an initial access token made with no
+/// policy) is what a self-service app needs to sign users in: the [`SIGN_IN_SCOPES`],
+/// `authorization_code` + `refresh_token`, no audiences, public or confidential.
+/// Anything beyond the policy is refused (`invalid_client_metadata`), at registration and at
+/// every RFC 7592 update.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct Policy {
+    /// Scopes beyond the sign-in scopes a client may register.
+    pub scope: Vec<String>,
+    /// RFC 8707 resource indicators (audiences) a client may register.
+    pub audiences: Vec<String>,
+    /// Grant types a client may register; empty: `authorization_code` and `refresh_token`.
+    pub grant_types: Vec<String>,
+    /// `public` or `confidential`; none: either.
+    pub client_type: Option<String>,
+}
+
+impl Policy {
+    /// A policy from an administrator's lists (scopes may be space-separated), checked.
+    pub fn new(
+        scope: &[String],
+        audiences: &[String],
+        grant_types: &[String],
+        client_type: Option<&str>,
+    ) -> Result<Policy, String> {
+        let mut scopes: Vec<String> = Vec::new();
+        for s in scope
+            .iter()
+            .flat_map(|s| s.split(' '))
+            .filter(|s| !s.is_empty())
+        {
+            if Scope::parse(s).is_err() {
+                return Err(format!("scope {s:?} contains invalid characters"));
+            }
+            if s == clients::ADMIN_SCOPE {
+                return Err(format!(
+                    "{} is never granted to a registered client",
+                    clients::ADMIN_SCOPE
+                ));
+            }
+            if !scopes.iter().any(|x| x == s) && !SIGN_IN_SCOPES.contains(&s) {
+                scopes.push(s.to_owned());
+            }
+        }
+        for a in audiences {
+            let ok = url::Url::parse(a).is_ok_and(|u| u.fragment().is_none());
+            if !ok {
+                return Err(format!(
+                    "audience {a:?} must be an absolute URI without a fragment"
+                ));
+            }
+        }
+        for g in grant_types {
+            if GrantType::parse(g).is_none() {
+                return Err(format!(
+                    "grant type {g:?} is not one of authorization_code, refresh_token, client_credentials"
+                ));
+            }
+        }
+        if let Some(t) = client_type
+            && ClientType::parse(t).is_none()
+        {
+            return Err(format!("client type {t:?} must be public or confidential"));
+        }
+        let mut audiences = audiences.to_vec();
+        audiences.dedup();
+        let mut grant_types = grant_types.to_vec();
+        grant_types.dedup();
+        Ok(Policy {
+            scope: scopes,
+            audiences,
+            grant_types,
+            client_type: client_type.map(str::to_owned),
+        })
+    }
+
+    /// The policy stored with a token or registration; an unreadable one is the default (the
+    /// narrowest).
+    pub fn from_stored(json: Option<&str>) -> Policy {
+        json.and_then(|j| serde_json::from_str(j).ok())
+            .unwrap_or_default()
+    }
+
+    /// The ceiling of a client registered before policies existed: what it has now.
+    pub fn of_client(c: &Client) -> Policy {
+        Policy {
+            scope: c.allowed_scopes().map(str::to_owned).collect(),
+            audiences: c.audiences.clone(),
+            grant_types: c
+                .grant_types
+                .iter()
+                .map(|g| g.as_str().to_owned())
+                .collect(),
+            client_type: Some(c.client_type.as_str().to_owned()),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+
+    fn allows_grant(&self, g: GrantType) -> bool {
+        if self.grant_types.is_empty() {
+            matches!(g, GrantType::AuthorizationCode | GrantType::RefreshToken)
+        } else {
+            self.grant_types.iter().any(|x| x == g.as_str())
+        }
+    }
+
+    /// Refuses a client that holds anything beyond this policy. The descriptions name the
+    /// member, never the value the client sent.
+    pub fn check(&self, c: &Client) -> OAuthResult<()> {
+        if let Some(t) = &self.client_type
+            && t != c.client_type.as_str()
+        {
+            return Err(metadata_error(
+                "token_endpoint_auth_method: this client type is not allowed by the initial access token",
+            ));
+        }
+        if c.grant_types.iter().any(|g| !self.allows_grant(*g)) {
+            return Err(metadata_error(
+                "grant_types: a grant type is not allowed by the initial access token",
+            ));
+        }
+        let scope_ok = c
+            .allowed_scopes()
+            .all(|s| SIGN_IN_SCOPES.contains(&s) || self.scope.iter().any(|x| x == s));
+        if !scope_ok {
+            return Err(metadata_error(
+                "scope: a scope is not allowed by the initial access token",
+            ));
+        }
+        if c.audiences.iter().any(|a| !self.audiences.contains(a)) {
+            return Err(metadata_error(
+                "audience: an audience is not allowed by the initial access token",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl ClientMetadataRequest {
@@ -256,6 +404,7 @@ pub fn initial_token_id(token_hash: &str) -> &str {
 pub fn new_initial_access_token(
     expires_in: Option<u64>,
     max_uses: Option<u64>,
+    policy: &Policy,
     created_by: &Actor,
     now: i64,
 ) -> Result<(String, RegistrationToken), &'static str> {
@@ -275,6 +424,7 @@ pub fn new_initial_access_token(
         uses: 0,
         created_by: created_by.label(),
         revoked_at: None,
+        policy: Some(policy.to_json()),
     };
     Ok((token, record))
 }
@@ -286,6 +436,7 @@ pub fn initial_access_token_view(token: &str, r: &RegistrationToken) -> Value {
         "expires_at": r.expires_at,
         "max_uses": r.max_uses,
         "id": initial_token_id(&r.token_hash),
+        "policy": Policy::from_stored(r.policy.as_deref()),
     })
 }
 
@@ -301,6 +452,7 @@ pub fn registration_token_view(r: &RegistrationToken, now: i64) -> Value {
         "uses": r.uses,
         "revoked_at": r.revoked_at,
         "status": r.status(now).as_str(),
+        "policy": Policy::from_stored(r.policy.as_deref()),
     })
 }
 
@@ -347,24 +499,29 @@ pub async fn register(
         .store
         .blocking(move |s| s.registration_token(&h))
         .await?;
-    let creator = match &stored {
+    let (creator, policy) = match &stored {
         None => return Err(bearer_401(true, "the initial access token is invalid")),
         Some(t) => match t.refusal(now) {
             Some(why) => return Err(bearer_401(true, why)),
-            None => t.created_by.clone(),
+            None => (
+                t.created_by.clone(),
+                Policy::from_stored(t.policy.as_deref()),
+            ),
         },
     };
     let req = ClientMetadataRequest::from_json(body?)?;
     let new = req.create(Registrar::Dynamic, now)?;
+    policy.check(&new.client)?;
     let rat = secret::new_secret();
-    let (client, rat_hash, th) = (
+    let (client, rat_hash, th, pj) = (
         new.client.clone(),
         secret::hash_token(&rat),
         token_hash.clone(),
+        policy.to_json(),
     );
     let outcome = ctx
         .store
-        .blocking(move |s| s.register_client(&th, &client, &rat_hash, now))
+        .blocking(move |s| s.register_client(&th, &client, &rat_hash, &pj, now))
         .await?;
     if let Registered::Refused(why) = outcome {
         return Err(bearer_401(true, why));
@@ -393,7 +550,11 @@ pub async fn register(
 
 /// RFC 7592 §2: the client whose registration access token was presented. Every failure is
 /// the same 401, so the endpoint does not reveal which client ids exist.
-async fn configured_client(ctx: &Ctx, client_id: &str, token: Option<&str>) -> OAuthResult<Client> {
+async fn configured_client(
+    ctx: &Ctx,
+    client_id: &str,
+    token: Option<&str>,
+) -> OAuthResult<(Client, Policy)> {
     let Some(token) = token else {
         return Err(bearer_401(
             false,
@@ -407,7 +568,13 @@ async fn configured_client(ctx: &Ctx, client_id: &str, token: Option<&str>) -> O
         .blocking(move |s| Ok((s.registration_access_token_hash(&id)?, s.client(&id)?)))
         .await?;
     match (hash, client) {
-        (Some(h), Some(c)) if secret::verify_token_hash(token, &h) => Ok(c),
+        (Some((h, policy)), Some(c)) if secret::verify_token_hash(token, &h) => {
+            let policy = match policy {
+                Some(p) => Policy::from_stored(Some(&p)),
+                None => Policy::of_client(&c),
+            };
+            Ok((c, policy))
+        }
         _ => Err(invalid()),
     }
 }
@@ -415,7 +582,7 @@ async fn configured_client(ctx: &Ctx, client_id: &str, token: Option<&str>) -> O
 /// RFC 7592 §2.1 read. The response repeats the registration access token the client
 /// presented (it is stored only as a hash; it is not rotated).
 pub async fn read(ctx: &Ctx, client_id: &str, token: Option<&str>) -> OAuthResult<Value> {
-    let c = configured_client(ctx, client_id, token).await?;
+    let (c, _) = configured_client(ctx, client_id, token).await?;
     Ok(registration_response(
         ctx,
         &c,
@@ -433,7 +600,7 @@ pub async fn update(
     ip: Option<IpAddr>,
     now: i64,
 ) -> OAuthResult<Value> {
-    let existing = configured_client(ctx, client_id, token).await?;
+    let (existing, policy) = configured_client(ctx, client_id, token).await?;
     let req = ClientMetadataRequest::from_json(body?)?;
     if req.client_id.is_none() {
         return Err(OAuthError::invalid_request(
@@ -441,6 +608,8 @@ pub async fn update(
         ));
     }
     let new = req.update(&existing, Registrar::Dynamic, now)?;
+    // A registered client cannot widen itself past what it was registered under.
+    policy.check(&new.client)?;
     let c = new.client.clone();
     if !ctx.store.blocking(move |s| s.replace_client(&c)).await? {
         return Err(bearer_401(true, "the registration access token is invalid"));

@@ -49,7 +49,16 @@ pub struct AccessTokenClaims<'a> {
     pub auth_time: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
+    /// [`CLIENT_TOKEN_GTY`] on tokens a client obtained for itself (client_credentials),
+    /// absent on tokens for a user: a resource server tells a client's `sub` (its client_id)
+    /// from a user's by this claim, never by the shape of `sub`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gty: Option<&'static str>,
 }
+
+/// The `gty` ("grant type") claim of a client's own access token; the name and value are the
+/// ones Auth0 and others use, documented for resource servers in docs/tokens.md.
+pub const CLIENT_TOKEN_GTY: &str = "client_credentials";
 
 pub fn new_jti() -> String {
     secret::random_token(16)

@@ -68,7 +68,16 @@ fn audit_from_row(r: AuditRow) -> AuditEntry {
     }
 }
 
-type RegTokenRow = (String, i64, i64, Option<i64>, i64, String, Option<i64>);
+type RegTokenRow = (
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    i64,
+    String,
+    Option<i64>,
+    Option<String>,
+);
 
 fn regtoken_from_row(r: RegTokenRow) -> RegistrationToken {
     RegistrationToken {
@@ -79,6 +88,7 @@ fn regtoken_from_row(r: RegTokenRow) -> RegistrationToken {
         uses: r.4,
         created_by: r.5,
         revoked_at: r.6,
+        policy: r.7,
     }
 }
 
@@ -202,6 +212,7 @@ impl Store {
                 regt::uses.eq(t.uses),
                 regt::created_by.eq(&t.created_by),
                 regt::revoked_at.eq(t.revoked_at),
+                regt::policy.eq(&t.policy),
             ))
             .execute(&mut *conn)?;
         Ok(())
@@ -265,12 +276,14 @@ impl Store {
 
     /// RFC 7591 registration: in one transaction, checks the initial access token again under
     /// a row lock (so `max_uses` holds across concurrent requests and replicas), counts one
-    /// use, and stores the client with the hash of its registration access token.
+    /// use, and stores the client with the hash of its registration access token and the
+    /// policy (JSON) it was registered under.
     pub fn register_client(
         &self,
         token_hash: &str,
         client: &Client,
         registration_token_hash: &str,
+        policy: &str,
         now: i64,
     ) -> StoreResult<Registered> {
         let row = ClientRow::from_client(client)?;
@@ -307,6 +320,7 @@ impl Store {
                     cr::access_token_hash.eq(registration_token_hash),
                     cr::created_at.eq(now),
                     cr::updated_at.eq(now),
+                    cr::policy.eq(Some(policy)),
                 ))
                 .execute(conn)?;
             Ok::<_, StoreError>(Registered::Registered)
@@ -315,13 +329,18 @@ impl Store {
 
     // ---- RFC 7592 registration access tokens ---------------------------------------------
 
-    /// The hash of the registration access token of a dynamically registered client.
-    pub fn registration_access_token_hash(&self, client_id: &str) -> StoreResult<Option<String>> {
+    /// The hash of the registration access token of a dynamically registered client, and the
+    /// policy of the initial access token it was registered with (`None`: registered before
+    /// policies existed).
+    pub fn registration_access_token_hash(
+        &self,
+        client_id: &str,
+    ) -> StoreResult<Option<(String, Option<String>)>> {
         let mut conn = self.conn()?;
         Ok(cr::table
             .find(client_id)
-            .select(cr::access_token_hash)
-            .get_result::<String>(&mut *conn)
+            .select((cr::access_token_hash, cr::policy))
+            .get_result::<(String, Option<String>)>(&mut *conn)
             .optional()?)
     }
 

@@ -160,6 +160,7 @@ diesel::table! {
         uses -> BigInt,
         created_by -> Text,
         revoked_at -> Nullable<BigInt>,
+        policy -> Nullable<Text>,
     }
 }
 
@@ -169,6 +170,7 @@ diesel::table! {
         access_token_hash -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
+        policy -> Nullable<Text>,
     }
 }
 

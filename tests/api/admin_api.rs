@@ -937,7 +937,7 @@ async fn registration_tokens_from_the_admin_api_register_clients() {
         Method::POST,
         "/admin/v1/registration-tokens",
         Some(&token),
-        Some(json!({"expires_in": 600, "max_uses": 1})),
+        Some(json!({"expires_in": 600, "max_uses": 1, "grant_types": ["client_credentials"], "audience": [API]})),
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
@@ -1015,7 +1015,12 @@ async fn revoke_registration_token(app: &TestApp, token: &str, id: &str) -> Resp
 async fn registration_tokens_are_listed_without_secrets_and_a_revoked_one_registers_nothing() {
     let app = TestApp::spawn().await;
     let (_, token) = admin_token(&app).await;
-    let created = create_registration_token(&app, &token, Some(json!({"max_uses": 3}))).await;
+    let created = create_registration_token(
+        &app,
+        &token,
+        Some(json!({"max_uses": 3, "grant_types": ["client_credentials"], "audience": [API]})),
+    )
+    .await;
     let iat = created["initial_access_token"].as_str().expect("token");
     let id = created["id"].as_str().expect("id");
     let body =
@@ -1093,7 +1098,12 @@ async fn registration_tokens_are_listed_without_secrets_and_a_revoked_one_regist
         "revoked"
     );
     // Unknown ids, a prefix of a real id, LIKE wildcards: 404, nothing revoked.
-    let other = create_registration_token(&app, &token, None).await;
+    let other = create_registration_token(
+        &app,
+        &token,
+        Some(json!({"grant_types": ["client_credentials"], "audience": [API]})),
+    )
+    .await;
     let other_id = other["id"].as_str().expect("id");
     for bad in [
         "000000000000",

@@ -48,6 +48,20 @@ async fn config_call(
     Resp::read(req.send().await.expect("registration_client_uri")).await
 }
 
+/// The initial access token policy [`native_app`] fits in: the API scope and audience.
+const NATIVE_POLICY: &[&str] = &["--scope", "api:read", "--audience", API];
+/// A policy for backend services: client_credentials for the API, confidential only.
+const SERVICE_POLICY: &[&str] = &[
+    "--scope",
+    "api:read",
+    "--audience",
+    API,
+    "--grant",
+    "client_credentials",
+    "--type",
+    "confidential",
+];
+
 fn native_app() -> Value {
     json!({
         "client_name": "Native app",
@@ -132,7 +146,11 @@ async fn registration_without_or_with_a_bad_initial_access_token_is_401() {
 #[actix_web::test]
 async fn initial_access_tokens_expire_and_run_out() {
     let app = TestApp::spawn().await;
-    let t = initial_token(&app, &["--max-uses", "2"]).await;
+    let t = initial_token(
+        &app,
+        &["--max-uses", "2", "--scope", "api:read", "--audience", API],
+    )
+    .await;
     assert_eq!(t["max_uses"], 2);
     let exp = t["expires_at"].as_i64().expect("expires_at");
     assert!(
@@ -152,7 +170,11 @@ async fn initial_access_tokens_expire_and_run_out() {
         "the initial access token has been used up",
     );
     // A refused registration does not use the token up.
-    let t = initial_token(&app, &["--max-uses", "1"]).await;
+    let t = initial_token(
+        &app,
+        &["--max-uses", "1", "--scope", "api:read", "--audience", API],
+    )
+    .await;
     let token = t["initial_access_token"].as_str().expect("token");
     let r = register(
         &app,
@@ -194,7 +216,11 @@ async fn the_cli_lists_and_revokes_initial_access_tokens() {
     let out = app.cli(&["registration-token", "list"], None).await;
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(out.stdout.contains("no registration tokens"), "{out:?}");
-    let t = initial_token(&app, &["--max-uses", "2"]).await;
+    let t = initial_token(
+        &app,
+        &["--max-uses", "2", "--scope", "api:read", "--audience", API],
+    )
+    .await;
     let token = t["initial_access_token"].as_str().expect("token");
     let id = t["id"].as_str().expect("id");
     let r = register(&app, Some(token), &native_app()).await;
@@ -243,7 +269,7 @@ async fn the_cli_lists_and_revokes_initial_access_tokens() {
 #[actix_web::test]
 async fn a_public_client_registered_via_rfc_7591_still_needs_pkce() {
     let app = TestApp::spawn().await;
-    let t = initial_token(&app, &[]).await;
+    let t = initial_token(&app, NATIVE_POLICY).await;
     let r = register(&app, t["initial_access_token"].as_str(), &native_app()).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     assert_eq!(r.header("cache-control"), Some("no-store"));
@@ -323,7 +349,7 @@ async fn a_public_client_registered_via_rfc_7591_still_needs_pkce() {
 #[actix_web::test]
 async fn a_confidential_client_registers_and_uses_its_secret() {
     let app = TestApp::spawn().await;
-    let t = initial_token(&app, &[]).await;
+    let t = initial_token(&app, SERVICE_POLICY).await;
     let r = register(
         &app,
         t["initial_access_token"].as_str(),
@@ -450,7 +476,7 @@ async fn bad_metadata_is_invalid_redirect_uri_or_invalid_client_metadata() {
 #[actix_web::test]
 async fn rfc_7592_read_update_and_delete_with_the_registration_access_token() {
     let app = TestApp::spawn().await;
-    let t = initial_token(&app, &[]).await;
+    let t = initial_token(&app, NATIVE_POLICY).await;
     let reg = register(&app, t["initial_access_token"].as_str(), &native_app())
         .await
         .json();
@@ -579,4 +605,202 @@ async fn rfc_7592_read_update_and_delete_with_the_registration_access_token() {
     );
     let out = app.cli(&["client", "show", &id], None).await;
     assert_ne!(out.code, Some(0), "{out:?}");
+}
+
+/// Clients the CLI lists (every client, however it was made).
+async fn client_count(app: &TestApp) -> usize {
+    let out = app.cli(&["client", "list", "--json"], None).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let v: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    v.as_array().expect("a JSON array of clients").len()
+}
+
+#[actix_web::test]
+async fn a_token_without_a_policy_registers_sign_in_clients_only() {
+    // Issue 18 finding 1: a registered client chose its own audience and scope, and
+    // client_credentials then minted API tokens for them.
+    let app = TestApp::spawn().await;
+    let t = initial_token(&app, &[]).await;
+    assert_eq!(
+        t["policy"],
+        json!({"scope": [], "audiences": [], "grant_types": [], "client_type": null})
+    );
+    let token = t["initial_access_token"].as_str().expect("token");
+    let before = client_count(&app).await;
+    for (body, description) in [
+        (
+            native_app(),
+            "scope: a scope is not allowed by the initial access token",
+        ),
+        (
+            json!({"client_name": "svc", "grant_types": ["client_credentials"], "audience": [API]}),
+            "grant_types: a grant type is not allowed by the initial access token",
+        ),
+        (
+            json!({"client_name": "svc", "token_endpoint_auth_method": "client_secret_basic"}),
+            "grant_types: a grant type is not allowed by the initial access token",
+        ),
+        (
+            json!({"client_name": "app", "token_endpoint_auth_method": "none",
+                   "redirect_uris": [REDIRECT], "scope": "openid", "audience": [API]}),
+            "audience: an audience is not allowed by the initial access token",
+        ),
+    ] {
+        let r = register(&app, Some(token), &body).await;
+        assert_error(&r, 400, "invalid_client_metadata", description);
+    }
+    assert_eq!(client_count(&app).await, before, "nothing was created");
+    // What a self-service app needs to sign users in is allowed.
+    let r = register(
+        &app,
+        Some(token),
+        &json!({"client_name": "app", "token_endpoint_auth_method": "none",
+               "redirect_uris": [REDIRECT], "scope": "openid profile email offline_access"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+}
+
+#[actix_web::test]
+async fn a_policy_allows_exactly_what_it_names_and_client_tokens_are_marked() {
+    let app = TestApp::spawn().await;
+    let t = initial_token(&app, SERVICE_POLICY).await;
+    assert_eq!(t["policy"]["audiences"], json!([API]));
+    assert_eq!(t["policy"]["grant_types"], json!(["client_credentials"]));
+    let token = t["initial_access_token"].as_str().expect("token");
+    let svc = |extra: Value| {
+        let mut b = json!({"client_name": "svc", "grant_types": ["client_credentials"],
+                           "scope": "api:read", "audience": [API]});
+        for (k, v) in extra.as_object().expect("object") {
+            b[k] = v.clone();
+        }
+        b
+    };
+    for (body, description) in [
+        (
+            svc(json!({"audience": ["https://payments.example.test"]})),
+            "audience: an audience is not allowed by the initial access token",
+        ),
+        (
+            svc(json!({"scope": "api:read api:write"})),
+            "scope: a scope is not allowed by the initial access token",
+        ),
+        (
+            svc(json!({"scope": "latchkey:admin"})),
+            "the latchkey:admin scope is granted only with --admin",
+        ),
+        (
+            json!({"client_name": "app", "token_endpoint_auth_method": "none",
+                   "redirect_uris": [REDIRECT], "scope": "openid"}),
+            "token_endpoint_auth_method: this client type is not allowed by the initial access token",
+        ),
+    ] {
+        let r = register(&app, Some(token), &body).await;
+        assert_error(&r, 400, "invalid_client_metadata", description);
+    }
+    let r = register(&app, Some(token), &svc(json!({}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let v = r.json();
+    let c = TestClient {
+        client_id: v["client_id"].as_str().expect("id").into(),
+        client_secret: v["client_secret"].as_str().map(str::to_owned),
+        metadata: v.clone(),
+    };
+    // Its tokens are within the policy, and marked as a client's own (not a user's).
+    let tok = app.token_for(&c, &[]).await;
+    let at = tok["access_token"].as_str().expect("access token");
+    let (_, claims) = crate::helpers::jwt_parts(at);
+    assert_eq!(claims["aud"], API);
+    assert_eq!(claims["scope"], "api:read");
+    assert_eq!(claims["sub"], c.client_id.as_str());
+    assert_eq!(claims["gty"], "client_credentials");
+    app.post_token(
+        &[
+            ("grant_type", "client_credentials"),
+            ("resource", "https://payments.example.test"),
+        ],
+        c.basic(),
+    )
+    .await
+    .assert_oauth_error(400, "invalid_target");
+    // A user's token carries no such marker.
+    let m = browser::setup(&app, true).await;
+    let user = browser::login_tokens(&app, &m).await;
+    let (_, claims) = crate::helpers::jwt_parts(user["access_token"].as_str().expect("at"));
+    assert_eq!(claims["sub"], m.sub.as_str());
+    assert!(claims.get("gty").is_none(), "{claims}");
+}
+
+#[actix_web::test]
+async fn a_registered_client_cannot_widen_itself_with_rfc_7592() {
+    let app = TestApp::spawn().await;
+    let t = initial_token(&app, NATIVE_POLICY).await;
+    let reg = register(&app, t["initial_access_token"].as_str(), &native_app())
+        .await
+        .json();
+    let id = reg["client_id"].as_str().expect("id").to_owned();
+    let uri = reg["registration_client_uri"].as_str().expect("uri");
+    let rat = reg["registration_access_token"].as_str().expect("rat");
+    let mut wider = native_app();
+    wider["client_id"] = json!(id);
+    for (k, v, description) in [
+        (
+            "audience",
+            json!([API, "https://payments.example.test"]),
+            "audience: an audience is not allowed by the initial access token",
+        ),
+        (
+            "scope",
+            json!("openid api:read api:admin"),
+            "scope: a scope is not allowed by the initial access token",
+        ),
+    ] {
+        let mut body = wider.clone();
+        body[k] = v;
+        let r = config_call(&app, Method::PUT, uri, Some(rat), Some(body)).await;
+        assert_error(&r, 400, "invalid_client_metadata", description);
+    }
+    let r = config_call(&app, Method::GET, uri, Some(rat), None).await;
+    assert_eq!(r.json()["audience"], json!([API]), "unchanged");
+    // Within the policy an update works as before.
+    let r = config_call(&app, Method::PUT, uri, Some(rat), Some(wider)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+}
+
+#[actix_web::test]
+async fn the_cli_checks_and_prints_a_tokens_policy() {
+    let app = TestApp::spawn().await;
+    let t = initial_token(
+        &app,
+        &[
+            "--scope",
+            "api:read api:write",
+            "--scope",
+            "openid",
+            "--grant",
+            "authorization_code",
+        ],
+    )
+    .await;
+    assert_eq!(t["policy"]["scope"], json!(["api:read", "api:write"]));
+    for (args, says) in [
+        (&["--grant", "password"][..], "grant type"),
+        (&["--scope", "latchkey:admin"][..], "latchkey:admin"),
+        (&["--audience", "not a uri"][..], "audience"),
+        (&["--type", "robot"][..], "client type"),
+    ] {
+        let mut full = vec!["registration-token", "create", "--json"];
+        full.extend_from_slice(args);
+        let out = app.cli(&full, None).await;
+        assert_ne!(out.code, Some(0), "{args:?}: {out:?}");
+        assert!(out.stderr.contains(says), "{args:?}: {out:?}");
+    }
+    let out = app
+        .cli(&["registration-token", "list", "--json"], None)
+        .await;
+    let v: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(
+        v["registration_tokens"][0]["policy"]["grant_types"],
+        json!(["authorization_code"])
+    );
 }

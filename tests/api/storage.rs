@@ -914,6 +914,7 @@ fn reg_token(hash: &str, max_uses: Option<i64>, expires_at: i64) -> Registration
         uses: 0,
         created_by: "cli".into(),
         revoked_at: None,
+        policy: None,
     }
 }
 
@@ -927,15 +928,15 @@ fn registration_respects_the_initial_tokens_limits(s: &Store) {
         Some(reg_token("it-1", Some(1), NOW + 100))
     );
     assert_eq!(
-        s.register_client("it-1", &client("d1"), "rat-1", NOW)
+        s.register_client("it-1", &client("d1"), "rat-1", "{}", NOW)
             .expect("register"),
         Registered::Registered
     );
     assert_eq!(
         s.registration_access_token_hash("d1")
             .expect("get")
-            .as_deref(),
-        Some("rat-1")
+            .map(|(hash, policy)| (hash, policy.unwrap_or_default())),
+        Some(("rat-1".to_owned(), "{}".to_owned()))
     );
     assert_eq!(
         s.client("d1").expect("get").expect("stored").client_name,
@@ -949,7 +950,7 @@ fn registration_respects_the_initial_tokens_limits(s: &Store) {
         1
     );
     assert_eq!(
-        s.register_client("it-1", &client("d2"), "rat-2", NOW)
+        s.register_client("it-1", &client("d2"), "rat-2", "{}", NOW)
             .expect("register"),
         Registered::Refused("the initial access token has been used up")
     );
@@ -958,18 +959,18 @@ fn registration_respects_the_initial_tokens_limits(s: &Store) {
         "nothing stored when refused"
     );
     assert_eq!(
-        s.register_client("it-2", &client("d3"), "rat-3", NOW + 100)
+        s.register_client("it-2", &client("d3"), "rat-3", "{}", NOW + 100)
             .expect("register"),
         Registered::Refused("the initial access token has expired")
     );
     assert_eq!(
-        s.register_client("nope", &client("d4"), "rat-4", NOW)
+        s.register_client("nope", &client("d4"), "rat-4", "{}", NOW)
             .expect("register"),
         Registered::Refused("the initial access token is invalid")
     );
     // A client id that exists already: a conflict, and the use is not counted.
     assert!(matches!(
-        s.register_client("it-2", &client("d1"), "rat-5", NOW),
+        s.register_client("it-2", &client("d1"), "rat-5", "{}", NOW),
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(
@@ -992,8 +993,14 @@ fn concurrent_registrations_never_exceed_max_uses(s: &Store) {
                 let barrier = barrier.clone();
                 scope.spawn(move || {
                     barrier.wait();
-                    s.register_client("it-c", &client(&format!("cc{i}")), &format!("r{i}"), NOW)
-                        .expect("register")
+                    s.register_client(
+                        "it-c",
+                        &client(&format!("cc{i}")),
+                        &format!("r{i}"),
+                        "{}",
+                        NOW,
+                    )
+                    .expect("register")
                 })
             })
             .collect();

@@ -66,6 +66,8 @@ async fn from_issuer_verifies_real_service_and_user_tokens() {
     assert!(claims.aud.contains(API));
     assert!(claims.has_scope("api:read"));
     assert!(claims.auth_time.is_none(), "no user, no auth_time");
+    assert!(claims.is_client_token(), "a client's own token is marked");
+    assert_eq!(claims.user_id(), None);
     claims
         .require_scope("api:write")
         .expect_err("only the granted scope");
@@ -78,6 +80,8 @@ async fn from_issuer_verifies_real_service_and_user_tokens() {
         .verify_cached(user_token)
         .expect("a user token verifies with the keys already known");
     assert_eq!(claims.sub, m.sub);
+    assert!(!claims.is_client_token());
+    assert_eq!(claims.user_id(), Some(m.sub.as_str()));
     assert_eq!(claims.client_id, m.client.client_id);
     assert!(
         claims.has_scopes(&["openid", "api:read"]),

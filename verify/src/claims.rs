@@ -38,9 +38,26 @@ pub struct Claims {
     /// refused by bearer verification, so on a [`Claims`] returned by it this is `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
+    /// `client_credentials` on a token a client obtained for itself (no user); absent on user
+    /// tokens. Use [`Claims::is_client_token`] / [`Claims::user_id`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gty: Option<String>,
 }
 
 impl Claims {
+    /// Whether this token was issued to a client for itself (client_credentials): `sub` is then
+    /// the client's id, not a user's. Latchkey marks such tokens with `gty:
+    /// "client_credentials"` and `sub` equal to `client_id`; both must hold.
+    pub fn is_client_token(&self) -> bool {
+        self.gty.as_deref() == Some("client_credentials") && self.sub == self.client_id
+    }
+
+    /// The user the token acts for, or `None` for a client's own token: the one safe way to
+    /// read `sub` as a user id.
+    pub fn user_id(&self) -> Option<&str> {
+        (!self.is_client_token()).then_some(self.sub.as_str())
+    }
+
     /// The scopes, split on spaces (RFC 6749 §3.3).
     pub fn scopes(&self) -> impl Iterator<Item = &str> {
         self.scope.split(' ').filter(|s| !s.is_empty())
@@ -143,7 +160,28 @@ mod tests {
             scope: scope.into(),
             auth_time: None,
             cnf: None,
+            gty: None,
         }
+    }
+
+    #[test]
+    fn client_tokens_are_told_from_user_tokens() {
+        let user = claims("openid");
+        assert!(!user.is_client_token());
+        assert_eq!(user.user_id(), Some("s"));
+        let client = Claims {
+            sub: "c".into(),
+            gty: Some("client_credentials".into()),
+            ..claims("api:read")
+        };
+        assert!(client.is_client_token());
+        assert_eq!(client.user_id(), None);
+        // The marker alone, with a sub that is not the client's, is not a client token.
+        let odd = Claims {
+            gty: Some("client_credentials".into()),
+            ..claims("api:read")
+        };
+        assert!(!odd.is_client_token());
     }
 
     #[test]

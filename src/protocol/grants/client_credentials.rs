@@ -53,6 +53,7 @@ pub fn grant(
         scope: scope.to_string(),
         auth_time: None,
         cnf: Confirmation::dpop(dpop_jkt),
+        gty: Some(crate::protocol::tokens::CLIENT_TOKEN_GTY),
     };
     let access_token =
         ctx.keys

@@ -64,6 +64,7 @@ pub fn mint(ctx: &Ctx, g: UserGrant<'_>, now: i64) -> OAuthResult<TokenResponse>
         scope: g.scope,
         auth_time: Some(g.auth_time),
         cnf: Confirmation::dpop(g.dpop_jkt),
+        gty: None,
     };
     let access_token = ctx
         .keys

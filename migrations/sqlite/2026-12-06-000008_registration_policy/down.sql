@@ -1,0 +1,2 @@
+ALTER TABLE client_registrations DROP COLUMN policy;
+ALTER TABLE registration_tokens DROP COLUMN policy;
