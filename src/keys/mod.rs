@@ -416,6 +416,12 @@ pub struct VerifiedAccessToken {
 }
 
 impl VerifiedAccessToken {
+    /// The user a token acts for: user tokens carry `auth_time` (the sign-in), a client's own
+    /// token does not (also tokens issued before the `gty` marker existed).
+    pub fn user_id(&self) -> Option<&str> {
+        self.auth_time.map(|_| self.sub.as_str())
+    }
+
     /// A token a client obtained for itself (client_credentials): `sub` is a client_id.
     pub fn is_client_token(&self) -> bool {
         self.gty.as_deref() == Some(crate::protocol::tokens::CLIENT_TOKEN_GTY)

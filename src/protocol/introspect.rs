@@ -37,8 +37,13 @@ async fn live_access_token(
         .store
         .read(move |s| {
             let user_id = want_user(&claims).then_some(claims.sub.as_str());
-            Ok(s.live_token_user(&claims.jti, claims.family_id(), user_id)?
-                .map(|user| (claims, user)))
+            // Usable now: not revoked, and the client it was issued to still enabled (the
+            // user's state comes with the user, for the caller to check).
+            let live = s.live_token_user(&claims.jti, claims.family_id(), user_id)?;
+            if live.is_none() || !s.token_holders_enabled(&claims.client_id, None)? {
+                return Ok(None);
+            }
+            Ok(live.map(|user| (claims, user)))
         })
         .await?)
 }
@@ -85,9 +90,14 @@ pub async fn introspect(
                             read
                         }
                     };
+                    // RFC 7662 §2.2: active means usable now — not revoked, and its client
+                    // and user still enabled. The remembered answer covers all three (the
+                    // cache drops it when any of them changes).
                     let live = match verified {
                         Some(c)
-                            if known_live || !s.access_token_revoked(&c.jti, c.family_id())? =>
+                            if known_live
+                                || (!s.access_token_revoked(&c.jti, c.family_id())?
+                                    && s.token_holders_enabled(&c.client_id, c.user_id())?) =>
                         {
                             s.remember_live_token(token_ticket, &c.jti, c.family_id());
                             Some(c)
@@ -116,7 +126,17 @@ pub async fn introspect(
     }
     // Refresh tokens are introspectable by the client they were issued to.
     let h = secret::hash_token(token);
-    if let Some((t, fam)) = ctx.store.read(move |s| s.refresh_token(&h)).await?
+    let found = ctx
+        .store
+        .read(move |s| {
+            let Some((t, fam)) = s.refresh_token(&h)? else {
+                return Ok(None);
+            };
+            let enabled = s.token_holders_enabled(&fam.client_id, Some(&fam.user_id))?;
+            Ok(Some((t, fam, enabled)))
+        })
+        .await?;
+    if let Some((t, fam, true)) = found
         && fam.client_id == client.client_id
         && fam.revoked_at.is_none()
         && t.rotated_at.is_none()

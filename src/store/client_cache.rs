@@ -116,6 +116,9 @@ impl ClientCache {
                         } else {
                             self.entries.remove(n.payload.as_str());
                         }
+                        // A "live" answer also says the token's client is enabled: any client
+                        // change (rare) drops them all, tokens are not indexed by client.
+                        self.live_tokens.clear();
                     }
                     Ok(n) if n.channel == REVOCATIONS => {
                         self.generation.fetch_add(1, Ordering::Relaxed);
@@ -208,6 +211,8 @@ impl ClientCache {
         let _listener = self.lock();
         self.generation.fetch_add(1, Ordering::Relaxed);
         self.entries.remove(client_id);
+        // "Live" answers include the client's state (see the notification case above).
+        self.live_tokens.clear();
     }
 }
 

@@ -8,8 +8,8 @@ use diesel::prelude::*;
 
 use super::rotation::{self, Pending};
 use super::schema::{
-    authorization_codes as ac, consents, refresh_tokens as rt, revoked_access_tokens as rat,
-    sessions, token_families as tf, users,
+    authorization_codes as ac, clients, consents, refresh_tokens as rt,
+    revoked_access_tokens as rat, sessions, token_families as tf, users,
 };
 use super::{Db, Store, StoreError, StoreResult, UserRow, on_backend, to_json, write_tx};
 use crate::model::{AuthCode, Issuance, RefreshToken, Session, TokenFamily, User};
@@ -788,6 +788,33 @@ impl Store {
             // No such user: the revocation state alone.
             None => Ok((!self.access_token_revoked(jti, family_id)?).then_some(None)),
         }
+    }
+
+    /// Whether the client an access token was issued to is enabled, and (for a user token) its
+    /// user: one statement. `active` means "usable now" (RFC 7662 §2.2), and a disabled or
+    /// deleted client or user makes its tokens unusable until re-enabled.
+    pub fn token_holders_enabled(
+        &self,
+        client_id: &str,
+        user_id: Option<&str>,
+    ) -> StoreResult<bool> {
+        use diesel::dsl::exists;
+        let mut conn = self.conn()?;
+        let client_ok = clients::table
+            .find(client_id)
+            .filter(clients::disabled.eq(false));
+        Ok(match user_id {
+            None => on_backend!(&mut *conn, |db| diesel::select(exists(client_ok))
+                .get_result::<bool>(db))?,
+            Some(u) => {
+                let (c, u) = on_backend!(&mut *conn, |db| diesel::select((
+                    exists(client_ok),
+                    exists(users::table.find(u).filter(users::disabled.eq(false))),
+                ))
+                .get_result::<(bool, bool)>(db))?;
+                c && u
+            }
+        })
     }
 
     /// Whether an access token was revoked by `jti`, or through its refresh family: one

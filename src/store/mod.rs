@@ -1199,6 +1199,9 @@ impl Store {
         )
         .set((users::disabled.eq(disabled), users::updated_at.eq(now)))
         .execute(db))?;
+        // "Live" introspection answers include the user's state: drop this process's at once
+        // (other replicas hear of it from the `users` trigger).
+        self.forget_live_tokens();
         Ok(n == 1)
     }
 

@@ -11,6 +11,7 @@ mod cli;
 mod client_credentials;
 mod code_exchange;
 mod deploy;
+mod disabled;
 mod discovery;
 mod dpop;
 mod helpers;

@@ -596,3 +596,48 @@ async fn a_revocation_is_in_force_on_every_replica_at_once() {
         assert!(!active_at(app, &rs, &other).await);
     }
 }
+
+#[actix_web::test]
+async fn a_disabled_user_or_client_is_inactive_on_every_replica() {
+    // Issue 18 finding 3: "live" answers kept in memory include the user's and the client's
+    // state, and are dropped on every replica when either changes, however it was changed.
+    let Some((a, b, _pg)) = replicas("disabled_every_replica", |_| {}).await else {
+        return;
+    };
+    let rs = a.add_service_client().await;
+    let both = [&a, &b];
+    let m = setup(&a, true).await;
+    let tokens = crate::browser::login_tokens(&a, &m).await;
+    let user_at = tokens["access_token"].as_str().expect("at");
+    for app in both {
+        // Twice: the second is answered from memory.
+        assert!(active_at(app, &rs, user_at).await);
+        assert!(active_at(app, &rs, user_at).await);
+    }
+    // The user disabled by the CLI (another process): every replica hears of it at commit.
+    let out = a.cli(&["user", "disable", "alice"], None).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    for app in both {
+        app.eventually("user disabled", Duration::from_secs(1), || async {
+            (!active_at(app, &rs, user_at).await).then_some(())
+        })
+        .await;
+    }
+    // A client's token, the client disabled at replica B.
+    let svc = a.add_service_client().await;
+    let at = a.access_token_for(&svc).await;
+    for app in both {
+        assert!(active_at(app, &rs, &at).await);
+        assert!(active_at(app, &rs, &at).await);
+    }
+    let (_, admin) = crate::admin_api::admin_token(&b).await;
+    let path = format!("/admin/v1/clients/{}/disable", svc.client_id);
+    let r = crate::admin_api::call(&b, reqwest::Method::POST, &path, Some(&admin), None).await;
+    assert!(r.status.is_success(), "{}", r.text());
+    for app in both {
+        app.eventually("client disabled", Duration::from_secs(1), || async {
+            (!active_at(app, &rs, &at).await).then_some(())
+        })
+        .await;
+    }
+}
