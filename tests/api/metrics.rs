@@ -256,7 +256,7 @@ async fn json_logs_hold_no_secret_or_token() {
     )
     .await
     .json();
-    let iat = crate::registration::initial_token(&app, &[]).await;
+    let iat = crate::registration::initial_token(&app, crate::registration::SERVICE_POLICY).await;
     let iat = iat["initial_access_token"]
         .as_str()
         .expect("iat")

@@ -51,7 +51,7 @@ async fn config_call(
 /// The initial access token policy [`native_app`] fits in: the API scope and audience.
 const NATIVE_POLICY: &[&str] = &["--scope", "api:read", "--audience", API];
 /// A policy for backend services: client_credentials for the API, confidential only.
-const SERVICE_POLICY: &[&str] = &[
+pub const SERVICE_POLICY: &[&str] = &[
     "--scope",
     "api:read",
     "--audience",
