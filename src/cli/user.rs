@@ -25,12 +25,16 @@ pub enum UserCommand {
     List,
     /// Disable a user: no new logins or refreshes.
     Disable { username: String },
-    /// Set a new password, read from stdin.
+    /// Set a new password, read from stdin. Ends the user's browser sessions and revokes their
+    /// refresh tokens and unused codes: every device signs in again with the new password.
     Passwd {
         username: String,
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Revoke every grant of a user: refresh tokens (and the access tokens issued with them),
+    /// unused codes, remembered consents and browser sessions.
+    RevokeGrants { username: String },
 }
 
 fn view(u: &User) -> serde_json::Value {
@@ -137,27 +141,69 @@ pub fn run(
             if !password_stdin {
                 anyhow::bail!("pass --password-stdin and give the password on standard input");
             }
-            if store.user_by_username(&username)?.is_none() {
+            let Some(user) = store.user_by_username(&username)? else {
                 anyhow::bail!("no user named {username:?}");
-            }
+            };
             let hash = secret::hash_password_with(&read_password_stdin()?, cost)?;
-            store.set_user_password_hash(&username, &hash, now())?;
+            let Some(ended) = store.change_user_password(&user.user_id, &hash, now())? else {
+                anyhow::bail!("no user named {username:?}");
+            };
             super::record(
                 store,
                 event::USER_PASSWORD_RESET,
-                format!(
-                    "user:{}",
-                    store
-                        .user_by_username(&username)?
-                        .map(|u| u.user_id)
-                        .unwrap_or_default()
-                ),
-                json!({ "username": username }),
+                format!("user:{}", user.user_id),
+                json!({
+                    "username": username,
+                    "sessions_ended": ended.sessions,
+                    "token_families_revoked": ended.token_families,
+                }),
             );
             if as_json {
-                print_json(&json!({ "username": username, "password_changed": true }))?;
+                print_json(&json!({
+                    "username": username,
+                    "password_changed": true,
+                    "sessions_ended": ended.sessions,
+                    "token_families_revoked": ended.token_families,
+                    "authorization_codes_burnt": ended.authorization_codes,
+                }))?;
             } else {
-                println!("password changed for {username}");
+                println!(
+                    "password changed for {username}; ended {} browser session(s), revoked {} refresh token famil{}",
+                    ended.sessions,
+                    ended.token_families,
+                    if ended.token_families == 1 {
+                        "y"
+                    } else {
+                        "ies"
+                    }
+                );
+            }
+        }
+        UserCommand::RevokeGrants { username } => {
+            let Some(user) = store.user_by_username(&username)? else {
+                anyhow::bail!("no user named {username:?}");
+            };
+            let r = store.revoke_user_grants(&user.user_id, now())?;
+            let v = serde_json::to_value(r)?;
+            super::record(
+                store,
+                event::GRANTS_REVOKED,
+                format!("user:{}", user.user_id),
+                v.clone(),
+            );
+            if as_json {
+                let mut v = v;
+                v["username"] = json!(username);
+                print_json(&v)?;
+            } else {
+                println!(
+                    "revoked the grants of {username}: {} refresh token famil{}, {} code(s), {} consent(s), {} browser session(s)",
+                    r.token_families,
+                    if r.token_families == 1 { "y" } else { "ies" },
+                    r.authorization_codes,
+                    r.consents,
+                    r.sessions
+                );
             }
         }
     }

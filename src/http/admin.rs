@@ -287,7 +287,8 @@ pub async fn enable_user(req: HttpRequest, id: Path, state: State) -> HttpRespon
     .await
 }
 
-/// Set a new password for a user.
+/// Set a new password for a user. This also ends every browser session of the user and revokes
+/// their refresh token families and unused codes (what the old password may have opened).
 #[utoipa::path(post, path = "/admin/v1/users/{user_id}/password", tag = "users",
     params(("user_id" = String, Path, description = "The user's `sub`")),
     request_body = PasswordRequest,

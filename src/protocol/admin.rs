@@ -521,22 +521,28 @@ pub async fn reset_password(
     let req: PasswordRequest = parse(body)?;
     check_password(&req.password)?;
     let u = load_user(ctx, user_id).await?;
-    let name = u.username.clone();
+    let id = u.user_id.clone();
     let password = req.password;
     let cost = ctx.config.password_cost();
-    ctx.store
+    let ended = ctx
+        .store
         .blocking(move |s| {
             let hash = secret::hash_password_with(&password, cost)
                 .map_err(|e| StoreError::Other(e.to_string()))?;
-            s.set_user_password_hash(&name, &hash, now)
+            s.change_user_password(&id, &hash, now)
         })
-        .await?;
+        .await?
+        .ok_or_else(|| not_found("no such user"))?;
     record(
         ctx,
         admin,
         event::USER_PASSWORD_RESET,
         format!("user:{user_id}"),
-        json!({ "username": u.username }),
+        json!({
+            "username": u.username,
+            "sessions_ended": ended.sessions,
+            "token_families_revoked": ended.token_families,
+        }),
         now,
     )
     .await;

@@ -410,6 +410,41 @@ impl Store {
         })
     }
 
+    /// Sets a user's password hash and, in the same transaction, ends what the old password
+    /// may have opened: every browser session, every refresh family (and the access tokens
+    /// descending from them) and every unused code. Consents stay: they are the user's
+    /// decisions, not credentials. `None` if there is no such user.
+    pub fn change_user_password(
+        &self,
+        user_id: &str,
+        hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<GrantsRevoked>> {
+        use super::schema::users;
+        let mut conn = self.conn()?;
+        write_tx(&mut conn, |conn| {
+            let n = diesel::update(users::table.find(user_id))
+                .set((users::password_hash.eq(hash), users::updated_at.eq(now)))
+                .execute(conn)?;
+            if n == 0 {
+                return Ok::<_, StoreError>(None);
+            }
+            Ok(Some(GrantsRevoked {
+                token_families: revoke_families_where(
+                    conn,
+                    Some(user_id),
+                    None,
+                    "password changed",
+                    now,
+                )?,
+                authorization_codes: burn_codes_where(conn, Some(user_id), None, now)?,
+                consents: 0,
+                sessions: diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id)))
+                    .execute(conn)?,
+            }))
+        })
+    }
+
     /// Revokes every grant made to a client: refresh families, unused codes and consents.
     pub fn revoke_client_grants(&self, client_id: &str, now: i64) -> StoreResult<GrantsRevoked> {
         let mut conn = self.conn()?;

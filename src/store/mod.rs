@@ -1205,21 +1205,6 @@ impl Store {
         Ok(n == 1)
     }
 
-    pub fn set_user_password_hash(
-        &self,
-        username: &str,
-        hash: &str,
-        now: i64,
-    ) -> StoreResult<bool> {
-        let mut conn = self.conn()?;
-        let n = on_backend!(&mut *conn, |db| diesel::update(
-            users::table.filter(users::username.eq(username))
-        )
-        .set((users::password_hash.eq(hash), users::updated_at.eq(now)))
-        .execute(db))?;
-        Ok(n == 1)
-    }
-
     // ---- signing keys --------------------------------------------------------------------
 
     pub fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {

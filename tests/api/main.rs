@@ -23,6 +23,7 @@ mod metrics;
 mod native_app;
 mod oidc_client;
 mod openid_client;
+mod password_change;
 mod pg;
 mod properties;
 mod refresh;

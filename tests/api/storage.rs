@@ -294,8 +294,14 @@ fn users_round_trip_and_usernames_are_unique(s: &Store) {
     assert!(s.set_user_disabled("alice", true, NOW).expect("disable"));
     assert!(s.user("u1").expect("get").expect("exists").disabled);
     assert!(
-        s.set_user_password_hash("alice", "new", NOW)
+        s.change_user_password("u1", "new", NOW)
             .expect("passwd")
+            .is_some()
+    );
+    assert!(
+        s.change_user_password("nobody", "new", NOW)
+            .expect("passwd")
+            .is_none()
     );
     assert_eq!(
         s.user("u1").expect("get").expect("exists").password_hash,
