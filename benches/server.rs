@@ -209,6 +209,7 @@ fn main() {
             first_party: false,
             is_admin: false,
             dpop_bound_access_tokens: false,
+            allowed_origins: vec![],
         },
         t,
     )

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::middleware::{Condition, DefaultHeaders};
 use actix_web::{App, HttpServer, web};
 
 use crate::config::Config;
@@ -63,8 +64,19 @@ impl Application {
             n => n,
         };
         let app_state = state.clone();
+        // RFC 6797: browsers that once reached an https issuer never use plain http for it
+        // again (a year; this host only, since the issuer's parent domain is not ours).
+        let hsts = config.issuer.starts_with("https://");
         let server = HttpServer::new(move || {
             App::new()
+                .wrap_fn(http::cors::headers)
+                .wrap(Condition::new(
+                    hsts,
+                    DefaultHeaders::new().add((
+                        actix_web::http::header::STRICT_TRANSPORT_SECURITY,
+                        "max-age=31536000",
+                    )),
+                ))
                 .wrap_fn(http::metrics::track)
                 .app_data(app_state.clone())
                 .configure(http::routes)

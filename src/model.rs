@@ -76,6 +76,9 @@ pub struct Client {
     pub updated_at: i64,
     /// RFC 9449 §5.2 `dpop_bound_access_tokens`: every token request must carry a DPoP proof.
     pub dpop_bound_access_tokens: bool,
+    /// Browser-based clients: origins (`https://app.example`) allowed to call the token, JWKS,
+    /// discovery, userinfo and revocation endpoints with CORS. None by default.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Client {

@@ -45,6 +45,10 @@ pub enum ClientCommand {
         /// sender-constrained tokens (metadata `dpop_bound_access_tokens`).
         #[arg(long)]
         dpop_bound: bool,
+        /// A browser-based client's origin (`https://app.example`), allowed CORS access to the
+        /// token, JWKS, discovery, userinfo and revocation endpoints; repeatable.
+        #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+        allowed_origins: Vec<String>,
     },
     /// List clients (never secrets).
     List,
@@ -69,6 +73,7 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
             first_party,
             admin,
             dpop_bound,
+            allowed_origins,
         } => {
             let spec = ClientSpec {
                 client_name: name,
@@ -84,6 +89,7 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
                 first_party,
                 is_admin: admin,
                 dpop_bound_access_tokens: dpop_bound,
+                allowed_origins,
             };
             let new = clients::create(spec, now())
                 .map_err(|e| anyhow::anyhow!("{}: {}", e.code.as_str(), e.description))?;

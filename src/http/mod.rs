@@ -5,6 +5,7 @@
 pub mod admin;
 mod authorize;
 pub mod client_ip;
+pub mod cors;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub trusted_proxies: client_ip::TrustedProxies,
     /// Cookies get `Secure` when the issuer is https.
     pub secure_cookies: bool,
+    /// Clients' CORS `allowed_origins`, merged and cached (`cors.rs`).
+    pub cors: cors::AllowedOrigins,
 }
 
 impl AppState {
@@ -58,6 +61,7 @@ impl AppState {
             trusted_proxies: client_ip::TrustedProxies::parse(&config.trusted_proxies)
                 .map_err(|e| anyhow::anyhow!("invalid configuration: trusted_proxies: {e}"))?,
             secure_cookies: config.issuer.starts_with("https://"),
+            cors: cors::AllowedOrigins::default(),
             ctx,
         })
     }
@@ -103,6 +107,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::delete().to(registration::delete),
     )
     .configure(admin::routes);
+    for path in cors::CORS_PATHS {
+        cfg.route(
+            path,
+            web::method(actix_web::http::Method::OPTIONS).to(cors::preflight),
+        );
+    }
 }
 
 pub fn unix_now() -> i64 {

@@ -41,6 +41,9 @@ pub struct ClientMetadata {
     pub first_party: bool,
     /// RFC 9449 §5.2: token requests must carry a DPoP proof.
     pub dpop_bound_access_tokens: bool,
+    /// Origins allowed CORS access to the token, JWKS, discovery, userinfo and revocation
+    /// endpoints (browser-based clients); none by default.
+    pub allowed_origins: Vec<String>,
     /// May obtain `latchkey:admin` (made only with `latchkey client add --admin`).
     pub admin: bool,
     pub disabled: bool,

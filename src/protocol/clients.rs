@@ -22,6 +22,9 @@ pub struct ClientSpec {
     pub is_admin: bool,
     /// RFC 9449 §5.2 `dpop_bound_access_tokens`: refuse token requests without a DPoP proof.
     pub dpop_bound_access_tokens: bool,
+    /// Origins allowed CORS access to the token, JWKS, discovery, userinfo and revocation
+    /// endpoints (browser-based clients).
+    pub allowed_origins: Vec<String>,
 }
 
 /// A new client and, for a confidential one, its secret (shown once, stored only as a hash).
@@ -116,6 +119,13 @@ pub fn create(spec: ClientSpec, now: i64) -> OAuthResult<NewClient> {
             audiences.push(a.clone());
         }
     }
+    let mut allowed_origins: Vec<String> = Vec::new();
+    for o in &spec.allowed_origins {
+        check_origin(o)?;
+        if !allowed_origins.contains(o) {
+            allowed_origins.push(o.clone());
+        }
+    }
     let secret = (client_type == ClientType::Confidential).then(secret::new_secret);
     let client = Client {
         client_id: secret::random_id(),
@@ -133,8 +143,32 @@ pub fn create(spec: ClientSpec, now: i64) -> OAuthResult<NewClient> {
         created_at: now,
         updated_at: now,
         dpop_bound_access_tokens: spec.dpop_bound_access_tokens,
+        allowed_origins,
     };
     Ok(NewClient { client, secret })
+}
+
+/// A CORS origin as a browser sends it (RFC 6454 §6.2 serialization): `https://host[:port]`,
+/// or `http://` on a loopback host for development; lower case, no path, no trailing slash,
+/// never `*` or `null`. Compared byte for byte with the `Origin` header.
+fn check_origin(o: &str) -> OAuthResult<()> {
+    let bad = || {
+        metadata_error(
+            "allowed_origins: each must be an origin like https://app.example (scheme, host and optional port only)",
+        )
+    };
+    let url = url::Url::parse(o).map_err(|_| bad())?;
+    let secure = match (url.scheme(), url.host()) {
+        ("https", Some(_)) => true,
+        ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
+        ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
+        ("http", Some(url::Host::Domain("localhost"))) => true,
+        _ => false,
+    };
+    if !secure || o.len() > 300 || url.origin().ascii_serialization() != o {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 /// RFC 7591 §2 metadata view of a client (never the secret hash).
@@ -157,6 +191,7 @@ pub fn metadata(c: &Client) -> serde_json::Value {
         "admin": c.is_admin,
         "disabled": c.disabled,
         "dpop_bound_access_tokens": c.dpop_bound_access_tokens,
+        "allowed_origins": c.allowed_origins,
         "client_id_issued_at": c.created_at,
     })
 }

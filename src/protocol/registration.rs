@@ -57,6 +57,9 @@ pub struct ClientMetadataRequest {
     pub first_party: Option<bool>,
     /// RFC 9449 §5.2: the client must send a DPoP proof with every token request.
     pub dpop_bound_access_tokens: Option<bool>,
+    /// Latchkey extension for browser-based clients: origins (`https://app.example`) allowed
+    /// CORS access to the token, JWKS, discovery, userinfo and revocation endpoints.
+    pub allowed_origins: Option<Vec<String>>,
     /// Latchkey extension: admin clients are made only with `latchkey client add --admin`;
     /// `true` is refused on create, and an update cannot change it.
     pub admin: Option<bool>,
@@ -317,6 +320,7 @@ impl ClientMetadataRequest {
             first_party: by == Registrar::Admin && self.first_party.unwrap_or(false),
             is_admin,
             dpop_bound_access_tokens: self.dpop_bound_access_tokens.unwrap_or(false),
+            allowed_origins: self.allowed_origins.clone().unwrap_or_default(),
             ..Default::default()
         })
     }

@@ -37,14 +37,16 @@ impl Scope {
             return Ok(Scope(allowed.map(str::to_owned).collect()));
         };
         let scope = Scope::parse(requested)?;
-        if let Some(bad) = scope
+        // The description never repeats the value: it is the caller's raw input, and an
+        // authorization error carries it to the redirect URI and the user's browser.
+        if scope
             .0
             .iter()
-            .find(|s| !allowed.clone().any(|a| a == s.as_str()))
+            .any(|s| !allowed.clone().any(|a| a == s.as_str()))
         {
             return Err(OAuthError::new(
                 ErrorCode::InvalidScope,
-                format!("scope '{bad}' is not allowed for this client"),
+                "a requested scope is not allowed for this client",
             ));
         }
         Ok(scope)

@@ -1110,6 +1110,23 @@ impl Store {
         rows.into_iter().map(ClientRow::into_client).collect()
     }
 
+    /// Every enabled client's CORS `allowed_origins`, merged (what `http::cors` allows).
+    pub fn allowed_origins(&self) -> StoreResult<Vec<String>> {
+        let mut conn = self.conn()?;
+        let lists = clients::table
+            .filter(clients::disabled.eq(false))
+            .filter(clients::allowed_origins.ne("[]"))
+            .select(clients::allowed_origins)
+            .load::<String>(&mut *conn)?;
+        let mut all = Vec::new();
+        for l in lists {
+            let l: Vec<String> =
+                serde_json::from_str(&l).map_err(|_| corrupt("allowed_origins"))?;
+            all.extend(l);
+        }
+        Ok(all)
+    }
+
     pub fn insert_client(&self, client: &Client) -> StoreResult<()> {
         let mut conn = self.conn()?;
         on_backend!(&mut *conn, |db| diesel::insert_into(clients::table)
@@ -1327,6 +1344,7 @@ struct ClientRow {
     updated_at: i64,
     post_logout_redirect_uris: String,
     dpop_bound_access_tokens: bool,
+    allowed_origins: String,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -1364,6 +1382,8 @@ impl ClientRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             dpop_bound_access_tokens: self.dpop_bound_access_tokens,
+            allowed_origins: serde_json::from_str(&self.allowed_origins)
+                .map_err(|_| corrupt("allowed_origins"))?,
         })
     }
 
@@ -1385,6 +1405,7 @@ impl ClientRow {
             updated_at: c.updated_at,
             post_logout_redirect_uris: to_json(&c.post_logout_redirect_uris)?,
             dpop_bound_access_tokens: c.dpop_bound_access_tokens,
+            allowed_origins: to_json(&c.allowed_origins)?,
         })
     }
 }

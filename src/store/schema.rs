@@ -17,6 +17,7 @@ diesel::table! {
         updated_at -> BigInt,
         post_logout_redirect_uris -> Text,
         dpop_bound_access_tokens -> Bool,
+        allowed_origins -> Text,
     }
 }
 

@@ -6,6 +6,7 @@ mod audit;
 mod authorize;
 mod bad_input;
 mod browser;
+mod browser_clients;
 mod chromium;
 mod cli;
 mod client_credentials;

@@ -150,6 +150,7 @@ fn client(id: &str) -> Client {
         created_at: NOW,
         updated_at: NOW,
         dpop_bound_access_tokens: false,
+        allowed_origins: vec![],
     }
 }
 
