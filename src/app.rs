@@ -19,6 +19,17 @@ use crate::store::Store;
 /// replica, keys reaching activation or retirement).
 pub const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(2);
 
+/// A new connection must send its whole request head within this time (slowloris, sockets
+/// opened and left silent), and so must each later request on a kept-alive connection.
+pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// An idle kept-alive connection is closed after this (long enough for an app's burst of
+/// calls to reuse one connection).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// After a response on a connection being closed, how long the peer gets to take it.
+pub const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Open connections per worker; beyond it new ones wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 8192;
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -82,6 +93,15 @@ impl Application {
                 .configure(http::routes)
         })
         .workers(workers)
+        // Connections that send nothing, or trickle a request head, are closed (408) after
+        // this; an idle keep-alive connection after KEEP_ALIVE; a body must arrive within
+        // `http::BODY_TIMEOUT`. Each worker holds at most MAX_CONNECTIONS connections (beyond
+        // that the listener's backlog waits), so a flood of idle sockets cannot take every
+        // file descriptor.
+        .client_request_timeout(REQUEST_HEAD_TIMEOUT)
+        .client_disconnect_timeout(DISCONNECT_TIMEOUT)
+        .keep_alive(KEEP_ALIVE)
+        .max_connections(MAX_CONNECTIONS)
         // Blocking work is database calls (each holds a pooled connection) and the odd password
         // hash: a thread per pooled connection, plus one. More threads than connections would
         // only park on the pool, each wake-up a context switch on the server's CPUs (actix's

@@ -31,6 +31,11 @@ use crate::protocol::registration::REGISTRATION_PATH;
 /// Largest request body accepted by protocol endpoints.
 pub const MAX_BODY: usize = 16 * 1024;
 
+/// The whole body must arrive within this time of the handler starting to read it: a client
+/// that trickles a byte at a time (slowloris) cannot hold a connection and a worker's buffer
+/// (the request head has its own limit, `app::REQUEST_HEAD_TIMEOUT`).
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub struct AppState {
     pub ctx: Ctx,
     pub discovery: Bytes,
@@ -154,15 +159,24 @@ pub(crate) async fn read_limited(
     {
         return Err(too_large());
     }
-    let mut body = BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            OAuthError::invalid_request("the request body could not be read").with_cause(e)
-        })?;
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(too_large());
+    let read = async {
+        let mut body = BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| {
+                OAuthError::invalid_request("the request body could not be read").with_cause(e)
+            })?;
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+        Ok(body)
+    };
+    actix_web::rt::time::timeout(BODY_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(OAuthError::invalid_request(
+                "the request body did not arrive in time",
+            ))
+        })
 }

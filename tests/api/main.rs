@@ -15,6 +15,7 @@ mod deploy;
 mod disabled;
 mod discovery;
 mod dpop;
+mod hardening;
 mod helpers;
 mod independent_verifier;
 mod jwks;
