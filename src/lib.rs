@@ -11,3 +11,4 @@ pub mod model;
 pub mod protocol;
 pub mod secret;
 pub mod store;
+pub mod text;

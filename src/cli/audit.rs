@@ -2,6 +2,7 @@ use clap::Args;
 
 use super::print_json;
 use crate::store::{AuditQuery, Store};
+use crate::text::escape;
 
 #[derive(Args)]
 pub struct AuditArgs {
@@ -28,17 +29,19 @@ pub fn run(store: &Store, args: AuditArgs, as_json: bool) -> anyhow::Result<()> 
     if as_json {
         print_json(&serde_json::to_value(&entries)?)?;
     } else {
+        // Text a user typed (a username at the login page) is stored as typed: escaped here so
+        // it cannot forge a row or drive the terminal.
         for e in &entries {
             println!(
                 "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
                 e.id,
                 e.at,
-                e.event,
-                e.outcome,
-                e.actor,
-                e.target.as_deref().unwrap_or("-"),
-                e.ip.as_deref().unwrap_or("-"),
-                e.details
+                escape(&e.event),
+                escape(&e.outcome),
+                escape(&e.actor),
+                escape(e.target.as_deref().unwrap_or("-")),
+                escape(e.ip.as_deref().unwrap_or("-")),
+                escape(&e.details.to_string())
             );
         }
     }

@@ -7,6 +7,7 @@ use crate::protocol::audit::event;
 use crate::protocol::clients::{self, ClientSpec};
 use crate::secret;
 use crate::store::Store;
+use crate::text::escape;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum TypeArg {
@@ -124,9 +125,9 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
                     let state = if c.disabled { "disabled" } else { "active" };
                     println!(
                         "{}\t{}\t{}\t{}",
-                        c.client_id,
+                        escape(&c.client_id),
                         c.client_type.as_str(),
-                        c.client_name,
+                        escape(&c.client_name),
                         state
                     );
                 }

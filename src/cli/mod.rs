@@ -105,12 +105,16 @@ fn init_logging(config: &Config, serving: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if serving { "info" } else { "warn" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = match config.log_format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+        // JSON escapes control characters itself.
+        LogFormat::Json => builder.json().with_writer(std::io::stderr).try_init(),
+        // No colours: every control character in a text line is escaped, so none can forge
+        // a line or drive the terminal (text.rs).
+        LogFormat::Text => builder
+            .with_ansi(false)
+            .with_writer(|| crate::text::EscapingWriter(std::io::stderr()))
+            .try_init(),
     };
 }
 

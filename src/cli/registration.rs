@@ -109,7 +109,7 @@ pub fn run(store: &Store, cmd: RegistrationTokenCommand, as_json: bool) -> anyho
                         t.uses,
                         max,
                         t.expires_at,
-                        t.created_by
+                        crate::text::escape(&t.created_by)
                     );
                 }
             }

@@ -6,6 +6,7 @@ use crate::model::User;
 use crate::protocol::audit::event;
 use crate::secret;
 use crate::store::{Store, StoreError};
+use crate::text::{escape, printable};
 
 #[derive(Subcommand)]
 pub enum UserCommand {
@@ -61,9 +62,21 @@ pub fn run(
                 anyhow::bail!("pass --password-stdin and give the password on standard input");
             }
             let username = username.trim().to_owned();
-            if username.is_empty() || username.len() > 200 || username.chars().any(char::is_control)
+            if !printable(&username, 200) {
+                anyhow::bail!(
+                    "--username must be 1 to 200 characters, with no control or bidi formatting characters"
+                );
+            }
+            if email
+                .as_deref()
+                .is_some_and(|e| !printable(e, 320) || !e.contains('@'))
             {
-                anyhow::bail!("--username must be 1 to 200 printable characters");
+                anyhow::bail!("--email is not an email address");
+            }
+            if name.as_deref().is_some_and(|n| !printable(n, 200)) {
+                anyhow::bail!(
+                    "--name must be 1 to 200 characters, with no control or bidi formatting characters"
+                );
             }
             let password = read_password_stdin()?;
             let t = now();
@@ -104,9 +117,9 @@ pub fn run(
                     let state = if u.disabled { "disabled" } else { "active" };
                     println!(
                         "{}\t{}\t{}\t{}",
-                        u.username,
+                        escape(&u.username),
                         u.user_id,
-                        u.email.as_deref().unwrap_or("-"),
+                        escape(u.email.as_deref().unwrap_or("-")),
                         state
                     );
                 }

@@ -391,9 +391,7 @@ fn check_password(p: &str) -> OAuthResult<()> {
     Ok(())
 }
 
-fn printable(s: &str, max: usize) -> bool {
-    !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control)
-}
+use crate::text::printable;
 
 pub fn user_view(u: &User) -> Value {
     json!({

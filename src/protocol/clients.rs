@@ -42,6 +42,13 @@ pub fn create(spec: ClientSpec, now: i64) -> OAuthResult<NewClient> {
     if name.is_empty() || name.len() > 200 {
         return Err(metadata_error("client_name must be 1 to 200 characters"));
     }
+    if !crate::text::printable(name, 200) {
+        // It is shown on the consent page and in the CLI: no control characters (forged
+        // lines, terminal sequences) and no bidi overrides (a name that reads backwards).
+        return Err(metadata_error(
+            "client_name must not contain control or bidi formatting characters",
+        ));
+    }
     let client_type = spec
         .client_type
         .ok_or_else(|| metadata_error("client type is required"))?;

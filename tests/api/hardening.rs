@@ -7,7 +7,13 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::TestApp;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::admin_api::{admin_token, call};
+use crate::browser::{Browser, authorize_path, pkce, setup};
+use crate::helpers::{TestApp, eventually};
+use crate::registration::{initial_token, register};
 
 const IDLE_CONNECTIONS: usize = 2000;
 
@@ -159,4 +165,156 @@ async fn idle_and_trickling_connections_are_closed_and_health_stays_fast() {
     assert!(text.contains("invalid_request"), "{text}");
     // And the server still serves.
     assert_eq!(app.get("/healthz").await.status, reqwest::StatusCode::OK);
+}
+
+/// A username built to forge a log line and an audit row, clear the terminal and reverse text.
+const FORGED: &str = "mallory\r\n2026-12-07T00:00:00.000000Z  INFO latchkey: audit=login.succeeded actor=user:alice\x1b[2J\u{202E}nimda";
+
+#[actix_web::test]
+async fn control_characters_typed_at_the_login_page_reach_no_log_or_terminal_raw() {
+    let app = TestApp::spawn_process(|_| {}, &[]).await; // the default: text logs
+    let m = setup(&app, true).await;
+    let mut b = Browser::new(&app);
+    let (_, challenge) = pkce();
+    let page = b
+        .get(&authorize_path(&m.client.client_id, &challenge, &[]))
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    let r = b.login(&page, FORGED, "not the password").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+
+    let process = app.process.as_ref().expect("a server process");
+    let log = eventually(
+        "the failed sign-in is logged",
+        Duration::from_secs(10),
+        || async {
+            let log = process.log();
+            log.contains("mallory").then_some(log)
+        },
+    )
+    .await;
+    for raw in ['\x1b', '\r', '\u{202E}'] {
+        assert!(!log.contains(raw), "{raw:?} reached the log raw:\n{log}");
+    }
+    assert!(
+        !log.lines().any(|l| l.starts_with("2026-12-07T00:00:00")),
+        "a forged line:\n{log}"
+    );
+    assert!(
+        log.contains("mallory\\u{d}\\u{a}2026-12-07T00:00:00.000000Z"),
+        "{log}"
+    );
+
+    let out = app.cli(&["audit", "--event", "login"], None).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let rows: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        rows.len(),
+        1,
+        "one audit row, not a forged second one: {rows:?}"
+    );
+    assert!(rows[0].contains("\tlogin.failed\t"), "{rows:?}");
+    assert!(
+        rows[0].contains("user:mallory\\u{d}\\u{a}2026-12-07T"),
+        "{rows:?}"
+    );
+    assert!(rows[0].contains("\\u{1b}[2J\\u{202e}nimda"), "{rows:?}");
+    assert!(!out.stdout.contains('\x1b') && !out.stdout.contains('\u{202E}'));
+    // The JSON output keeps the value exactly as typed, for machines.
+    let out = app
+        .cli(&["audit", "--event", "login", "--json"], None)
+        .await;
+    let rows: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(rows[0]["actor"], format!("user:{FORGED}"));
+}
+
+#[actix_web::test]
+async fn names_with_control_or_bidi_characters_are_refused_at_every_door() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = admin_token(&app).await;
+    let bad_names = [
+        "pay\u{202E}lapyap",
+        "app\0",
+        "app\nAllowed by Latchkey",
+        "a\x1b[8m",
+    ];
+    let before = app.cli(&["client", "list"], None).await.stdout;
+    for name in bad_names {
+        // The admin API.
+        let r = call(
+            &app,
+            Method::POST,
+            "/admin/v1/clients",
+            Some(&admin),
+            Some(json!({"client_name": name, "grant_types": ["client_credentials"]})),
+        )
+        .await;
+        r.assert_oauth_error(400, "invalid_client_metadata");
+        assert_eq!(
+            r.json()["error_description"],
+            "client_name must not contain control or bidi formatting characters"
+        );
+        // Dynamic registration (RFC 7591), where the name is the attacker's choice.
+        let t = initial_token(&app, &[]).await;
+        let r = register(
+            &app,
+            t["initial_access_token"].as_str(),
+            &json!({"client_name": name, "token_endpoint_auth_method": "none",
+                    "redirect_uris": ["com.example.app:/cb"]}),
+        )
+        .await;
+        r.assert_oauth_error(400, "invalid_client_metadata");
+        // The admin API's users.
+        let r = call(
+            &app,
+            Method::POST,
+            "/admin/v1/users",
+            Some(&admin),
+            Some(json!({"username": name, "password": "correct horse battery"})),
+        )
+        .await;
+        r.assert_oauth_error(400, "invalid_request");
+        let r = call(
+            &app,
+            Method::POST,
+            "/admin/v1/users",
+            Some(&admin),
+            Some(json!({"username": "zoe", "name": name, "password": "correct horse battery"})),
+        )
+        .await;
+        r.assert_oauth_error(400, "invalid_request");
+        // The CLI (an argument cannot hold NUL).
+        if !name.contains('\0') {
+            let out = app
+                .cli(
+                    &["client", "add", "--name", name, "--type", "confidential"],
+                    None,
+                )
+                .await;
+            assert!(matches!(out.code, Some(c) if c != 0), "{out:?}");
+            assert!(
+                out.stderr.contains("client_name must not contain"),
+                "{out:?}"
+            );
+            let out = app
+                .cli(
+                    &["user", "add", "--username", name, "--password-stdin"],
+                    Some("correct horse battery"),
+                )
+                .await;
+            assert!(matches!(out.code, Some(c) if c != 0), "{out:?}");
+            assert!(out.stderr.contains("--username must be"), "{out:?}");
+        }
+    }
+    assert_eq!(app.cli(&["client", "list"], None).await.stdout, before);
+    // Names in any other script still register.
+    let r = call(
+        &app,
+        Method::POST,
+        "/admin/v1/clients",
+        Some(&admin),
+        Some(json!({"client_name": "Zoë's app — 日本", "grant_types": ["client_credentials"]})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
 }
