@@ -157,6 +157,7 @@ fn main() {
         store: store.clone(),
         keys: std::sync::Arc::new(keys),
         metrics: std::sync::Arc::new(latchkey::metrics::Metrics::new()),
+        audit_limits: std::sync::Arc::new(latchkey::protocol::audit::Limits::new()),
     };
 
     // ---- signing and verification ----------------------------------------------------------

@@ -65,6 +65,7 @@ impl Application {
             store,
             keys: Arc::new(keys),
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            audit_limits: Arc::new(crate::protocol::audit::Limits::new()),
         };
         let state = web::Data::new(AppState::new(ctx.clone())?);
         let port = listener.local_addr()?.port();
@@ -164,6 +165,7 @@ async fn housekeeping(state: web::Data<AppState>) {
         n += 1;
         if n.is_multiple_of(30) {
             state.throttle.prune(unix_now());
+            ctx.audit_limits.prune();
         }
         // DPoP replay records (RFC 9449 §11.1): every 30 s, drop those of proofs that are too
         // old to be accepted anyway, so the table holds at most one acceptance window.

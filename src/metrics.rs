@@ -58,6 +58,7 @@ pub struct Metrics {
     refresh_reuse: Counter,
     code_replay: Counter,
     audit_failures: Counter,
+    audit_suppressed: Counter,
     key_age: Family<KeyLabels, Gauge>,
     /// SQLite: the store's `(transactions, writes)` (see `set_store_writes`).
     store_writes: Mirrored,
@@ -153,6 +154,12 @@ impl Metrics {
             "Audit log entries that could not be written",
             audit_failures.clone(),
         );
+        let audit_suppressed = Counter::default();
+        registry.register(
+            "audit_suppressed",
+            "Audit entries not written because their caller wrote too many of the kind (admin.access_denied)",
+            audit_suppressed.clone(),
+        );
         let key_age = Family::<KeyLabels, Gauge>::default();
         registry.register_with_unit(
             "signing_key_age",
@@ -195,6 +202,7 @@ impl Metrics {
             refresh_reuse,
             code_replay,
             audit_failures,
+            audit_suppressed,
             key_age,
             store_writes,
             rotations,
@@ -239,6 +247,10 @@ impl Metrics {
 
     pub fn audit_write_failed(&self) {
         self.audit_failures.inc();
+    }
+
+    pub fn audit_suppressed(&self) {
+        self.audit_suppressed.inc();
     }
 
     /// Replaces the key-age series with `(kid, alg, state, age_seconds)` of every published key.

@@ -101,19 +101,7 @@ pub async fn authenticate(
     // Only an admin client's own (client_credentials) token: not a user's token that happens
     // to carry the scope.
     if !claims.has_scope(ADMIN_SCOPE) || !client.is_admin || !claims.is_client_token() {
-        audit::record(
-            ctx,
-            audit::entry(
-                event::ADMIN_ACCESS_DENIED,
-                &Actor::Client(client.client_id.clone()),
-                ip,
-                None,
-                audit::FAILURE,
-                json!({ "reason": "insufficient_scope" }),
-                now,
-            ),
-        )
-        .await;
+        audit::admin_denied(ctx, &client.client_id, ip, "insufficient_scope", now).await;
         return Err(bearer(
             ErrorCode::InsufficientScope,
             "the access token does not carry the latchkey:admin scope",

@@ -3,8 +3,12 @@
 //! never a secret, password, code or token. Writing an entry never fails the request that
 //! caused it: a failed write is logged and counted (`latchkey_audit_write_failures_total`).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
 
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::{Value, json};
 
 use super::Ctx;
@@ -107,6 +111,75 @@ pub fn entry(
             details
         },
     }
+}
+
+/// Entries per caller of a kind anyone holding any token can cause at will
+/// (`admin.access_denied`): a burst of [`DENIED_BURST`], then one every 10 s. What is not
+/// written is counted (`latchkey_audit_suppressed_total`) and the caller's next entry says
+/// how many of its entries were skipped (`details.suppressed`), so a flood stays visible
+/// without becoming a flood of database writes (issue 18 finding 6).
+pub struct Limits {
+    denied: DefaultKeyedRateLimiter<String>,
+    /// Skipped entries per caller since its last written one.
+    skipped: Mutex<HashMap<String, u64>>,
+}
+
+pub const DENIED_BURST: u32 = 6;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Limits {
+    pub fn new() -> Limits {
+        let burst = NonZeroU32::new(DENIED_BURST).unwrap_or(NonZeroU32::MIN);
+        Limits {
+            denied: RateLimiter::keyed(Quota::per_minute(burst)),
+            skipped: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Some(skipped so far)` when `caller` may write a denial entry now; `None` when it is
+    /// suppressed (and counted).
+    fn admit_denied(&self, caller: &str) -> Option<u64> {
+        let mut skipped = self.skipped.lock().unwrap_or_else(|e| e.into_inner());
+        if self.denied.check_key(&caller.to_owned()).is_ok() {
+            Some(skipped.remove(caller).unwrap_or(0))
+        } else {
+            *skipped.entry(caller.to_owned()).or_insert(0) += 1;
+            None
+        }
+    }
+
+    /// Drops idle callers so memory stays bounded.
+    pub fn prune(&self) {
+        self.denied.retain_recent();
+        self.denied.shrink_to_fit();
+    }
+}
+
+/// An `admin.access_denied` entry, unless `caller` wrote too many lately (see [`Limits`]).
+pub async fn admin_denied(ctx: &Ctx, caller: &str, ip: Option<IpAddr>, reason: &str, now: i64) {
+    let Some(skipped) = ctx.audit_limits.admit_denied(caller) else {
+        ctx.metrics.audit_suppressed();
+        return;
+    };
+    let mut details = json!({ "reason": reason });
+    if skipped > 0 {
+        details["suppressed"] = json!(skipped);
+    }
+    let e = entry(
+        event::ADMIN_ACCESS_DENIED,
+        &Actor::Client(caller.to_owned()),
+        ip,
+        None,
+        FAILURE,
+        details,
+        now,
+    );
+    record(ctx, e).await;
 }
 
 /// Writes an entry from async code (on the blocking pool); never fails the caller.

@@ -35,4 +35,6 @@ pub struct Ctx {
     pub store: Store,
     pub keys: Arc<KeyRing>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Caps on audit entries that anyone can cause at will.
+    pub audit_limits: Arc<audit::Limits>,
 }

@@ -318,3 +318,82 @@ async fn names_with_control_or_bidi_characters_are_refused_at_every_door() {
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
 }
+
+/// The `admin.access_denied` entries of `client_id` in the audit log.
+async fn denied_rows(app: &TestApp, client_id: &str) -> Vec<serde_json::Value> {
+    let out = app
+        .cli(
+            &[
+                "audit",
+                "--json",
+                "--event",
+                "admin.access_denied",
+                "--limit",
+                "1000",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let all: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).expect("JSON");
+    all.into_iter()
+        .filter(|e| e["actor"] == format!("client:{client_id}"))
+        .collect()
+}
+
+async fn suppressed_metric(app: &TestApp) -> u64 {
+    let text = app.get("/metrics").await.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix("latchkey_audit_suppressed_total "))
+        .expect("latchkey_audit_suppressed_total is exported")
+        .parse::<f64>()
+        .expect("a number") as u64
+}
+
+#[actix_web::test]
+async fn a_flood_of_refused_admin_calls_writes_a_few_audit_rows_and_counts_the_rest() {
+    let app = TestApp::spawn().await;
+    let flooder = app.add_service_client().await;
+    let other = app.add_service_client().await;
+    let token = app.access_token_for(&flooder).await;
+    const CALLS: usize = 200;
+    for _ in 0..CALLS {
+        call(&app, Method::GET, "/admin/v1/users", Some(&token), None)
+            .await
+            .assert_oauth_error(403, "insufficient_scope");
+    }
+    let rows = denied_rows(&app, &flooder.client_id).await;
+    // The burst, and at most a refill or two if this machine is slow.
+    assert!(
+        !rows.is_empty() && rows.len() <= latchkey::protocol::audit::DENIED_BURST as usize + 2,
+        "{} rows for {CALLS} refused calls",
+        rows.len()
+    );
+    assert_eq!(
+        suppressed_metric(&app).await as usize,
+        CALLS - rows.len(),
+        "every refused call is either written or counted"
+    );
+    // Another caller is not silenced by the flood.
+    let t2 = app.access_token_for(&other).await;
+    call(&app, Method::GET, "/admin/v1/clients", Some(&t2), None)
+        .await
+        .assert_oauth_error(403, "insufficient_scope");
+    assert_eq!(denied_rows(&app, &other.client_id).await.len(), 1);
+    // Once the flooder's budget refills, its next entry says how many were skipped.
+    let noted = crate::helpers::eventually(
+        "an entry carrying the suppressed count",
+        Duration::from_secs(20),
+        || async {
+            call(&app, Method::GET, "/admin/v1/users", Some(&token), None)
+                .await
+                .assert_oauth_error(403, "insufficient_scope");
+            denied_rows(&app, &flooder.client_id)
+                .await
+                .into_iter()
+                .find_map(|e| e["details"]["suppressed"].as_u64())
+        },
+    )
+    .await;
+    assert!(noted as usize >= CALLS - rows.len(), "{noted}");
+}
