@@ -1,4 +1,5 @@
-//! `GET|POST /authorize`, `POST /authorize/login`, `POST /authorize/consent`, `GET|POST /end_session`.
+//! `GET|POST /authorize`, `POST /authorize/login`, `POST /authorize/consent` (`/end_session` is
+//! in `logout.rs`).
 //! Browser state: `lk_session` (login session, HttpOnly, SameSite=Lax, Secure on https) and
 //! `lk_csrf` (double-submit CSRF token checked on every form POST).
 
@@ -23,7 +24,7 @@ pub const CSRF_COOKIE: &str = "lk_csrf";
 pub const LOGIN_PATH: &str = "/authorize/login";
 pub const CONSENT_PATH: &str = "/authorize/consent";
 
-fn cookie(
+pub(super) fn cookie(
     state: &AppState,
     name: &'static str,
     value: String,
@@ -42,7 +43,7 @@ fn cookie(
 }
 
 /// The CSRF token for this browser: the existing cookie, or a new one to set.
-fn csrf_token(req: &HttpRequest, state: &AppState) -> (String, Option<Cookie<'static>>) {
+pub(super) fn csrf_token(req: &HttpRequest, state: &AppState) -> (String, Option<Cookie<'static>>) {
     match req.cookie(CSRF_COOKIE).map(|c| c.value().to_owned()) {
         Some(v) if v.len() == 43 => (v, None),
         _ => {
@@ -53,7 +54,7 @@ fn csrf_token(req: &HttpRequest, state: &AppState) -> (String, Option<Cookie<'st
     }
 }
 
-fn csrf_ok(req: &HttpRequest, presented: Option<&str>) -> bool {
+pub(super) fn csrf_ok(req: &HttpRequest, presented: Option<&str>) -> bool {
     match (req.cookie(CSRF_COOKIE), presented) {
         (Some(c), Some(p)) if c.value().len() == 43 => {
             c.value().as_bytes().ct_eq(p.as_bytes()).into()
@@ -62,7 +63,7 @@ fn csrf_ok(req: &HttpRequest, presented: Option<&str>) -> bool {
     }
 }
 
-fn redirect(location: &str, cookies: Vec<Cookie<'static>>) -> HttpResponse {
+pub(super) fn redirect(location: &str, cookies: Vec<Cookie<'static>>) -> HttpResponse {
     let mut b = HttpResponse::Found();
     b.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
     match HeaderValue::from_str(location) {
@@ -94,7 +95,7 @@ fn authorize_error(state: &AppState, e: AuthorizeError) -> HttpResponse {
     }
 }
 
-fn session_cookie(req: &HttpRequest) -> Option<String> {
+pub(super) fn session_cookie(req: &HttpRequest) -> Option<String> {
     req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned())
 }
 
@@ -418,76 +419,5 @@ pub async fn consent_post(
             "invalid_request",
             "Choose Allow or Deny.",
         ),
-    }
-}
-
-/// OIDC RP-Initiated Logout 1.0: ends the browser session; redirects only to a
-/// `post_logout_redirect_uri` registered for the client.
-pub async fn end_session(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let params = match Params::parse(req.query_string().as_bytes()) {
-        Ok(p) => p,
-        Err(e) => {
-            return error_page(
-                &state.templates,
-                StatusCode::BAD_REQUEST,
-                e.code.as_str(),
-                &e.description,
-            );
-        }
-    };
-    if let Some(v) = session_cookie(&req) {
-        let h = secret::hash_token(&v);
-        let _ = state
-            .ctx
-            .store
-            .blocking(move |s| s.delete_session(&h))
-            .await;
-    }
-    let mut gone = cookie(&state, SESSION_COOKIE, String::new(), Some(0));
-    gone.make_removal();
-    let client_id = params
-        .get("client_id")
-        .map(str::to_owned)
-        .or_else(|| params.get("id_token_hint").and_then(id_token_audience));
-    if let (Some(target), Some(cid)) = (params.get("post_logout_redirect_uri"), client_id) {
-        let client = state.ctx.store.request_client(&cid).await.ok().flatten();
-        if let Some(c) = client
-            && c.post_logout_redirect_uris.iter().any(|u| u == target)
-            && let Ok(mut u) = url::Url::parse(target)
-        {
-            if let Some(st) = params.get("state") {
-                u.query_pairs_mut().append_pair("state", st);
-            }
-            return redirect(u.as_str(), vec![gone]);
-        }
-        return error_page(
-            &state.templates,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "post_logout_redirect_uri is not registered for this client.",
-        );
-    }
-    page(
-        &state.templates,
-        StatusCode::OK,
-        "logged_out.html",
-        context! {},
-        vec![gone],
-    )
-}
-
-/// The `aud` of an ID token hint, read without trusting it for anything but choosing whose
-/// registered post-logout URIs to accept.
-fn id_token_audience(token: &str) -> Option<String> {
-    use base64::Engine;
-    let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    match &v["aud"] {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Array(a) => a.first().and_then(|x| x.as_str()).map(str::to_owned),
-        _ => None,
     }
 }

@@ -7,6 +7,7 @@ mod authorize;
 pub mod client_ip;
 pub mod cors;
 pub mod error;
+mod logout;
 pub mod metrics;
 pub mod openapi;
 mod pages;
@@ -90,7 +91,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         authorize::CONSENT_PATH,
         web::post().to(authorize::consent_post),
     )
-    .route(END_SESSION_PATH, web::get().to(authorize::end_session))
+    .route(END_SESSION_PATH, web::get().to(logout::end_session_get))
+    .route(END_SESSION_PATH, web::post().to(logout::end_session_post))
     .route(USERINFO_PATH, web::get().to(resource::userinfo))
     .route(USERINFO_PATH, web::post().to(resource::userinfo))
     .route(INTROSPECT_PATH, web::post().to(resource::introspect))

@@ -14,6 +14,10 @@ pub fn templates() -> Environment<'static> {
         ("consent.html", include_str!("../../templates/consent.html")),
         ("error.html", include_str!("../../templates/error.html")),
         (
+            "logout_confirm.html",
+            include_str!("../../templates/logout_confirm.html"),
+        ),
+        (
             "logged_out.html",
             include_str!("../../templates/logged_out.html"),
         ),

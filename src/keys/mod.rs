@@ -382,6 +382,59 @@ impl KeyRing {
             .map_err(|_| "invalid token")
     }
 
+    /// Verifies an ID token this server issued, presented back as an `id_token_hint` (OIDC
+    /// RP-Initiated Logout 1.0 §2): `typ: JWT`, a published `kid`, the header `alg` equal to
+    /// that key's, the signature and `iss`. Expiry is not checked: a hint is typically an
+    /// expired ID token, and it proves only that the relying party once received it.
+    pub fn verify_id_token_hint(
+        &self,
+        token: &str,
+        issuer: &str,
+    ) -> Result<IdTokenHint, &'static str> {
+        let set = self.current.load();
+        let header = jsonwebtoken::decode_header(token).map_err(|_| "malformed token")?;
+        if header.typ.as_deref() != Some(TYP_JWT) {
+            return Err("not an ID token");
+        }
+        let kid = header.kid.as_deref().ok_or("no kid")?;
+        let key = set
+            .keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or("unknown key")?;
+        let alg = match key.alg {
+            SigningAlg::ES256 => jsonwebtoken::Algorithm::ES256,
+            SigningAlg::RS256 => jsonwebtoken::Algorithm::RS256,
+            SigningAlg::EdDSA => jsonwebtoken::Algorithm::EdDSA,
+        };
+        if header.alg != alg {
+            return Err("algorithm does not match the key");
+        }
+        let dk = key.decoding.as_ref().ok_or("unusable key")?;
+        let mut v = jsonwebtoken::Validation::new(alg);
+        v.validate_exp = false;
+        v.validate_aud = false;
+        v.validate_nbf = false;
+        v.set_issuer(&[issuer]);
+        v.set_required_spec_claims(&["iss", "sub", "aud"]);
+        let claims = jsonwebtoken::decode::<serde_json::Value>(token, dk, &v)
+            .map_err(|_| "invalid token")?
+            .claims;
+        let sub = claims["sub"].as_str().ok_or("no sub")?.to_owned();
+        let aud = match &claims["aud"] {
+            serde_json::Value::String(a) => vec![a.clone()],
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        if aud.is_empty() {
+            return Err("no aud");
+        }
+        Ok(IdTokenHint { sub, aud })
+    }
+
     /// The kid that [`sign`](Self::sign) would use now (for tests and `keys list`).
     pub fn active_kid(&self, alg: SigningAlg, now: i64) -> Option<String> {
         self.current
@@ -392,6 +445,13 @@ impl KeyRing {
             .max_by_key(|k| k.activates_at)
             .map(|k| k.kid.clone())
     }
+}
+
+/// What a verified `id_token_hint` says: whose ID token it was, and for which clients.
+#[derive(Debug, Clone)]
+pub struct IdTokenHint {
+    pub sub: String,
+    pub aud: Vec<String>,
 }
 
 /// Claims of an access token this server issued, as read back by introspection and userinfo.

@@ -21,6 +21,7 @@ mod independent_verifier;
 mod jwks;
 mod keys;
 mod login;
+mod logout;
 mod metrics;
 mod native_app;
 mod oidc_client;

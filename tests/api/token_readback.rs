@@ -214,17 +214,25 @@ async fn logout_ends_the_session_and_redirects_only_to_registered_uris() {
     let app = TestApp::spawn().await;
     let m = setup(&app, true).await;
     let mut b = Browser::new(&app);
-    let (_, challenge) = crate::browser::pkce();
-    crate::browser::obtain_code(&app, &mut b, &m, &challenge).await;
+    let (verifier, challenge) = crate::browser::pkce();
+    let code = crate::browser::obtain_code(&app, &mut b, &m, &challenge).await;
     let cid = m.client.client_id.clone();
+    // Only a relying party holding the user's ID token signs them out without asking
+    // (tests/api/logout.rs has the refusals).
+    let hint = crate::browser::exchange(&app, &cid, &code, &verifier)
+        .await
+        .json()["id_token"]
+        .as_str()
+        .expect("id_token")
+        .to_owned();
     let r = b
         .get(&format!(
-            "/end_session?client_id={cid}&post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F"
+            "/end_session?client_id={cid}&id_token_hint={hint}&post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F"
         ))
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.header("location").is_none());
-    let r = b.get(&format!("/end_session?client_id={cid}&post_logout_redirect_uri=com.example.app%3A%2Flogged-out&state=s1")).await;
+    let r = b.get(&format!("/end_session?client_id={cid}&id_token_hint={hint}&post_logout_redirect_uri=com.example.app%3A%2Flogged-out&state=s1")).await;
     assert_eq!(r.status, StatusCode::FOUND);
     assert_eq!(
         r.header("location"),
