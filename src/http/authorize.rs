@@ -1,14 +1,12 @@
 //! `GET|POST /authorize`, `POST /authorize/login`, `POST /authorize/consent` (`/end_session` is
 //! in `logout.rs`).
-//! Browser state: `lk_session` (login session, HttpOnly, SameSite=Lax, Secure on https) and
-//! `lk_csrf` (double-submit CSRF token checked on every form POST).
+//! Browser state (the session cookie and the CSRF token bound to it) is in `csrf.rs`.
 
-use actix_web::cookie::{Cookie, SameSite};
+use actix_web::cookie::Cookie;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use minijinja::context;
-use subtle::ConstantTimeEq;
 
 use super::pages::{error_page, page};
 use super::{AppState, read_form_body, unix_now};
@@ -17,51 +15,9 @@ use crate::protocol::authorize::{self, AuthorizeError, AuthorizeRequest, Step};
 use crate::protocol::error::ErrorCode;
 use crate::protocol::login::{self, LoginError};
 use crate::protocol::params::Params;
-use crate::secret;
 
-pub const SESSION_COOKIE: &str = "lk_session";
-pub const CSRF_COOKIE: &str = "lk_csrf";
 pub const LOGIN_PATH: &str = "/authorize/login";
 pub const CONSENT_PATH: &str = "/authorize/consent";
-
-pub(super) fn cookie(
-    state: &AppState,
-    name: &'static str,
-    value: String,
-    max_age: Option<i64>,
-) -> Cookie<'static> {
-    let mut c = Cookie::build(name, value)
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .secure(state.secure_cookies)
-        .path("/")
-        .finish();
-    if let Some(a) = max_age {
-        c.set_max_age(actix_web::cookie::time::Duration::seconds(a));
-    }
-    c
-}
-
-/// The CSRF token for this browser: the existing cookie, or a new one to set.
-pub(super) fn csrf_token(req: &HttpRequest, state: &AppState) -> (String, Option<Cookie<'static>>) {
-    match req.cookie(CSRF_COOKIE).map(|c| c.value().to_owned()) {
-        Some(v) if v.len() == 43 => (v, None),
-        _ => {
-            let v = secret::new_secret();
-            let c = cookie(state, CSRF_COOKIE, v.clone(), None);
-            (v, Some(c))
-        }
-    }
-}
-
-pub(super) fn csrf_ok(req: &HttpRequest, presented: Option<&str>) -> bool {
-    match (req.cookie(CSRF_COOKIE), presented) {
-        (Some(c), Some(p)) if c.value().len() == 43 => {
-            c.value().as_bytes().ct_eq(p.as_bytes()).into()
-        }
-        _ => false,
-    }
-}
 
 pub(super) fn redirect(location: &str, cookies: Vec<Cookie<'static>>) -> HttpResponse {
     let mut b = HttpResponse::Found();
@@ -93,10 +49,6 @@ fn authorize_error(state: &AppState, e: AuthorizeError) -> HttpResponse {
         }
         AuthorizeError::Redirect(r) => redirect(&r.location(&state.ctx.config.issuer), vec![]),
     }
-}
-
-pub(super) fn session_cookie(req: &HttpRequest) -> Option<String> {
-    req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned())
 }
 
 fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
@@ -135,11 +87,11 @@ async fn start(req: &HttpRequest, state: &AppState, raw: String) -> HttpResponse
         Ok(r) => r,
         Err(e) => return authorize_error(state, e),
     };
-    let session = match login::current_session(&state.ctx, session_cookie(req), now).await {
+    let session = match login::current_session(&state.ctx, state.browser.session(req), now).await {
         Ok(s) => s,
         Err(e) => return authorize_error(state, areq.error(e.into())),
     };
-    proceed(req, state, &areq, &raw, session, false, vec![], now).await
+    proceed(req, state, &areq, &raw, session, None, vec![], now).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -149,10 +101,11 @@ async fn proceed(
     areq: &AuthorizeRequest,
     raw: &str,
     session: Option<(Session, User)>,
-    fresh_login: bool,
+    fresh_session: Option<&str>,
     mut cookies: Vec<Cookie<'static>>,
     now: i64,
 ) -> HttpResponse {
+    let fresh_login = fresh_session.is_some();
     let consented = match &session {
         Some((s, _)) => {
             let (u, c) = (s.user_id.clone(), areq.client.client_id.clone());
@@ -182,7 +135,8 @@ async fn proceed(
             areq.login_hint.as_deref().unwrap_or(""),
         ),
         Ok(Step::Consent) => {
-            let (csrf, set) = csrf_token(req, state);
+            // Right after sign-in the token binds to the session cookie this response sets.
+            let (csrf, set) = state.browser.csrf_token(req, fresh_session);
             cookies.extend(set);
             let username = session
                 .as_ref()
@@ -233,7 +187,7 @@ fn login_page(
     status: StatusCode,
     username: &str,
 ) -> HttpResponse {
-    let (csrf, set) = csrf_token(req, state);
+    let (csrf, set) = state.browser.csrf_token(req, None);
     page(
         &state.templates,
         status,
@@ -261,7 +215,7 @@ async fn authorize_form(
                 &e.description,
             )
         })?;
-    if !csrf_ok(req, form.get("csrf")) {
+    if !state.browser.csrf_ok(req, form.get("csrf")) {
         return Err(error_page(
             &state.templates,
             StatusCode::FORBIDDEN,
@@ -310,20 +264,20 @@ pub async fn login_post(
     .await
     {
         Ok((user, session, value)) => {
-            let c = cookie(
-                &state,
-                SESSION_COOKIE,
-                value,
-                Some(state.ctx.config.session_ttl as i64),
-            );
+            let c = state
+                .browser
+                .session_cookie(value.clone(), state.ctx.config.session_ttl as i64);
+            // Signing in rotates the CSRF binding: forms from now on carry a token bound to
+            // the new session, and the pre-session cookie is replaced too.
+            let pre = state.browser.fresh_pre_session();
             proceed(
                 &req,
                 &state,
                 &areq,
                 &raw,
                 Some((session, user)),
-                true,
-                vec![c],
+                Some(&value),
+                vec![c, pre],
                 now,
             )
             .await
@@ -377,7 +331,7 @@ pub async fn consent_post(
         Ok(f) => f,
         Err(resp) => return resp,
     };
-    let session = match login::current_session(&state.ctx, session_cookie(&req), now).await {
+    let session = match login::current_session(&state.ctx, state.browser.session(&req), now).await {
         Ok(Some(s)) => s,
         Ok(None) => {
             return login_page(

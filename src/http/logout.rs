@@ -11,7 +11,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use minijinja::context;
 
-use super::authorize::{SESSION_COOKIE, cookie, csrf_ok, csrf_token, redirect, session_cookie};
+use super::authorize::redirect;
 use super::pages::{error_page, page};
 use super::{AppState, read_form_body, unix_now};
 use crate::keys::IdTokenHint;
@@ -55,7 +55,7 @@ pub async fn end_session_post(
     if form.get("confirm").is_none() {
         return end_session(&req, &state, form).await;
     }
-    if !csrf_ok(&req, form.get("csrf")) {
+    if !state.browser.csrf_ok(&req, form.get("csrf")) {
         return error_page(
             &state.templates,
             StatusCode::FORBIDDEN,
@@ -101,7 +101,7 @@ async fn end_session(req: &HttpRequest, state: &AppState, params: Params) -> Htt
         }
     }
     let now = unix_now();
-    let current = match login::current_session(ctx, session_cookie(req), now).await {
+    let current = match login::current_session(ctx, state.browser.session(req), now).await {
         Ok(s) => s,
         Err(_) => {
             return error_page(
@@ -129,7 +129,7 @@ async fn end_session(req: &HttpRequest, state: &AppState, params: Params) -> Htt
         // Nothing to end; and no redirect without a hint.
         None => signed_out(state),
         Some((_, user)) => {
-            let (csrf, set) = csrf_token(req, state);
+            let (csrf, set) = state.browser.csrf_token(req, None);
             page(
                 &state.templates,
                 StatusCode::OK,
@@ -143,7 +143,7 @@ async fn end_session(req: &HttpRequest, state: &AppState, params: Params) -> Htt
 
 /// Deletes this browser's session (if any) from the store.
 async fn sign_out(req: &HttpRequest, state: &AppState) {
-    if let Some(v) = session_cookie(req) {
+    if let Some(v) = state.browser.session(req) {
         let h = secret::hash_token(&v);
         let _ = state
             .ctx
@@ -154,9 +154,7 @@ async fn sign_out(req: &HttpRequest, state: &AppState) {
 }
 
 fn removal(state: &AppState) -> actix_web::cookie::Cookie<'static> {
-    let mut gone = cookie(state, SESSION_COOKIE, String::new(), Some(0));
-    gone.make_removal();
-    gone
+    state.browser.session_removal()
 }
 
 fn signed_out(state: &AppState) -> HttpResponse {

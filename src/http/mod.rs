@@ -6,6 +6,7 @@ pub mod admin;
 mod authorize;
 pub mod client_ip;
 pub mod cors;
+mod csrf;
 pub mod error;
 mod logout;
 pub mod metrics;
@@ -45,8 +46,10 @@ pub struct AppState {
     pub throttle: crate::protocol::login::Throttle,
     /// `trusted_proxies`: whose forwarding headers name the client (`client_ip.rs`).
     pub trusted_proxies: client_ip::TrustedProxies,
-    /// Cookies get `Secure` when the issuer is https.
+    /// Cookies get `Secure` (and `__Host-` names) when the issuer is https.
     pub secure_cookies: bool,
+    /// The session cookie and the CSRF tokens bound to it (`csrf.rs`).
+    pub browser: csrf::BrowserState,
     /// Clients' CORS `allowed_origins`, merged and cached (`cors.rs`).
     pub cors: cors::AllowedOrigins,
 }
@@ -67,6 +70,10 @@ impl AppState {
             trusted_proxies: client_ip::TrustedProxies::parse(&config.trusted_proxies)
                 .map_err(|e| anyhow::anyhow!("invalid configuration: trusted_proxies: {e}"))?,
             secure_cookies: config.issuer.starts_with("https://"),
+            browser: csrf::BrowserState::new(
+                ctx.keys.kek(),
+                config.issuer.starts_with("https://"),
+            )?,
             cors: cors::AllowedOrigins::default(),
             ctx,
         })

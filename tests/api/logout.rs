@@ -96,7 +96,10 @@ async fn an_expired_hint_still_signs_out() {
     let hint = id_token(&app, &mut b, &m).await;
     actix_web::rt::time::sleep(Duration::from_millis(11_100)).await;
     let (_, claims) = crate::helpers::jwt_parts(&hint);
-    assert!(claims["exp"].as_i64().expect("exp") < crate::helpers::now(), "expired");
+    assert!(
+        claims["exp"].as_i64().expect("exp") < crate::helpers::now(),
+        "expired"
+    );
     let r = b
         .get(&format!(
             "/end_session?id_token_hint={hint}&post_logout_redirect_uri={AFTER}"

@@ -11,6 +11,7 @@ mod chromium;
 mod cli;
 mod client_credentials;
 mod code_exchange;
+mod csrf;
 mod deploy;
 mod disabled;
 mod discovery;
