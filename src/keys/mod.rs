@@ -352,9 +352,27 @@ impl KeyRing {
         token: &str,
         issuer: &str,
     ) -> Result<VerifiedAccessToken, &'static str> {
+        let (dk, alg) = Self::key_for(set, token, TYP_ACCESS_TOKEN)?;
+        let mut v = jsonwebtoken::Validation::new(alg);
+        v.leeway = 0;
+        v.validate_aud = false;
+        v.validate_nbf = true;
+        v.set_issuer(&[issuer]);
+        v.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
+        jsonwebtoken::decode::<VerifiedAccessToken>(token, dk, &v)
+            .map(|d| d.claims)
+            .map_err(|_| "invalid token")
+    }
+
+    /// The published key a JWT of `typ` names (`kid`), if its header `alg` is that key's.
+    fn key_for<'s>(
+        set: &'s KeySet,
+        token: &str,
+        typ: &str,
+    ) -> Result<(&'s jsonwebtoken::DecodingKey, jsonwebtoken::Algorithm), &'static str> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| "malformed token")?;
-        if header.typ.as_deref() != Some(TYP_ACCESS_TOKEN) {
-            return Err("not an access token");
+        if header.typ.as_deref() != Some(typ) {
+            return Err("unexpected typ");
         }
         let kid = header.kid.as_deref().ok_or("no kid")?;
         let key = set
@@ -371,15 +389,7 @@ impl KeyRing {
             return Err("algorithm does not match the key");
         }
         let dk = key.decoding.as_ref().ok_or("unusable key")?;
-        let mut v = jsonwebtoken::Validation::new(alg);
-        v.leeway = 0;
-        v.validate_aud = false;
-        v.validate_nbf = true;
-        v.set_issuer(&[issuer]);
-        v.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
-        jsonwebtoken::decode::<VerifiedAccessToken>(token, dk, &v)
-            .map(|d| d.claims)
-            .map_err(|_| "invalid token")
+        Ok((dk, alg))
     }
 
     /// Verifies an ID token this server issued, presented back as an `id_token_hint` (OIDC
@@ -392,25 +402,7 @@ impl KeyRing {
         issuer: &str,
     ) -> Result<IdTokenHint, &'static str> {
         let set = self.current.load();
-        let header = jsonwebtoken::decode_header(token).map_err(|_| "malformed token")?;
-        if header.typ.as_deref() != Some(TYP_JWT) {
-            return Err("not an ID token");
-        }
-        let kid = header.kid.as_deref().ok_or("no kid")?;
-        let key = set
-            .keys
-            .iter()
-            .find(|k| k.kid == kid)
-            .ok_or("unknown key")?;
-        let alg = match key.alg {
-            SigningAlg::ES256 => jsonwebtoken::Algorithm::ES256,
-            SigningAlg::RS256 => jsonwebtoken::Algorithm::RS256,
-            SigningAlg::EdDSA => jsonwebtoken::Algorithm::EdDSA,
-        };
-        if header.alg != alg {
-            return Err("algorithm does not match the key");
-        }
-        let dk = key.decoding.as_ref().ok_or("unusable key")?;
+        let (dk, alg) = Self::key_for(&set, token, TYP_JWT)?;
         let mut v = jsonwebtoken::Validation::new(alg);
         v.validate_exp = false;
         v.validate_aud = false;
