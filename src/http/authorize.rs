@@ -119,7 +119,7 @@ async fn proceed(
     let step = authorize::decide(
         areq,
         session.as_ref().map(|(s, _)| s),
-        consented.as_deref(),
+        consented.as_ref().map(|(s, a)| (s.as_str(), a.as_str())),
         fresh_login,
         now,
     );
@@ -143,11 +143,12 @@ async fn proceed(
                 .map(|(_, u)| u.username.clone())
                 .unwrap_or_default();
             let scopes: Vec<String> = areq.scope.iter().map(describe_scope).collect();
+            let audiences = areq.audiences.clone();
             page(
                 &state.templates,
                 StatusCode::OK,
                 "consent.html",
-                context! { client_name => areq.client.client_name.clone(), username, scopes, csrf, request => raw, action => CONSENT_PATH },
+                context! { client_name => areq.client.client_name.clone(), username, scopes, audiences, csrf, request => raw, action => CONSENT_PATH },
                 cookies,
             )
         }
@@ -348,15 +349,21 @@ pub async fn consent_post(
     };
     match form.get("decision") {
         Some("allow") => {
-            let (u, c, sc) = (
+            let (u, c, sc, aud) = (
                 session.0.user_id.clone(),
                 areq.client.client_id.clone(),
                 areq.scope.to_string(),
+                areq.audiences.clone(),
             );
             if let Err(e) = state
                 .ctx
                 .store
-                .blocking(move |s| s.save_consent(&u, &c, &sc, now))
+                .blocking(move |s| {
+                    let before = s.consent(&u, &c)?;
+                    let aud =
+                        authorize::consented_audiences(before.as_ref().map(|b| b.1.as_str()), &aud);
+                    s.save_consent(&u, &c, &sc, &aud, now)
+                })
                 .await
             {
                 return authorize_error(&state, areq.error(e.into()));

@@ -251,7 +251,7 @@ pub enum Step {
 pub fn decide(
     req: &AuthorizeRequest,
     session: Option<&Session>,
-    consented_scope: Option<&str>,
+    consented: Option<(&str, &str)>,
     fresh_login: bool,
     now: i64,
 ) -> Result<Step, AuthorizeError> {
@@ -273,7 +273,7 @@ pub fn decide(
             Ok(Step::Login)
         };
     }
-    if needs_consent(req, consented_scope) {
+    if needs_consent(req, consented) {
         return if req.prompt.none {
             Err(req.error(OAuthError::new(
                 ErrorCode::ConsentRequired,
@@ -287,16 +287,35 @@ pub fn decide(
 }
 
 /// First-party clients never ask; others ask when `prompt=consent` or the remembered consent
-/// does not cover every requested scope.
-pub fn needs_consent(req: &AuthorizeRequest, consented_scope: Option<&str>) -> bool {
+/// `(scope, audience)` does not cover every requested scope *and* every audience the token
+/// would be for: consent to reach one API is not consent to reach another.
+pub fn needs_consent(req: &AuthorizeRequest, consented: Option<(&str, &str)>) -> bool {
     if req.client.first_party {
         return false;
     }
     if req.prompt.consent {
         return true;
     }
-    let granted: Vec<&str> = consented_scope.unwrap_or("").split(' ').collect();
+    let (scope, audience) = consented.unwrap_or(("", ""));
+    let granted: Vec<&str> = scope.split(' ').collect();
+    let reached: Vec<&str> = audience.split(' ').collect();
     !req.scope.iter().all(|s| granted.contains(&s))
+        || !req.audiences.iter().all(|a| reached.contains(&a.as_str()))
+}
+
+/// The audiences to remember after "Allow": those consented before and these.
+pub fn consented_audiences(before: Option<&str>, now: &[String]) -> String {
+    let mut all: Vec<&str> = before
+        .unwrap_or("")
+        .split(' ')
+        .filter(|a| !a.is_empty())
+        .collect();
+    for a in now {
+        if !all.contains(&a.as_str()) {
+            all.push(a);
+        }
+    }
+    all.join(" ")
 }
 
 /// Mints a code for the logged-in user and returns the redirect location (`code`, `state`, `iss`).

@@ -422,12 +422,14 @@ impl Store {
 
     // ---- consent -------------------------------------------------------------------------
 
-    pub fn consent(&self, user_id: &str, client_id: &str) -> StoreResult<Option<String>> {
+    /// The remembered consent of `user_id` to `client_id`: `(scope, audience)`, each
+    /// space-separated.
+    pub fn consent(&self, user_id: &str, client_id: &str) -> StoreResult<Option<(String, String)>> {
         let mut conn = self.conn()?;
         Ok(on_backend!(&mut *conn, |db| consents::table
             .find((user_id, client_id))
-            .select(consents::scope)
-            .get_result::<String>(db))
+            .select((consents::scope, consents::audience))
+            .get_result::<(String, String)>(db))
         .optional()?)
     }
 
@@ -436,6 +438,7 @@ impl Store {
         user_id: &str,
         client_id: &str,
         scope: &str,
+        audience: &str,
         now: i64,
     ) -> StoreResult<()> {
         let mut conn = self.conn()?;
@@ -450,6 +453,7 @@ impl Store {
                     consents::client_id.eq(client_id),
                     consents::scope.eq(scope),
                     consents::created_at.eq(now),
+                    consents::audience.eq(audience),
                 ))
                 .execute(db))?;
             Ok::<_, diesel::result::Error>(())

@@ -71,6 +71,7 @@ diesel::table! {
         client_id -> Text,
         scope -> Text,
         created_at -> BigInt,
+        audience -> Text,
     }
 }
 

@@ -215,3 +215,88 @@ async fn third_party_clients_ask_for_consent_and_deny_is_access_denied() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+#[actix_web::test]
+async fn consent_to_one_api_is_not_consent_to_another() {
+    use crate::browser::{REDIRECT, SCOPE};
+    const PAYMENTS: &str = "https://payments.example.test";
+    let app = TestApp::spawn().await;
+    setup(&app, false).await; // alice
+    let client = app
+        .add_client(&[
+            "--name",
+            "wallet",
+            "--type",
+            "public",
+            "--redirect-uri",
+            REDIRECT,
+            "--grant",
+            "authorization_code",
+            "--scope",
+            SCOPE,
+            "--audience",
+            crate::helpers::API,
+            "--audience",
+            PAYMENTS,
+        ])
+        .await;
+    let cid = client.client_id.as_str();
+    let (_, challenge) = pkce();
+    let mut b = Browser::new(&app);
+    let page = b
+        .get(&authorize_path(
+            cid,
+            &challenge,
+            &[("resource", crate::helpers::API)],
+        ))
+        .await;
+    let consent = b.login(&page, "alice", PASSWORD).await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.text());
+    assert!(
+        consent.text().contains("api.example.test"),
+        "{}",
+        consent.text()
+    );
+    assert!(!consent.text().contains("payments.example.test"), "{}", consent.text());
+    let r = b.consent(&consent, "allow").await;
+    assert!(location_params(&r).1.contains_key("code"));
+    // The same API again: remembered.
+    let r = b
+        .get(&authorize_path(
+            cid,
+            &challenge,
+            &[("resource", crate::helpers::API)],
+        ))
+        .await;
+    assert!(location_params(&r).1.contains_key("code"), "{}", r.text());
+    // Another API: not covered, whatever the scope.
+    let r = b
+        .get(&authorize_path(
+            cid,
+            &challenge,
+            &[("resource", PAYMENTS), ("prompt", "none")],
+        ))
+        .await;
+    assert_eq!(
+        location_params(&r).1.get("error").map(String::as_str),
+        Some("consent_required")
+    );
+    let consent = b
+        .get(&authorize_path(cid, &challenge, &[("resource", PAYMENTS)]))
+        .await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.text());
+    assert!(consent.text().contains("payments.example.test"), "{}", consent.text());
+    let r = b.consent(&consent, "allow").await;
+    assert!(location_params(&r).1.contains_key("code"));
+    // Both are remembered now (the earlier one was not forgotten).
+    for aud in [crate::helpers::API, PAYMENTS] {
+        let r = b
+            .get(&authorize_path(
+                cid,
+                &challenge,
+                &[("resource", aud), ("prompt", "none")],
+            ))
+            .await;
+        assert!(location_params(&r).1.contains_key("code"), "{aud}");
+    }
+}

@@ -331,12 +331,22 @@ fn sessions_expire_and_can_be_deleted(s: &Store) {
 }
 
 fn consent_is_replaced_not_duplicated(s: &Store) {
-    s.save_consent("u1", "c1", "openid", NOW).expect("save");
-    s.save_consent("u1", "c1", "openid api:read", NOW + 1)
-        .expect("save again");
+    s.save_consent("u1", "c1", "openid", "https://api.a", NOW)
+        .expect("save");
+    s.save_consent(
+        "u1",
+        "c1",
+        "openid api:read",
+        "https://api.a https://api.b",
+        NOW + 1,
+    )
+    .expect("save again");
     assert_eq!(
-        s.consent("u1", "c1").expect("get").as_deref(),
-        Some("openid api:read")
+        s.consent("u1", "c1").expect("get"),
+        Some((
+            "openid api:read".into(),
+            "https://api.a https://api.b".into()
+        ))
     );
     assert!(s.consent("u1", "c2").expect("get").is_none());
 }
@@ -1053,7 +1063,8 @@ fn clients_are_replaced_and_deleted_with_their_grants(s: &Store) {
     s.insert_code(&code("code-d1")).expect("code");
     assert!(matches!(redeem(s, "code-d1", "d"), Redeemed::Issued(_)));
     s.insert_code(&code("code-d2")).expect("code");
-    s.save_consent("u1", "c1", "openid", NOW).expect("consent");
+    s.save_consent("u1", "c1", "openid", "", NOW)
+        .expect("consent");
     assert!(s.delete_client("c1", NOW + 5).expect("delete"));
     assert!(s.client("c1").expect("get").is_none());
     assert!(s.consent("u1", "c1").expect("consent").is_none());
@@ -1072,7 +1083,8 @@ fn a_users_grants_are_revoked_in_bulk(s: &Store) {
     s.insert_code(&code("code-u1")).expect("code");
     assert!(matches!(redeem(s, "code-u1", "u"), Redeemed::Issued(_)));
     s.insert_code(&code("code-u2")).expect("code");
-    s.save_consent("u1", "c1", "openid", NOW).expect("consent");
+    s.save_consent("u1", "c1", "openid", "", NOW)
+        .expect("consent");
     s.insert_session(&Session {
         session_hash: "sess-u1".into(),
         sid: "sid".into(),
