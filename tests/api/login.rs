@@ -257,7 +257,11 @@ async fn consent_to_one_api_is_not_consent_to_another() {
         "{}",
         consent.text()
     );
-    assert!(!consent.text().contains("payments.example.test"), "{}", consent.text());
+    assert!(
+        !consent.text().contains("payments.example.test"),
+        "{}",
+        consent.text()
+    );
     let r = b.consent(&consent, "allow").await;
     assert!(location_params(&r).1.contains_key("code"));
     // The same API again: remembered.
@@ -285,7 +289,11 @@ async fn consent_to_one_api_is_not_consent_to_another() {
         .get(&authorize_path(cid, &challenge, &[("resource", PAYMENTS)]))
         .await;
     assert_eq!(consent.status, StatusCode::OK, "{}", consent.text());
-    assert!(consent.text().contains("payments.example.test"), "{}", consent.text());
+    assert!(
+        consent.text().contains("payments.example.test"),
+        "{}",
+        consent.text()
+    );
     let r = b.consent(&consent, "allow").await;
     assert!(location_params(&r).1.contains_key("code"));
     // Both are remembered now (the earlier one was not forgotten).
