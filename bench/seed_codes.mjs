@@ -5,9 +5,10 @@
 // text input = username, password input = password, the approving button pressed), but
 //   - each worker logs in ONCE (its own cookie jar = one login session) and then runs the
 //     authorization request again and again in that session, so a code costs what the
-//     server's authorize path costs with a live session (Latchkey: one redirect for a
-//     first-party client; oidc-provider: a consent interaction, which it requires for
-//     native clients every time) and no password hashing;
+//     server's authorize path costs with a live session (Latchkey: one "Continue as" press
+//     for a native public client, RFC 8252 §8.6, or one redirect for a claimed https one;
+//     oidc-provider: a consent interaction, which it requires for native clients every
+//     time) and no password hashing;
 //   - it stops at the redirect: the code is NOT redeemed. Prints `CODE VERIFIER`, one pair
 //     per line, every code with its own fresh PKCE (S256) verifier.
 //

@@ -134,7 +134,7 @@ async fn proceed(
             StatusCode::OK,
             areq.login_hint.as_deref().unwrap_or(""),
         ),
-        Ok(Step::Consent) => {
+        Ok(step @ (Step::Consent | Step::Confirm)) => {
             // Right after sign-in the token binds to the session cookie this response sets.
             let (csrf, set) = state.browser.csrf_token(req, fresh_session);
             cookies.extend(set);
@@ -144,10 +144,15 @@ async fn proceed(
                 .unwrap_or_default();
             let scopes: Vec<String> = areq.scope.iter().map(describe_scope).collect();
             let audiences = areq.audiences.clone();
+            let template = if step == Step::Consent {
+                "consent.html"
+            } else {
+                "continue.html"
+            };
             page(
                 &state.templates,
                 StatusCode::OK,
-                "consent.html",
+                template,
                 context! { client_name => areq.client.client_name.clone(), username, scopes, audiences, csrf, request => raw, action => CONSENT_PATH },
                 cookies,
             )
@@ -360,9 +365,13 @@ pub async fn consent_post(
                 .store
                 .blocking(move |s| {
                     let before = s.consent(&u, &c)?;
-                    let aud =
-                        authorize::consented_audiences(before.as_ref().map(|b| b.1.as_str()), &aud);
-                    s.save_consent(&u, &c, &sc, &aud, now)
+                    let scope =
+                        authorize::remembered(before.as_ref().map(|b| b.0.as_str()), sc.split(' '));
+                    let aud = authorize::remembered(
+                        before.as_ref().map(|b| b.1.as_str()),
+                        aud.iter().map(String::as_str),
+                    );
+                    s.save_consent(&u, &c, &scope, &aud, now)
                 })
                 .await
             {
@@ -374,11 +383,13 @@ pub async fn consent_post(
             }
         }
         Some("deny") => authorize_error(&state, authorize::denied(&areq)),
+        // "Use another account" on the confirmation page: sign in again, here.
+        Some("switch") => login_page(&req, &state, &areq, &raw, None, StatusCode::OK, ""),
         _ => error_page(
             &state.templates,
             StatusCode::BAD_REQUEST,
             "invalid_request",
-            "Choose Allow or Deny.",
+            "Choose Allow, Continue or Deny.",
         ),
     }
 }

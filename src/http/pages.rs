@@ -12,6 +12,10 @@ pub fn templates() -> Environment<'static> {
         ("base.html", include_str!("../../templates/base.html")),
         ("login.html", include_str!("../../templates/login.html")),
         ("consent.html", include_str!("../../templates/consent.html")),
+        (
+            "continue.html",
+            include_str!("../../templates/continue.html"),
+        ),
         ("error.html", include_str!("../../templates/error.html")),
         (
             "logout_confirm.html",

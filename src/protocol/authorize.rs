@@ -12,7 +12,7 @@ use super::params::Params;
 use super::pkce;
 use super::redirect_uri;
 use super::scope::Scope;
-use crate::model::{AuthCode, Client, GrantType, Session};
+use crate::model::{AuthCode, Client, ClientType, GrantType, Session};
 use crate::secret;
 
 /// A redirect URI that matched the client's registration. Private constructor.
@@ -239,10 +239,13 @@ pub async fn validate(ctx: &Ctx, params: &Params) -> Result<AuthorizeRequest, Au
 }
 
 /// What the endpoint does next.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Step {
     Login,
     Consent,
+    /// Consent is already given (or not needed), but the server cannot tell which app is
+    /// behind the redirect: the user confirms with one press ("Continue as alice").
+    Confirm,
     Issue,
 }
 
@@ -283,7 +286,27 @@ pub fn decide(
             Ok(Step::Consent)
         };
     }
+    if !fresh_login && needs_confirmation(req) {
+        return if req.prompt.none {
+            Err(req.error(OAuthError::new(
+                ErrorCode::InteractionRequired,
+                "this app needs the user to confirm the sign-in",
+            )))
+        } else {
+            Ok(Step::Confirm)
+        };
+    }
     Ok(Step::Issue)
+}
+
+/// RFC 8252 §8.6: for a public client whose redirect is a loopback address or a private-use
+/// scheme, any app on the device could have sent the request and would receive the code, so
+/// an earlier approval (or being first-party) is not enough: the user must act in this
+/// request. A claimed `https` redirect is bound to the app by the platform (universal links,
+/// app links), so single sign-on stays silent there, as it does for confidential clients,
+/// which prove who they are at the token endpoint.
+pub fn needs_confirmation(req: &AuthorizeRequest) -> bool {
+    req.client.client_type == ClientType::Public && !req.redirect.as_str().starts_with("https://")
 }
 
 /// First-party clients never ask; others ask when `prompt=consent` or the remembered consent
@@ -303,15 +326,16 @@ pub fn needs_consent(req: &AuthorizeRequest, consented: Option<(&str, &str)>) ->
         || !req.audiences.iter().all(|a| reached.contains(&a.as_str()))
 }
 
-/// The audiences to remember after "Allow": those consented before and these.
-pub fn consented_audiences(before: Option<&str>, now: &[String]) -> String {
+/// What to remember after "Allow": the words (scopes or audiences) consented before and these.
+/// Consent accumulates, so approving a narrower request never forgets an earlier approval.
+pub fn remembered<'a>(before: Option<&'a str>, now: impl IntoIterator<Item = &'a str>) -> String {
     let mut all: Vec<&str> = before
         .unwrap_or("")
         .split(' ')
         .filter(|a| !a.is_empty())
         .collect();
     for a in now {
-        if !all.contains(&a.as_str()) {
+        if !a.is_empty() && !all.contains(&a) {
             all.push(a);
         }
     }

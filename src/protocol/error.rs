@@ -22,6 +22,8 @@ pub enum ErrorCode {
     InvalidClientMetadata,
     LoginRequired,
     ConsentRequired,
+    /// OIDC Core §3.1.2.6: the user must act (confirm the sign-in) before a code is issued.
+    InteractionRequired,
     RequestNotSupported,
     RequestUriNotSupported,
     ServerError,
@@ -56,6 +58,7 @@ impl ErrorCode {
             InvalidClientMetadata => "invalid_client_metadata",
             LoginRequired => "login_required",
             ConsentRequired => "consent_required",
+            InteractionRequired => "interaction_required",
             RequestNotSupported => "request_not_supported",
             RequestUriNotSupported => "request_uri_not_supported",
             ServerError => "server_error",

@@ -172,10 +172,18 @@ async fn a_browser_session_skips_the_password_unless_prompt_login() {
     let mut b = Browser::new(&app);
     let (_, challenge) = pkce();
     crate::browser::obtain_code(&app, &mut b, &m, &challenge).await;
-    // Same browser: straight to the code.
+    // Same browser: no password again, but this public client's loopback redirect could be
+    // any app's, so the user confirms with one press (RFC 8252 §8.6) and gets the code.
     let r = b
         .get(&authorize_path(&m.client.client_id, &challenge, &[]))
         .await;
+    assert!(
+        crate::browser::is_confirmation(&r, "alice"),
+        "{} {}",
+        r.status,
+        r.text()
+    );
+    let r = b.consent(&r, "allow").await;
     assert!(location_params(&r).1.contains_key("code"));
     // prompt=login and max_age=0 ask again.
     for extra in [("prompt", "login"), ("max_age", "0")] {

@@ -170,6 +170,16 @@ pub fn hidden(page: &Resp, name: &str) -> String {
         .replace("&amp;", "&")
 }
 
+/// The page a signed-in user sees when a public client with a loopback or private-use redirect
+/// asks for a code (RFC 8252 §8.6): no password field, one "Continue as NAME" button.
+pub fn is_confirmation(r: &Resp, username: &str) -> bool {
+    let html = r.text();
+    r.status == StatusCode::OK
+        && html.contains(&format!("Continue as {username}"))
+        && !html.contains("name=\"password\"")
+        && !html.contains(">Allow<")
+}
+
 /// A redirect's query parameters (`Location` must be present).
 pub fn location_params(r: &Resp) -> (String, HashMap<String, String>) {
     assert_eq!(
@@ -283,7 +293,11 @@ pub async fn obtain_code(
     if r.status == StatusCode::OK && r.text().contains("name=\"password\"") {
         r = b.login(&r, &m.username, PASSWORD).await;
     }
-    if r.status == StatusCode::OK && r.text().contains("Allow") {
+    // The consent page, or the "Continue as alice" page a public native client gets when the
+    // user is already signed in (RFC 8252 §8.6): both need one press.
+    if r.status == StatusCode::OK
+        && (r.text().contains(">Allow<") || is_confirmation(&r, &m.username))
+    {
         r = b.consent(&r, "allow").await;
     }
     let (base, p) = location_params(&r);

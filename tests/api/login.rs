@@ -2,7 +2,9 @@
 
 use reqwest::StatusCode;
 
-use crate::browser::{Browser, PASSWORD, authorize_path, hidden, location_params, pkce, setup};
+use crate::browser::{
+    Browser, PASSWORD, authorize_path, hidden, is_confirmation, location_params, pkce, setup,
+};
 use crate::helpers::TestApp;
 
 #[actix_web::test]
@@ -188,13 +190,18 @@ async fn third_party_clients_ask_for_consent_and_deny_is_access_denied() {
         .await;
     let r = b.consent(&consent, "allow").await;
     assert!(location_params(&r).1.contains_key("code"));
+    // Consent remembered: no consent page again, only the one-press confirmation a public
+    // client with a loopback redirect always gets (RFC 8252 §8.6).
     let r = b
         .get(&authorize_path(&m.client.client_id, &challenge, &[]))
         .await;
     assert!(
-        location_params(&r).1.contains_key("code"),
-        "consent remembered"
+        is_confirmation(&r, "alice"),
+        "consent remembered: {}",
+        r.text()
     );
+    let r = b.consent(&r, "allow").await;
+    assert!(location_params(&r).1.contains_key("code"));
     // A forged CSRF token on the consent form is refused.
     let consent = b
         .get(&authorize_path(
@@ -264,7 +271,7 @@ async fn consent_to_one_api_is_not_consent_to_another() {
     );
     let r = b.consent(&consent, "allow").await;
     assert!(location_params(&r).1.contains_key("code"));
-    // The same API again: remembered.
+    // The same API again: remembered (the confirmation page, not the consent page).
     let r = b
         .get(&authorize_path(
             cid,
@@ -272,6 +279,8 @@ async fn consent_to_one_api_is_not_consent_to_another() {
             &[("resource", crate::helpers::API)],
         ))
         .await;
+    assert!(is_confirmation(&r, "alice"), "{}", r.text());
+    let r = b.consent(&r, "allow").await;
     assert!(location_params(&r).1.contains_key("code"), "{}", r.text());
     // Another API: not covered, whatever the scope.
     let r = b
@@ -296,7 +305,8 @@ async fn consent_to_one_api_is_not_consent_to_another() {
     );
     let r = b.consent(&consent, "allow").await;
     assert!(location_params(&r).1.contains_key("code"));
-    // Both are remembered now (the earlier one was not forgotten).
+    // Both are remembered now (the earlier one was not forgotten): no consent page, and
+    // prompt=none fails only for want of the confirmation, not of consent.
     for aud in [crate::helpers::API, PAYMENTS] {
         let r = b
             .get(&authorize_path(
@@ -305,6 +315,16 @@ async fn consent_to_one_api_is_not_consent_to_another() {
                 &[("resource", aud), ("prompt", "none")],
             ))
             .await;
+        assert_eq!(
+            location_params(&r).1.get("error").map(String::as_str),
+            Some("interaction_required"),
+            "{aud}"
+        );
+        let r = b
+            .get(&authorize_path(cid, &challenge, &[("resource", aud)]))
+            .await;
+        assert!(is_confirmation(&r, "alice"), "{aud}: {}", r.text());
+        let r = b.consent(&r, "allow").await;
         assert!(location_params(&r).1.contains_key("code"), "{aud}");
     }
 }

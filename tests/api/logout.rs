@@ -12,7 +12,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::browser::{
-    Browser, Mobile, PASSWORD, authorize_path, exchange, hidden, obtain_code, pkce, setup,
+    Browser, Mobile, PASSWORD, authorize_path, exchange, hidden, is_confirmation, obtain_code,
+    pkce, setup,
 };
 use crate::helpers::TestApp;
 
@@ -27,14 +28,16 @@ async fn id_token(app: &TestApp, b: &mut Browser<'_>, m: &Mobile) -> String {
     r.json()["id_token"].as_str().expect("id_token").to_owned()
 }
 
-/// Whether `b` is still signed in: an authorization request gets a code without the form.
+/// Whether `b` is still signed in (as anyone): an authorization request gets the "Continue as" page
+/// (this public app's loopback redirect always asks for one press, RFC 8252 §8.6) rather than
+/// the password form.
 async fn signed_in(b: &mut Browser<'_>, m: &Mobile) -> bool {
     let (_, challenge) = pkce();
     let r = b
         .get(&authorize_path(&m.client.client_id, &challenge, &[]))
         .await;
     match r.status {
-        StatusCode::FOUND => true,
+        StatusCode::OK if is_confirmation(&r, "") => true,
         StatusCode::OK => {
             assert!(r.text().contains("name=\"password\""), "{}", r.text());
             false

@@ -25,6 +25,7 @@ mod login;
 mod logout;
 mod metrics;
 mod native_app;
+mod native_sso;
 mod oidc_client;
 mod openid_client;
 mod password_change;

@@ -36,14 +36,24 @@ async fn device<'a>(app: &'a TestApp, m: &Mobile) -> (Browser<'a>, Value) {
     (b, r.json())
 }
 
-/// Whether this browser's session still signs it in: `/authorize` answers without asking
-/// for a password.
+/// Whether this browser's session still signs it in: `/authorize` answers with the
+/// "Continue as alice" page (this public app always asks for one press, RFC 8252 §8.6)
+/// instead of asking for a password.
 async fn still_signed_in(b: &mut Browser<'_>, m: &Mobile) -> bool {
     let (_, challenge) = pkce();
     let r = b
         .get(&authorize_path(&m.client.client_id, &challenge, &[]))
         .await;
-    !(r.status == StatusCode::OK && r.text().contains("name=\"password\""))
+    if crate::browser::is_confirmation(&r, &m.username) {
+        return true;
+    }
+    assert!(
+        r.text().contains("name=\"password\""),
+        "{} {}",
+        r.status,
+        r.text()
+    );
+    false
 }
 
 /// Signs in from a fresh browser with this password; true if a code came back.

@@ -15,10 +15,11 @@
 //   screenshot_dir   if set, a PNG of every page seen is saved there
 //   steps            run in order in ONE browser context (cookies carry over), each either
 //     { name, action: "authorize", url, logins: [{username, password}], consent: "allow"|"deny",
-//       measure: true }
+//       continue: "allow"|"deny"|"switch", measure: true }
 //        opens url and, until the redirect is reached, fills each login page it meets with the
 //        next entry of `logins` (a login page with none left is a failure) and answers consent
-//        pages with `consent` (a consent page without it is a failure). `measure` records the
+//        pages with `consent` (a consent page without it is a failure) and the "Continue as"
+//        page (RFC 8252 §8.6) with `continue` ("allow"|"deny"|"switch"). `measure` records the
 //        layout of the login form (for the phone-viewport test).
 //     { name, action: "framed", url, frame_timeout_ms }
 //        opens url (a page of the test's own that frames the login page) and reports what the
@@ -114,6 +115,7 @@ async function settle(list) {
 async function kind() {
   if (page.url().startsWith(plan.redirect_prefix)) return 'redirect';
   if (await page.locator('input[name="password"]').count()) return 'login';
+  if (await page.locator('button[name="decision"][value="switch"]').count()) return 'continue';
   if (await page.locator('button[name="decision"]').count()) return 'consent';
   return 'other';
 }
@@ -197,6 +199,12 @@ async function authorizeStep(step) {
       pages.push(seen);
       if (!step.consent) throw new StepError('a consent page was shown, but the step does not expect one');
       await submitWith(`button[name="decision"][value="${step.consent}"]`);
+    } else if (k === 'continue') {
+      seen.heading = (await page.locator('h1').textContent())?.trim() ?? null;
+      seen.button = (await page.locator('button[name="decision"][value="allow"]').textContent())?.trim() ?? null;
+      pages.push(seen);
+      if (!step.continue) throw new StepError('a "Continue as" page was shown, but the step does not expect one');
+      await submitWith(`button[name="decision"][value="${step.continue}"]`);
     } else {
       seen.content = await snippet();
       pages.push(seen);
