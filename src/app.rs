@@ -177,6 +177,14 @@ async fn housekeeping(state: web::Data<AppState>) {
             if let Err(e) = pruned {
                 tracing::warn!(error = %e, "pruning DPoP replay records failed; will retry");
             }
+            // Pushed authorization requests (RFC 9126) that expired unused.
+            let pruned = ctx
+                .store
+                .blocking(|s| s.prune_pushed_requests(unix_now()))
+                .await;
+            if let Err(e) = pruned {
+                tracing::warn!(error = %e, "pruning pushed authorization requests failed; will retry");
+            }
         }
         let keys = ctx.keys.clone();
         let config = ctx.config.clone();

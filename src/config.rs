@@ -104,6 +104,11 @@ pub struct Config {
     /// Costs the client one extra round trip whenever its nonce is stale; in exchange a proof
     /// cannot be made in advance and the client's clock no longer matters.
     pub dpop_require_nonce: bool,
+    /// RFC 9126: seconds a pushed authorization request's `request_uri` stays usable.
+    pub par_ttl: u64,
+    /// RFC 9126 §5: every client's authorization requests must be pushed (a client can
+    /// require it for itself with `require_pushed_authorization_requests`).
+    pub require_pushed_authorization_requests: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +151,8 @@ impl Default for Config {
             log_format: LogFormat::Text,
             dpop_proof_max_age: 60,
             dpop_require_nonce: false,
+            par_ttl: 60,
+            require_pushed_authorization_requests: false,
         }
     }
 }
@@ -183,6 +190,8 @@ const KEYS: &[&str] = &[
     "log_format",
     "dpop_proof_max_age",
     "dpop_require_nonce",
+    "par_ttl",
+    "require_pushed_authorization_requests",
 ];
 
 impl Config {
@@ -274,6 +283,7 @@ impl Config {
             ("id_token_ttl", self.id_token_ttl, 10, 24 * 3600),
             ("code_ttl", self.code_ttl, 5, 600),
             ("dpop_proof_max_age", self.dpop_proof_max_age, 5, 600),
+            ("par_ttl", self.par_ttl, 5, 600),
             ("jwks_max_age", self.jwks_max_age, 0, 24 * 3600),
             (
                 "key_publish_ahead",

@@ -79,6 +79,9 @@ pub struct Client {
     /// Browser-based clients: origins (`https://app.example`) allowed to call the token, JWKS,
     /// discovery, userinfo and revocation endpoints with CORS. None by default.
     pub allowed_origins: Vec<String>,
+    /// RFC 9126 §6: authorization requests only through the pushed authorization request
+    /// endpoint (`request_uri`); a plain one is refused.
+    pub require_pushed_authorization_requests: bool,
 }
 
 impl Client {

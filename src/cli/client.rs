@@ -50,6 +50,10 @@ pub enum ClientCommand {
         /// token, JWKS, discovery, userinfo and revocation endpoints; repeatable.
         #[arg(long = "allowed-origin", value_name = "ORIGIN")]
         allowed_origins: Vec<String>,
+        /// Accept this client's authorization requests only through the pushed authorization
+        /// request endpoint (RFC 9126; metadata `require_pushed_authorization_requests`).
+        #[arg(long)]
+        require_par: bool,
     },
     /// List clients (never secrets).
     List,
@@ -75,6 +79,7 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
             admin,
             dpop_bound,
             allowed_origins,
+            require_par,
         } => {
             let spec = ClientSpec {
                 client_name: name,
@@ -91,6 +96,7 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
                 is_admin: admin,
                 dpop_bound_access_tokens: dpop_bound,
                 allowed_origins,
+                require_pushed_authorization_requests: require_par,
             };
             let new = clients::create(spec, now())
                 .map_err(|e| anyhow::anyhow!("{}: {}", e.code.as_str(), e.description))?;

@@ -76,14 +76,18 @@ pub async fn authorize_post(
     }
 }
 
-async fn validate(state: &AppState, raw: &str) -> Result<AuthorizeRequest, AuthorizeError> {
+async fn validate(
+    state: &AppState,
+    raw: &str,
+    now: i64,
+) -> Result<AuthorizeRequest, AuthorizeError> {
     let params = Params::parse(raw.as_bytes()).map_err(AuthorizeError::Page)?;
-    authorize::validate(&state.ctx, &params).await
+    authorize::validate(&state.ctx, &params, now).await
 }
 
 async fn start(req: &HttpRequest, state: &AppState, raw: String) -> HttpResponse {
     let now = unix_now();
-    let areq = match validate(state, &raw).await {
+    let areq = match validate(state, &raw, now).await {
         Ok(r) => r,
         Err(e) => return authorize_error(state, e),
     };
@@ -230,7 +234,7 @@ async fn authorize_form(
         ));
     }
     let raw = form.get("request").unwrap_or("").to_owned();
-    let areq = validate(state, &raw)
+    let areq = validate(state, &raw, unix_now())
         .await
         .map_err(|e| authorize_error(state, e))?;
     Ok((form, raw, areq))

@@ -24,6 +24,7 @@ use crate::protocol::registration::REGISTRATION_PATH;
 fn static_endpoint(path: &str) -> Option<&'static str> {
     const FIXED: &[&str] = &[
         TOKEN_PATH,
+        crate::protocol::par::PAR_PATH,
         JWKS_PATH,
         AUTHORIZE_PATH,
         super::authorize::LOGIN_PATH,

@@ -12,6 +12,7 @@ mod logout;
 pub mod metrics;
 pub mod openapi;
 mod pages;
+mod par;
 mod registration;
 mod resource;
 mod token;
@@ -91,6 +92,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route(JWKS_PATH, web::get().to(well_known::jwks))
     .route(TOKEN_PATH, web::post().to(token::token))
+    .route(crate::protocol::par::PAR_PATH, web::post().to(par::push))
     .route(AUTHORIZE_PATH, web::get().to(authorize::authorize_get))
     .route(AUTHORIZE_PATH, web::post().to(authorize::authorize_post))
     .route(authorize::LOGIN_PATH, web::post().to(authorize::login_post))

@@ -44,6 +44,8 @@ pub struct ClientMetadata {
     /// Origins allowed CORS access to the token, JWKS, discovery, userinfo and revocation
     /// endpoints (browser-based clients); none by default.
     pub allowed_origins: Vec<String>,
+    /// RFC 9126 §6: authorization requests must be pushed.
+    pub require_pushed_authorization_requests: bool,
     /// May obtain `latchkey:admin` (made only with `latchkey client add --admin`).
     pub admin: bool,
     pub disabled: bool,

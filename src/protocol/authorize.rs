@@ -65,6 +65,9 @@ pub struct AuthorizeRequest {
     pub login_hint: Option<String>,
     /// RFC 9449 §10: bind the code to this DPoP key thumbprint.
     pub dpop_jkt: Option<String>,
+    /// RFC 9126: the hash of the `request_uri` this request came from; issuing the code uses
+    /// it up.
+    pub pushed: Option<String>,
 }
 
 #[derive(Debug)]
@@ -105,8 +108,47 @@ impl AuthorizeRequest {
     }
 }
 
-/// Validates an authorization request.
-pub async fn validate(ctx: &Ctx, params: &Params) -> Result<AuthorizeRequest, AuthorizeError> {
+/// Validates an authorization request as it reached `/authorize`: either a `request_uri` from
+/// the pushed authorization request endpoint (RFC 9126 §4: its stored parameters are the
+/// request, whatever else the URL says), or the parameters themselves, when the client and
+/// the server do not require pushing.
+pub async fn validate(
+    ctx: &Ctx,
+    params: &Params,
+    now: i64,
+) -> Result<AuthorizeRequest, AuthorizeError> {
+    if let Some(request_uri) = params.get("request_uri") {
+        let client_id = params.get("client_id").ok_or_else(|| {
+            AuthorizeError::Page(OAuthError::invalid_request("client_id is missing"))
+        })?;
+        let resolved = super::par::resolve(ctx, client_id, request_uri, now)
+            .await
+            .map_err(AuthorizeError::Page)?;
+        let mut req = check(ctx, &resolved.params).await?;
+        req.pushed = Some(resolved.request_hash);
+        return Ok(req);
+    }
+    let req = check(ctx, params).await?;
+    if req.client.require_pushed_authorization_requests
+        || ctx.config.require_pushed_authorization_requests
+    {
+        return Err(req.error(OAuthError::invalid_request(
+            "authorization requests must be pushed (RFC 9126): use the pushed authorization request endpoint",
+        )));
+    }
+    Ok(req)
+}
+
+/// Validates a request being pushed (RFC 9126 §2.1): the same rules as at `/authorize`.
+pub async fn validate_pushed(
+    ctx: &Ctx,
+    params: &Params,
+) -> Result<AuthorizeRequest, AuthorizeError> {
+    check(ctx, params).await
+}
+
+/// The checks every authorization request passes, pushed or not.
+async fn check(ctx: &Ctx, params: &Params) -> Result<AuthorizeRequest, AuthorizeError> {
     let page = |code: ErrorCode, d: &'static str| AuthorizeError::Page(OAuthError::new(code, d));
     let client_id = params
         .get("client_id")
@@ -155,10 +197,8 @@ pub async fn validate(ctx: &Ctx, params: &Params) -> Result<AuthorizeRequest, Au
             ));
         }
         if params.get("request_uri").is_some() {
-            return Err(OAuthError::new(
-                ErrorCode::RequestUriNotSupported,
-                "request_uri is not supported",
-            ));
+            // Only from a pushed request's parameters, which never hold one.
+            return Err(OAuthError::invalid_request("request_uri cannot be nested"));
         }
         match params.get("response_type") {
             Some("code") => {}
@@ -233,6 +273,7 @@ pub async fn validate(ctx: &Ctx, params: &Params) -> Result<AuthorizeRequest, Au
             max_age,
             login_hint: params.get("login_hint").map(str::to_owned),
             dpop_jkt,
+            pushed: None,
         })
     })();
     result.map_err(fail)
@@ -366,10 +407,27 @@ pub async fn issue_code(
         expires_at: now + ctx.config.code_ttl as i64,
         dpop_jkt: req.dpop_jkt.clone(),
     };
-    ctx.store
-        .write(move |s| s.insert_code(&record))
+    let pushed = req.pushed.clone();
+    let issued = ctx
+        .store
+        .write(move |s| {
+            // RFC 9126 §4: one code per pushed request, decided with the code's insertion.
+            if let Some(h) = &pushed
+                && !s.take_pushed_request(h, now)?
+            {
+                return Ok(false);
+            }
+            s.insert_code(&record)?;
+            Ok(true)
+        })
         .await
         .map_err(|e| req.error(e.into()))?;
+    if !issued {
+        return Err(req.error(OAuthError::new(
+            ErrorCode::InvalidRequestUri,
+            "request_uri is expired or used already; start again from the app",
+        )));
+    }
     let mut p: Vec<(&str, &str)> = vec![("code", &code)];
     if let Some(s) = &req.state {
         p.push(("state", s));

@@ -25,6 +25,8 @@ pub struct ClientSpec {
     /// Origins allowed CORS access to the token, JWKS, discovery, userinfo and revocation
     /// endpoints (browser-based clients).
     pub allowed_origins: Vec<String>,
+    /// RFC 9126 §6 `require_pushed_authorization_requests`.
+    pub require_pushed_authorization_requests: bool,
 }
 
 /// A new client and, for a confidential one, its secret (shown once, stored only as a hash).
@@ -151,6 +153,7 @@ pub fn create(spec: ClientSpec, now: i64) -> OAuthResult<NewClient> {
         updated_at: now,
         dpop_bound_access_tokens: spec.dpop_bound_access_tokens,
         allowed_origins,
+        require_pushed_authorization_requests: spec.require_pushed_authorization_requests,
     };
     Ok(NewClient { client, secret })
 }
@@ -199,6 +202,7 @@ pub fn metadata(c: &Client) -> serde_json::Value {
         "disabled": c.disabled,
         "dpop_bound_access_tokens": c.dpop_bound_access_tokens,
         "allowed_origins": c.allowed_origins,
+        "require_pushed_authorization_requests": c.require_pushed_authorization_requests,
         "client_id_issued_at": c.created_at,
     })
 }

@@ -29,6 +29,9 @@ pub fn metadata(config: &Config) -> Value {
         "introspection_endpoint": format!("{iss}{INTROSPECT_PATH}"),
         "end_session_endpoint": format!("{iss}{END_SESSION_PATH}"),
         "registration_endpoint": format!("{iss}{}", super::registration::REGISTRATION_PATH),
+        // RFC 9126 §5.
+        "pushed_authorization_request_endpoint": format!("{iss}{}", super::par::PAR_PATH),
+        "require_pushed_authorization_requests": config.require_pushed_authorization_requests,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],

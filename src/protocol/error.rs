@@ -25,7 +25,8 @@ pub enum ErrorCode {
     /// OIDC Core §3.1.2.6: the user must act (confirm the sign-in) before a code is issued.
     InteractionRequired,
     RequestNotSupported,
-    RequestUriNotSupported,
+    /// RFC 9101 §7 / OIDC Core §3.1.2.6: the `request_uri` is unknown, expired or used.
+    InvalidRequestUri,
     ServerError,
     TemporarilyUnavailable,
     /// RFC 9449 §5, §7.1: the DPoP proof is missing, malformed or does not match the request.
@@ -60,7 +61,7 @@ impl ErrorCode {
             ConsentRequired => "consent_required",
             InteractionRequired => "interaction_required",
             RequestNotSupported => "request_not_supported",
-            RequestUriNotSupported => "request_uri_not_supported",
+            InvalidRequestUri => "invalid_request_uri",
             ServerError => "server_error",
             TemporarilyUnavailable => "temporarily_unavailable",
             InvalidDpopProof => "invalid_dpop_proof",

@@ -13,6 +13,7 @@ pub mod error;
 pub mod grants;
 pub mod introspect;
 pub mod login;
+pub mod par;
 pub mod params;
 pub mod pkce;
 pub mod redirect_uri;

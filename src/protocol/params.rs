@@ -90,6 +90,11 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every parameter, in the order received.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     pub fn require(&self, key: &'static str) -> OAuthResult<&str> {
         self.get(key)
             .ok_or_else(|| OAuthError::invalid_request(format!("missing parameter '{key}'")))

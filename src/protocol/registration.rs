@@ -60,6 +60,9 @@ pub struct ClientMetadataRequest {
     /// Latchkey extension for browser-based clients: origins (`https://app.example`) allowed
     /// CORS access to the token, JWKS, discovery, userinfo and revocation endpoints.
     pub allowed_origins: Option<Vec<String>>,
+    /// RFC 9126 §6: authorization requests must be pushed (`request_uri` from the pushed
+    /// authorization request endpoint); default false.
+    pub require_pushed_authorization_requests: Option<bool>,
     /// Latchkey extension: admin clients are made only with `latchkey client add --admin`;
     /// `true` is refused on create, and an update cannot change it.
     pub admin: Option<bool>,
@@ -321,6 +324,9 @@ impl ClientMetadataRequest {
             is_admin,
             dpop_bound_access_tokens: self.dpop_bound_access_tokens.unwrap_or(false),
             allowed_origins: self.allowed_origins.clone().unwrap_or_default(),
+            require_pushed_authorization_requests: self
+                .require_pushed_authorization_requests
+                .unwrap_or(false),
             ..Default::default()
         })
     }

@@ -712,6 +712,68 @@ impl Store {
             .unwrap_or_else(|| Err(StoreError::Other("a rotation went unanswered".into())))
     }
 
+    // ---- Pushed authorization requests (RFC 9126) ------------------------------------------
+
+    /// Stores a pushed request under the SHA-256 of its `request_uri`.
+    pub fn insert_pushed_request(
+        &self,
+        request_hash: &str,
+        client_id: &str,
+        params: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        use super::schema::pushed_requests as pr;
+        let mut conn = self.conn()?;
+        on_backend!(&mut *conn, |db| diesel::insert_into(pr::table)
+            .values((
+                pr::request_hash.eq(request_hash),
+                pr::client_id.eq(client_id),
+                pr::params.eq(params),
+                pr::created_at.eq(now),
+                pr::expires_at.eq(expires_at),
+            ))
+            .execute(db))?;
+        Ok(())
+    }
+
+    /// The `(client_id, params)` of an unexpired, unused pushed request.
+    pub fn pushed_request(
+        &self,
+        request_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<(String, String)>> {
+        use super::schema::pushed_requests as pr;
+        let mut conn = self.conn()?;
+        Ok(on_backend!(&mut *conn, |db| pr::table
+            .find(request_hash)
+            .filter(pr::expires_at.ge(now))
+            .select((pr::client_id, pr::params))
+            .first::<(String, String)>(db)
+            .optional())?)
+    }
+
+    /// Uses a pushed request up: true for exactly one caller, while it is unexpired.
+    pub fn take_pushed_request(&self, request_hash: &str, now: i64) -> StoreResult<bool> {
+        use super::schema::pushed_requests as pr;
+        let mut conn = self.conn()?;
+        let n = on_backend!(&mut *conn, |db| diesel::delete(
+            pr::table.find(request_hash).filter(pr::expires_at.ge(now))
+        )
+        .execute(db))?;
+        Ok(n == 1)
+    }
+
+    /// Deletes expired pushed requests; returns how many.
+    pub fn prune_pushed_requests(&self, now: i64) -> StoreResult<usize> {
+        use super::schema::pushed_requests as pr;
+        let mut conn = self.conn()?;
+        Ok(on_backend!(&mut *conn, |db| diesel::delete(
+            pr::table.filter(pr::expires_at.lt(now))
+        )
+        .execute(db))?)
+    }
+
     // ---- DPoP proofs (RFC 9449 §11.1) ----------------------------------------------------
 
     /// Records an accepted DPoP proof by its replay key. Returns false when the key is

@@ -1345,6 +1345,7 @@ struct ClientRow {
     post_logout_redirect_uris: String,
     dpop_bound_access_tokens: bool,
     allowed_origins: String,
+    require_pushed_authorization_requests: bool,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -1384,6 +1385,7 @@ impl ClientRow {
             dpop_bound_access_tokens: self.dpop_bound_access_tokens,
             allowed_origins: serde_json::from_str(&self.allowed_origins)
                 .map_err(|_| corrupt("allowed_origins"))?,
+            require_pushed_authorization_requests: self.require_pushed_authorization_requests,
         })
     }
 
@@ -1406,6 +1408,7 @@ impl ClientRow {
             post_logout_redirect_uris: to_json(&c.post_logout_redirect_uris)?,
             dpop_bound_access_tokens: c.dpop_bound_access_tokens,
             allowed_origins: to_json(&c.allowed_origins)?,
+            require_pushed_authorization_requests: c.require_pushed_authorization_requests,
         })
     }
 }

@@ -18,6 +18,7 @@ diesel::table! {
         post_logout_redirect_uris -> Text,
         dpop_bound_access_tokens -> Bool,
         allowed_origins -> Text,
+        require_pushed_authorization_requests -> Bool,
     }
 }
 
@@ -129,6 +130,16 @@ diesel::table! {
 diesel::table! {
     revoked_access_tokens (jti) {
         jti -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    pushed_requests (request_hash) {
+        request_hash -> Text,
+        client_id -> Text,
+        params -> Text,
+        created_at -> BigInt,
         expires_at -> BigInt,
     }
 }

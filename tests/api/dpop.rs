@@ -712,7 +712,8 @@ async fn dpop_jkt_binds_the_authorization_code_to_the_key() {
     let key = DpopKey::new();
     let jkt = key.jkt();
     let mut b = Browser::new(&app);
-    // One login; then each authorization is answered at once (first-party, session).
+    // Each authorization signs in with the password (on the login page, or instead of
+    // pressing "Continue" when the session is already there: a fresh sign-in either way).
     let mut code_for = async |extra: &[(&str, &str)]| {
         let (verifier, challenge) = pkce();
         let mut r = b

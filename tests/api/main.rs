@@ -28,6 +28,7 @@ mod native_app;
 mod native_sso;
 mod oidc_client;
 mod openid_client;
+mod par;
 mod password_change;
 mod pg;
 mod properties;

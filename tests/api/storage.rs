@@ -151,6 +151,7 @@ fn client(id: &str) -> Client {
         updated_at: NOW,
         dpop_bound_access_tokens: false,
         allowed_origins: vec![],
+        require_pushed_authorization_requests: false,
     }
 }
 
