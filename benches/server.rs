@@ -211,6 +211,7 @@ fn main() {
             is_admin: false,
             dpop_bound_access_tokens: false,
             allowed_origins: vec![],
+            ..Default::default()
         },
         t,
     )
