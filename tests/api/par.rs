@@ -382,7 +382,7 @@ async fn a_dpop_proof_at_par_binds_the_code_to_the_key() {
         .assert_oauth_error(400, "invalid_dpop_proof");
 
     // Sign in with a pushed, proven request; the code needs a proof by the same key.
-    let mut code_for = async || {
+    let code_for = async || {
         let (verifier, challenge) = pkce();
         let r = push(
             &app,
