@@ -1,6 +1,6 @@
 //! A third-party DPoP client, unmodified: openid-client 6 (npm, pinned in
 //! `tests/node-clients/package-lock.json`) runs a native app's whole login against the real
-//! server — discovery, PKCE, state, nonce, code exchange, userinfo, refresh — with a DPoP proof
+//! server — discovery, a pushed authorization request (RFC 9126), PKCE, state, nonce, code exchange, userinfo, refresh — with a DPoP proof
 //! on every request, then calls the `resource_api` example (latchkey-verify) with its
 //! DPoP-bound token. With and without server nonces (openid-client retries `use_dpop_nonce`).
 //!
@@ -200,7 +200,15 @@ async fn full_flow(test: &str, require_nonce: bool) {
         .query_pairs()
         .into_owned()
         .collect();
-    assert_eq!(q["code_challenge_method"], "S256");
+    // Pushed (RFC 9126): the browser carries the client and a request_uri, nothing else; PKCE
+    // S256, state, nonce and the DPoP key went straight to the server.
+    let mut keys: Vec<&str> = q.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["client_id", "request_uri"], "{url}");
+    assert!(
+        q["request_uri"].starts_with("urn:ietf:params:oauth:request_uri:"),
+        "{url}"
+    );
     let mut b = Browser::new(&app);
     let page = b.get(&url[app.address.len()..]).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text());

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // openid-client (v6, unmodified) as a public native app with DPoP (RFC 9449) against Latchkey:
-// discovery, PKCE S256, state and nonce, the code exchange, userinfo, a refresh and a call to a
+// discovery, a pushed authorization request (RFC 9126, with a DPoP proof, so the code is bound
+// to the key), PKCE S256, state and nonce, the code exchange, userinfo, a refresh and a call to a
 // resource API protected by latchkey-verify, every request with a DPoP proof from a key made
 // here (openid-client's own randomDPoPKeyPair). Driven by tests/api/openid_client.rs:
 //
@@ -42,14 +43,18 @@ async function main() {
   const pkceCodeVerifier = client.randomPKCECodeVerifier();
   const state = client.randomState();
   const nonce = client.randomNonce();
-  const authorizationUrl = client.buildAuthorizationUrl(config, {
-    redirect_uri: plan.redirect_uri,
-    scope: plan.scope,
-    code_challenge: await client.calculatePKCECodeChallenge(pkceCodeVerifier),
-    code_challenge_method: 'S256',
-    state,
-    nonce,
-  });
+  const authorizationUrl = await client.buildAuthorizationUrlWithPAR(
+    config,
+    {
+      redirect_uri: plan.redirect_uri,
+      scope: plan.scope,
+      code_challenge: await client.calculatePKCECodeChallenge(pkceCodeVerifier),
+      code_challenge_method: 'S256',
+      state,
+      nonce,
+    },
+    { DPoP: dpop },
+  );
   out({ authorization_url: authorizationUrl.href });
 
   const rl = readline.createInterface({ input: process.stdin });
