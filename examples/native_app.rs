@@ -1,5 +1,7 @@
 //! A native app logging a user in through Latchkey, the way a mobile or desktop app does it
-//! (RFC 8252): OpenID Connect discovery, authorization code + PKCE S256, the system browser, a
+//! (RFC 8252): OpenID Connect discovery, authorization code + PKCE S256 in a pushed
+//! authorization request (RFC 9126, when the server offers it: the parameters go straight to the
+//! server, the browser carries only a `request_uri`), the system browser, a
 //! loopback redirect on an ephemeral port, ID token verification, userinfo, one refresh — with
 //! DPoP (RFC 9449): a P-256 key made in memory at start (a phone keeps it in its secure
 //! hardware), a proof on every request, so the tokens are bound to it and useless to a thief.
@@ -105,6 +107,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(issuer.clone())?, &http)
         .await
         .with_context(|| format!("discovery at {issuer}"))?;
+    // The one member `openidconnect` does not model: RFC 9126 §5 (same document).
+    let par_endpoint = http
+        .get(format!("{issuer}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .with_context(|| format!("discovery at {issuer}"))?
+        .json::<serde_json::Value>()
+        .await
+        .context("discovery is not JSON")?["pushed_authorization_request_endpoint"]
+        .as_str()
+        .map(str::to_owned);
 
     // The DPoP key: made now, in memory; every token request and resource call proves it.
     let dpop = Dpop::new(http.clone())?;
@@ -116,8 +130,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "http://127.0.0.1:{}{REDIRECT_PATH}",
         listener.local_addr()?.port()
     );
-    let client = CoreClient::from_provider_metadata(metadata, ClientId::new(client_id), None)
-        .set_redirect_uri(RedirectUrl::new(redirect_uri.clone())?);
+    let client =
+        CoreClient::from_provider_metadata(metadata, ClientId::new(client_id.clone()), None)
+            .set_redirect_uri(RedirectUrl::new(redirect_uri.clone())?);
 
     // 3. The authorization request: PKCE S256, CSRF state, nonce.
     let (challenge, pkce_verifier) = PkceCodeChallenge::new_random_sha256();
@@ -132,6 +147,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         request = request.add_scope(Scope::new(scope.into()));
     }
     let (auth_url, state, nonce) = request.url();
+    // RFC 9126: push the request, with a DPoP proof (RFC 9449 §10.1) so that the code can only
+    // be redeemed with this app's key; the browser gets the client id and a request_uri only.
+    let auth_url = match &par_endpoint {
+        Some(endpoint) => {
+            let pushed = auth_url.query().unwrap_or("").to_owned();
+            println!("Pushed the authorization request (RFC 9126): {pushed}");
+            push_request(&dpop, endpoint, &auth_url, &client_id).await?
+        }
+        None => auth_url,
+    };
 
     println!("Waiting for the browser on {redirect_uri}");
     println!("Open this URL in a browser to log in:");
@@ -395,6 +420,47 @@ impl Dpop {
             return Ok(out);
         }
     }
+}
+
+/// RFC 9126 §2: POSTs the authorization request's parameters to the pushed authorization request
+/// endpoint and returns the URL for the browser: `client_id` and `request_uri` only.
+async fn push_request(
+    dpop: &Dpop,
+    endpoint: &str,
+    auth_url: &openidconnect::url::Url,
+    client_id: &str,
+) -> anyhow::Result<openidconnect::url::Url> {
+    let request = openidconnect::http::Request::builder()
+        .method(openidconnect::http::Method::POST)
+        .uri(endpoint)
+        .header(
+            openidconnect::http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(auth_url.query().unwrap_or("").as_bytes().to_vec())
+        .context("building the pushed authorization request")?;
+    let resp = dpop
+        .send(request)
+        .await
+        .context("the pushed authorization request")?;
+    let body: serde_json::Value = serde_json::from_slice(resp.body()).unwrap_or_default();
+    if resp.status().as_u16() != 201 {
+        bail!(
+            "the pushed authorization request was refused ({}): {} {}",
+            resp.status(),
+            body["error"].as_str().unwrap_or(""),
+            body["error_description"].as_str().unwrap_or("")
+        );
+    }
+    let request_uri = body["request_uri"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the pushed authorization response has no request_uri"))?;
+    let mut url = auth_url.clone();
+    url.set_query(None);
+    url.query_pairs_mut()
+        .append_pair("client_id", client_id)
+        .append_pair("request_uri", request_uri);
+    Ok(url)
 }
 
 fn scopes(tokens: &impl OAuth2TokenResponse) -> String {

@@ -78,6 +78,20 @@ impl NativeApp {
         }
     }
 
+    /// The authorization request the example pushed (RFC 9126), as it printed it.
+    async fn pushed_request(&mut self) -> HashMap<String, String> {
+        const PREFIX: &str = "Pushed the authorization request (RFC 9126): ";
+        while let Some(line) = self.next_line().await {
+            if let Some(q) = line.trim().strip_prefix(PREFIX) {
+                return url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect();
+            }
+        }
+        let (code, out, err) = self.finish().await;
+        panic!("the example pushed no authorization request (exit {code:?}): {out}\n{err}");
+    }
+
     /// The authorization URL the example printed for the user to open.
     async fn authorize_url(&mut self, app: &TestApp) -> url::Url {
         let prefix = format!("{}/authorize?", app.issuer);
@@ -134,8 +148,14 @@ async fn native_app_example_logs_in_verifies_the_id_token_and_refreshes() {
     let m = setup(&app, false).await;
     let mut native = NativeApp::start(bin, &app, &m.client.client_id);
 
+    let q = native.pushed_request().await;
     let url = native.authorize_url(&app).await;
-    let q: HashMap<String, String> = url.query_pairs().into_owned().collect();
+    // The browser carries only the client and the request_uri (RFC 9126 §4).
+    let front: HashMap<String, String> = url.query_pairs().into_owned().collect();
+    let mut keys: Vec<&str> = front.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["client_id", "request_uri"], "{url}");
+    assert_eq!(front["client_id"], m.client.client_id);
     assert_eq!(q["code_challenge_method"], "S256");
     assert!(q["code_challenge"].len() == 43, "{q:?}");
     assert!(!q["state"].is_empty() && !q["nonce"].is_empty(), "{q:?}");
@@ -214,8 +234,8 @@ async fn native_app_example_refuses_a_redirect_with_a_forged_state() {
     let app = TestApp::spawn().await;
     let m = setup(&app, true).await;
     let mut native = NativeApp::start(bin, &app, &m.client.client_id);
+    let q = native.pushed_request().await;
     let url = native.authorize_url(&app).await;
-    let q: HashMap<String, String> = url.query_pairs().into_owned().collect();
 
     // A real code for this user, but delivered by an attacker with another state (login CSRF).
     let mut b = Browser::new(&app);
