@@ -177,13 +177,17 @@ async fn housekeeping(state: web::Data<AppState>) {
             if let Err(e) = pruned {
                 tracing::warn!(error = %e, "pruning DPoP replay records failed; will retry");
             }
-            // Pushed authorization requests (RFC 9126) that expired unused.
+            // Pushed authorization requests (RFC 9126) and device authorizations (RFC 8628)
+            // that expired.
             let pruned = ctx
                 .store
-                .blocking(|s| s.prune_pushed_requests(unix_now()))
+                .blocking(|s| {
+                    let now = unix_now();
+                    Ok(s.prune_pushed_requests(now)? + s.prune_device_grants(now)?)
+                })
                 .await;
             if let Err(e) = pruned {
-                tracing::warn!(error = %e, "pruning pushed authorization requests failed; will retry");
+                tracing::warn!(error = %e, "pruning pushed authorization requests or device codes failed; will retry");
             }
         }
         let keys = ctx.keys.clone();

@@ -109,6 +109,10 @@ pub struct Config {
     /// RFC 9126 §5: every client's authorization requests must be pushed (a client can
     /// require it for itself with `require_pushed_authorization_requests`).
     pub require_pushed_authorization_requests: bool,
+    /// RFC 8628: seconds a device code and its user code stay usable.
+    pub device_code_ttl: u64,
+    /// RFC 8628 §3.2: seconds a device waits between polls (`slow_down` adds 5).
+    pub device_poll_interval: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +157,8 @@ impl Default for Config {
             dpop_require_nonce: false,
             par_ttl: 60,
             require_pushed_authorization_requests: false,
+            device_code_ttl: 600,
+            device_poll_interval: 5,
         }
     }
 }
@@ -192,6 +198,8 @@ const KEYS: &[&str] = &[
     "dpop_require_nonce",
     "par_ttl",
     "require_pushed_authorization_requests",
+    "device_code_ttl",
+    "device_poll_interval",
 ];
 
 impl Config {
@@ -284,6 +292,8 @@ impl Config {
             ("code_ttl", self.code_ttl, 5, 600),
             ("dpop_proof_max_age", self.dpop_proof_max_age, 5, 600),
             ("par_ttl", self.par_ttl, 5, 600),
+            ("device_code_ttl", self.device_code_ttl, 10, 1800),
+            ("device_poll_interval", self.device_poll_interval, 1, 60),
             ("jwks_max_age", self.jwks_max_age, 0, 24 * 3600),
             (
                 "key_publish_ahead",

@@ -33,13 +33,16 @@ pub enum GrantType {
     AuthorizationCode,
     RefreshToken,
     ClientCredentials,
+    /// RFC 8628 device authorization grant.
+    DeviceCode,
 }
 
 impl GrantType {
-    pub const ALL: [GrantType; 3] = [
+    pub const ALL: [GrantType; 4] = [
         GrantType::AuthorizationCode,
         GrantType::RefreshToken,
         GrantType::ClientCredentials,
+        GrantType::DeviceCode,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +50,7 @@ impl GrantType {
             GrantType::AuthorizationCode => "authorization_code",
             GrantType::RefreshToken => "refresh_token",
             GrantType::ClientCredentials => "client_credentials",
+            GrantType::DeviceCode => "urn:ietf:params:oauth:grant-type:device_code",
         }
     }
 
@@ -329,5 +333,52 @@ mod tests {
             assert!(tok.refusal(now).is_some());
         }
         assert_eq!(S::UsedUp.as_str(), "used_up");
+    }
+}
+
+/// RFC 8628: a device authorization, from the device's request to the token it polls for.
+#[derive(Debug, Clone)]
+pub struct DeviceGrant {
+    /// SHA-256 of the `device_code` (the code itself is never stored).
+    pub device_hash: String,
+    /// Normalized: eight letters of the user-code alphabet, no separator.
+    pub user_code: String,
+    pub client_id: String,
+    pub scope: String,
+    pub audiences: Vec<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// Seconds the device must wait between polls (raised by `slow_down`).
+    pub interval: i64,
+    pub last_poll_at: Option<i64>,
+    pub status: DeviceStatus,
+    /// Once approved: the hash of the authorization code the poll redeems.
+    pub code_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceStatus {
+    Pending,
+    Approved,
+    Denied,
+}
+
+impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Pending => "pending",
+            DeviceStatus::Approved => "approved",
+            DeviceStatus::Denied => "denied",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            DeviceStatus::Pending,
+            DeviceStatus::Approved,
+            DeviceStatus::Denied,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == s)
     }
 }

@@ -8,6 +8,17 @@ use rand::TryRng;
 use rand::rngs::SysRng;
 
 /// `n` bytes from the operating system's CSPRNG, base64url without padding.
+/// `n` bytes from the OS CSPRNG.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    // As in `random_token`: no predictable fallback.
+    #[allow(clippy::expect_used)]
+    SysRng
+        .try_fill_bytes(&mut buf)
+        .expect("operating system RNG failed");
+    buf
+}
+
 pub fn random_token(n: usize) -> String {
     let mut buf = vec![0u8; n];
     // The OS RNG failing is not recoverable: refusing to mint a predictable token is the only

@@ -178,7 +178,7 @@ async fn proceed(
     }
 }
 
-fn describe_scope(s: &str) -> String {
+pub(super) fn describe_scope(s: &str) -> String {
     match s {
         "openid" => "Sign you in".into(),
         "profile" => "See your name and username".into(),

@@ -21,7 +21,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         // 400 at the token endpoint (RFC 9449 §5, §8); a protected resource answers 401 with
         // a DPoP challenge instead (see `respond`).
         ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
-        ErrorCode::InsufficientScope | ErrorCode::AccessDenied => StatusCode::FORBIDDEN,
+        // (`access_denied` is a redirect at /authorize and 400 at the token endpoint, RFC 8628
+        // §3.5, like every token error.)
+        ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
         ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,

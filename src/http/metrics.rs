@@ -25,6 +25,8 @@ fn static_endpoint(path: &str) -> Option<&'static str> {
     const FIXED: &[&str] = &[
         TOKEN_PATH,
         crate::protocol::par::PAR_PATH,
+        crate::protocol::device::DEVICE_AUTHORIZATION_PATH,
+        crate::protocol::device::VERIFICATION_PATH,
         JWKS_PATH,
         AUTHORIZE_PATH,
         super::authorize::LOGIN_PATH,

@@ -7,6 +7,7 @@ mod authorize;
 pub mod client_ip;
 pub mod cors;
 mod csrf;
+mod device;
 pub mod error;
 mod logout;
 pub mod metrics;
@@ -93,6 +94,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route(JWKS_PATH, web::get().to(well_known::jwks))
     .route(TOKEN_PATH, web::post().to(token::token))
     .route(crate::protocol::par::PAR_PATH, web::post().to(par::push))
+    .route(
+        crate::protocol::device::DEVICE_AUTHORIZATION_PATH,
+        web::post().to(device::device_authorization),
+    )
+    .route(
+        crate::protocol::device::VERIFICATION_PATH,
+        web::get().to(device::verification_page),
+    )
+    .route(
+        crate::protocol::device::VERIFICATION_PATH,
+        web::post().to(device::verification_post),
+    )
+    .route(device::LOGIN_PATH, web::post().to(device::login_post))
+    .route(device::CONFIRM_PATH, web::post().to(device::confirm_post))
     .route(AUTHORIZE_PATH, web::get().to(authorize::authorize_get))
     .route(AUTHORIZE_PATH, web::post().to(authorize::authorize_post))
     .route(authorize::LOGIN_PATH, web::post().to(authorize::login_post))

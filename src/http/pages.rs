@@ -16,6 +16,15 @@ pub fn templates() -> Environment<'static> {
             "continue.html",
             include_str!("../../templates/continue.html"),
         ),
+        ("device.html", include_str!("../../templates/device.html")),
+        (
+            "device_confirm.html",
+            include_str!("../../templates/device_confirm.html"),
+        ),
+        (
+            "device_done.html",
+            include_str!("../../templates/device_done.html"),
+        ),
         ("error.html", include_str!("../../templates/error.html")),
         (
             "logout_confirm.html",

@@ -63,7 +63,9 @@ pub fn create(spec: ClientSpec, now: i64) -> OAuthResult<NewClient> {
     }
     let mut grants: Vec<GrantType> = Vec::new();
     for g in &spec.grant_types {
+        // `device_code` is short for the RFC 8628 URN (the CLI's `--grant device_code`).
         let g = GrantType::parse(g)
+            .or_else(|| (g == "device_code").then_some(GrantType::DeviceCode))
             .ok_or_else(|| metadata_error(format!("unsupported grant type {g:?}")))?;
         if !grants.contains(&g) {
             grants.push(g);
@@ -89,10 +91,12 @@ pub fn create(spec: ClientSpec, now: i64) -> OAuthResult<NewClient> {
             "the authorization_code grant needs at least one redirect URI",
         ));
     }
-    if grants.contains(&GrantType::RefreshToken) && !grants.contains(&GrantType::AuthorizationCode)
+    if grants.contains(&GrantType::RefreshToken)
+        && !grants.contains(&GrantType::AuthorizationCode)
+        && !grants.contains(&GrantType::DeviceCode)
     {
         return Err(metadata_error(
-            "refresh_token is only issued with authorization_code",
+            "refresh_token is only issued with authorization_code or the device_code grant",
         ));
     }
     let mut scope = Scope::parse(spec.scope.as_deref().unwrap_or(""))

@@ -30,11 +30,13 @@ pub fn metadata(config: &Config) -> Value {
         "end_session_endpoint": format!("{iss}{END_SESSION_PATH}"),
         "registration_endpoint": format!("{iss}{}", super::registration::REGISTRATION_PATH),
         // RFC 9126 §5.
+        // RFC 8628 §4.
+        "device_authorization_endpoint": format!("{iss}{}", super::device::DEVICE_AUTHORIZATION_PATH),
         "pushed_authorization_request_endpoint": format!("{iss}{}", super::par::PAR_PATH),
         "require_pushed_authorization_requests": config.require_pushed_authorization_requests,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:device_code"],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],

@@ -24,6 +24,12 @@ pub enum ErrorCode {
     ConsentRequired,
     /// OIDC Core §3.1.2.6: the user must act (confirm the sign-in) before a code is issued.
     InteractionRequired,
+    /// RFC 8628 §3.5: the user has not decided yet; poll again after the interval.
+    AuthorizationPending,
+    /// RFC 8628 §3.5: polling too often; the interval grows by 5 s.
+    SlowDown,
+    /// RFC 8628 §3.5: the device_code expired.
+    ExpiredToken,
     RequestNotSupported,
     /// RFC 9101 §7 / OIDC Core §3.1.2.6: the `request_uri` is unknown, expired or used.
     InvalidRequestUri,
@@ -60,6 +66,9 @@ impl ErrorCode {
             LoginRequired => "login_required",
             ConsentRequired => "consent_required",
             InteractionRequired => "interaction_required",
+            AuthorizationPending => "authorization_pending",
+            SlowDown => "slow_down",
+            ExpiredToken => "expired_token",
             RequestNotSupported => "request_not_supported",
             InvalidRequestUri => "invalid_request_uri",
             ServerError => "server_error",

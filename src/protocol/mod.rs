@@ -7,6 +7,7 @@ pub mod audit;
 pub mod authorize;
 pub mod client_auth;
 pub mod clients;
+pub mod device;
 pub mod discovery;
 pub mod dpop;
 pub mod error;

@@ -55,6 +55,7 @@ pub async fn exchange(
         GrantType::RefreshToken => {
             grants::refresh_token::grant(ctx, &client, &params, jkt, now).await
         }
+        GrantType::DeviceCode => grants::device_code::grant(ctx, &client, &params, jkt, now).await,
     };
     if issued.is_ok() {
         ctx.metrics.token_issued(grant.as_str());

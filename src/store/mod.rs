@@ -8,6 +8,7 @@
 
 mod admin;
 mod client_cache;
+mod device;
 mod grants;
 mod rotation;
 mod schema;

@@ -145,6 +145,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    device_codes (device_hash) {
+        device_hash -> Text,
+        user_code -> Text,
+        client_id -> Text,
+        scope -> Text,
+        audiences -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        poll_interval -> BigInt,
+        last_poll_at -> Nullable<BigInt>,
+        status -> Text,
+        code_hash -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     dpop_proofs (replay_key) {
         replay_key -> Text,
         expires_at -> BigInt,

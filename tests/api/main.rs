@@ -13,6 +13,7 @@ mod client_credentials;
 mod code_exchange;
 mod csrf;
 mod deploy;
+mod device;
 mod disabled;
 mod discovery;
 mod dpop;

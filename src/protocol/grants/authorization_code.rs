@@ -1,13 +1,12 @@
 //! RFC 6749 §4.1.3 authorization code grant with RFC 7636 PKCE.
 
-use super::user_tokens::{self, UserGrant};
-use crate::model::{Client, GrantType, Issuance, RefreshToken, TokenFamily};
+use super::user_tokens::Pending;
+use crate::model::{Client, GrantType};
 use crate::protocol::Ctx;
 use crate::protocol::dpop;
 use crate::protocol::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::protocol::params::Params;
 use crate::protocol::pkce;
-use crate::protocol::scope::Scope;
 use crate::protocol::tokens::TokenResponse;
 use crate::secret;
 use crate::store::Redeemed;
@@ -31,19 +30,13 @@ pub async fn grant(
 
     // Everything the grant will record is generated up front, so redemption and recording are
     // one transaction.
-    let family_id = secret::random_token(16);
-    let jti = format!("{family_id}.{}", secret::random_token(12));
-    // Without a refresh family the access token's jti names none: a `family.random` jti whose
-    // family was never created reads as revoked (`Store::access_token_revoked` fails closed),
-    // which refused every token of an `openid` login without `offline_access` at userinfo.
-    let plain_jti = secret::random_token(16);
-    let refresh = secret::new_secret();
+    let pending = Pending::new();
+    let recorded = pending.clone();
     let cfg = ctx.config.clone();
     let client_id = client.client_id.clone();
     let client2 = client.clone();
     let family_jkt = dpop::refresh_binding(client, dpop_jkt);
     let proof_jkt = dpop_jkt.map(str::to_owned);
-    let (jti2, plain_jti2, refresh2) = (jti.clone(), plain_jti.clone(), refresh.clone());
     let outcome = ctx
         .store
         .write(move |s| {
@@ -83,40 +76,7 @@ pub async fn grant(
                 if user.is_none_or(|u| u.disabled) {
                     return Err(OAuthError::invalid_grant("the user is disabled"));
                 }
-                let scope = Scope::parse(&c.scope).unwrap_or_default();
-                let family = user_tokens::wants_refresh(&client2, &scope).then(|| {
-                    let fam = TokenFamily {
-                        family_id: family_id.clone(),
-                        client_id: client_id.clone(),
-                        user_id: c.user_id.clone(),
-                        created_at: now,
-                        expires_at: now + cfg.refresh_token_absolute_ttl as i64,
-                        revoked_at: None,
-                        dpop_jkt: family_jkt.clone(),
-                    };
-                    let first = RefreshToken {
-                        token_hash: secret::hash_token(&refresh2),
-                        family_id: family_id.clone(),
-                        scope: c.scope.clone(),
-                        audiences: c.audiences.clone(),
-                        auth_time: c.auth_time,
-                        sid: c.sid.clone(),
-                        created_at: now,
-                        expires_at: (now + cfg.refresh_token_ttl as i64).min(fam.expires_at),
-                        rotated_at: None,
-                        successor_hash: None,
-                    };
-                    (fam, first)
-                });
-                Ok(Issuance {
-                    access_jti: if family.is_some() {
-                        jti2.clone()
-                    } else {
-                        plain_jti2.clone()
-                    },
-                    access_expires_at: now + cfg.access_token_ttl as i64,
-                    family,
-                })
+                Ok(recorded.issuance(&client2, c, family_jkt.clone(), &cfg, now))
             })
         })
         .await?;
@@ -130,22 +90,5 @@ pub async fn grant(
         Redeemed::Rejected(e) => return Err(e),
         Redeemed::Issued(c) => c,
     };
-    let issued_refresh =
-        user_tokens::wants_refresh(client, &Scope::parse(&code.scope).unwrap_or_default());
-    user_tokens::mint(
-        ctx,
-        UserGrant {
-            client_id: &client.client_id,
-            user_id: &code.user_id,
-            scope: code.scope.clone(),
-            audiences: code.audiences.clone(),
-            auth_time: code.auth_time,
-            sid: &code.sid,
-            nonce: code.nonce.as_deref(),
-            jti: if issued_refresh { jti } else { plain_jti },
-            refresh_token: issued_refresh.then_some(refresh),
-            dpop_jkt,
-        },
-        now,
-    )
+    pending.mint(ctx, client, &code, dpop_jkt, now)
 }

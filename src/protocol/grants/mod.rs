@@ -3,5 +3,6 @@
 
 pub mod authorization_code;
 pub mod client_credentials;
+pub mod device_code;
 pub mod refresh_token;
 pub mod user_tokens;

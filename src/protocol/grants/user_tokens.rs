@@ -1,4 +1,5 @@
-//! Access and ID tokens for a user grant (shared by authorization_code and refresh_token).
+//! Access and ID tokens for a user grant (shared by authorization_code, device_code and
+//! refresh_token), and what a redeemed code records: [`Pending`].
 
 use aws_lc_rs::digest;
 use base64::Engine;
@@ -6,8 +7,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 
 use crate::keys::{TYP_ACCESS_TOKEN, TYP_JWT};
+use crate::model::{AuthCode, Client, Issuance, RefreshToken, TokenFamily};
 use crate::protocol::Ctx;
 use crate::protocol::error::OAuthResult;
+use crate::protocol::scope::Scope;
 use crate::protocol::tokens::{
     AccessTokenClaims, Audience, Confirmation, TokenResponse, token_type,
 };
@@ -96,9 +99,113 @@ pub fn mint(ctx: &Ctx, g: UserGrant<'_>, now: i64) -> OAuthResult<TokenResponse>
     })
 }
 
+/// The identifiers of a code's tokens, generated before the store transaction so that the
+/// code's redemption and the recording of its refresh family are one transaction.
+#[derive(Clone)]
+pub struct Pending {
+    family_id: String,
+    jti: String,
+    /// Without a refresh family the access token's jti names none: a `family.random` jti whose
+    /// family was never created reads as revoked (`Store::access_token_revoked` fails closed).
+    plain_jti: String,
+    refresh: String,
+}
+
+impl Pending {
+    pub fn new() -> Pending {
+        let family_id = crate::secret::random_token(16);
+        Pending {
+            jti: format!("{family_id}.{}", crate::secret::random_token(12)),
+            family_id,
+            plain_jti: crate::secret::random_token(16),
+            refresh: crate::secret::new_secret(),
+        }
+    }
+
+    /// What the store records with the redeemed code: the refresh family (if the scope asks
+    /// for one, bound to `family_jkt`) and the access token's jti.
+    pub fn issuance(
+        &self,
+        client: &Client,
+        code: &AuthCode,
+        family_jkt: Option<String>,
+        cfg: &crate::config::Config,
+        now: i64,
+    ) -> Issuance {
+        let scope = Scope::parse(&code.scope).unwrap_or_default();
+        let family = wants_refresh(client, &scope).then(|| {
+            let fam = TokenFamily {
+                family_id: self.family_id.clone(),
+                client_id: client.client_id.clone(),
+                user_id: code.user_id.clone(),
+                created_at: now,
+                expires_at: now + cfg.refresh_token_absolute_ttl as i64,
+                revoked_at: None,
+                dpop_jkt: family_jkt,
+            };
+            let first = RefreshToken {
+                token_hash: crate::secret::hash_token(&self.refresh),
+                family_id: self.family_id.clone(),
+                scope: code.scope.clone(),
+                audiences: code.audiences.clone(),
+                auth_time: code.auth_time,
+                sid: code.sid.clone(),
+                created_at: now,
+                expires_at: (now + cfg.refresh_token_ttl as i64).min(fam.expires_at),
+                rotated_at: None,
+                successor_hash: None,
+            };
+            (fam, first)
+        });
+        Issuance {
+            access_jti: if family.is_some() {
+                self.jti.clone()
+            } else {
+                self.plain_jti.clone()
+            },
+            access_expires_at: now + cfg.access_token_ttl as i64,
+            family,
+        }
+    }
+
+    /// Signs the tokens of a redeemed code.
+    pub fn mint(
+        self,
+        ctx: &Ctx,
+        client: &Client,
+        code: &AuthCode,
+        dpop_jkt: Option<&str>,
+        now: i64,
+    ) -> OAuthResult<TokenResponse> {
+        let refresh = wants_refresh(client, &Scope::parse(&code.scope).unwrap_or_default());
+        mint(
+            ctx,
+            UserGrant {
+                client_id: &client.client_id,
+                user_id: &code.user_id,
+                scope: code.scope.clone(),
+                audiences: code.audiences.clone(),
+                auth_time: code.auth_time,
+                sid: &code.sid,
+                nonce: code.nonce.as_deref(),
+                jti: if refresh { self.jti } else { self.plain_jti },
+                refresh_token: refresh.then_some(self.refresh),
+                dpop_jkt,
+            },
+            now,
+        )
+    }
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Pending::new()
+    }
+}
+
 /// Whether a grant with this scope gets a refresh token: the client must hold the
 /// refresh_token grant, and an OpenID request must include `offline_access` (OIDC Core §11).
-pub fn wants_refresh(client: &crate::model::Client, scope: &crate::protocol::scope::Scope) -> bool {
+pub fn wants_refresh(client: &Client, scope: &Scope) -> bool {
     client.allows_grant(crate::model::GrantType::RefreshToken)
         && (scope.contains("offline_access") || !scope.contains("openid"))
 }

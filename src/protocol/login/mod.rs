@@ -31,6 +31,16 @@ impl Throttle {
         }
     }
 
+    /// RFC 8628 §5.1: `Err(seconds)` when this address entered too many wrong user codes.
+    pub fn device_code_check(&self, ip: Option<IpAddr>, now: i64) -> Result<(), u64> {
+        self.buckets.device_code_check(ip, now)
+    }
+
+    /// Charges a wrong user code to this address.
+    pub fn device_code_failed(&self, ip: Option<IpAddr>, now: i64) {
+        self.buckets.device_code_failed(ip, now)
+    }
+
     /// Drops idle keys so memory stays bounded.
     pub fn prune(&self, now: i64) {
         self.buckets.prune(now);

@@ -196,7 +196,15 @@ pub struct Throttle {
     account: Buckets<String>,
     /// When each (account, address) last credited its address.
     credited: Mutex<HashMap<(String, AddressKey), i64>>,
+    /// Wrong device user codes (RFC 8628 §5.1) per address: a burst of
+    /// [`DEVICE_CODE_BURST`], then one per [`DEVICE_CODE_REPLENISH_SECS`].
+    device_codes: Buckets<AddressKey>,
 }
+
+/// Wrong user codes an address may enter at once at the device verification page.
+pub const DEVICE_CODE_BURST: u32 = 10;
+/// Seconds after which one more wrong user code is allowed.
+pub const DEVICE_CODE_REPLENISH_SECS: u64 = 6;
 
 /// Tokens taken for one attempt; hand it back with [`Throttle::succeeded`] if the password was
 /// right. Dropping it (a failure) keeps the charge.
@@ -219,6 +227,25 @@ impl Throttle {
                 config.login_account_replenish_secs,
             ),
             credited: Mutex::new(HashMap::new()),
+            device_codes: Buckets::new(DEVICE_CODE_BURST, DEVICE_CODE_REPLENISH_SECS),
+        }
+    }
+
+    /// `Err(seconds)` when this address has entered too many wrong user codes; takes nothing.
+    pub fn device_code_check(&self, ip: Option<IpAddr>, now: i64) -> Result<(), u64> {
+        match ip.map(AddressKey::of) {
+            Some(a) => match self.device_codes.wait(&a, now) {
+                0 => Ok(()),
+                w => Err(w),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// A wrong (unknown, expired or used) user code from this address.
+    pub fn device_code_failed(&self, ip: Option<IpAddr>, now: i64) {
+        if let Some(a) = ip.map(AddressKey::of) {
+            let _ = self.device_codes.take(&a, now);
         }
     }
 
@@ -294,6 +321,7 @@ impl Throttle {
         self.account_address.prune(now);
         self.address.prune(now);
         self.account.prune(now);
+        self.device_codes.prune(now);
         let mut credited = self.credited.lock().unwrap_or_else(|p| p.into_inner());
         credited.retain(|_, at| now - *at < CREDIT_WINDOW);
         credited.shrink_to_fit();
