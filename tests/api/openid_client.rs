@@ -3,6 +3,7 @@
 //! server — discovery, a pushed authorization request (RFC 9126), PKCE, state, nonce, code exchange, userinfo, refresh — with a DPoP proof
 //! on every request, then calls the `resource_api` example (latchkey-verify) with its
 //! DPoP-bound token. With and without server nonces (openid-client retries `use_dpop_nonce`).
+//! And a TV app on the device authorization grant (RFC 8628), polling while the user approves.
 //!
 //! Needs `node` (20+); runs `npm ci` in `tests/node-clients` once when `node_modules` is missing.
 //! Without node it prints `SKIPPED: ...` and passes, unless `LATCHKEY_REQUIRE_BROWSER=1` (set by
@@ -254,4 +255,92 @@ async fn openid_client_logs_in_with_dpop_and_calls_a_latchkey_verify_api() {
 #[actix_web::test]
 async fn openid_client_follows_server_dpop_nonces() {
     full_flow("openid_client_follows_server_dpop_nonces", true).await;
+}
+
+/// RFC 8628 with a third-party client: openid-client starts the device authorization and
+/// polls (honouring `interval`); the person approves at `/device` in the meantime.
+#[actix_web::test]
+async fn openid_client_signs_a_device_in_with_the_device_grant() {
+    let Some(script) = script_or_skip("openid_client_signs_a_device_in_with_the_device_grant")
+    else {
+        return;
+    };
+    let script = script.with_file_name("openid_client_device.mjs");
+    let app = TestApp::spawn_with(|c| c.device_poll_interval = 1).await;
+    let m = setup(&app, true).await;
+    let tv = app
+        .add_client(&[
+            "--name",
+            "Living-room TV",
+            "--type",
+            "public",
+            "--grant",
+            "device_code",
+            "--grant",
+            "refresh_token",
+            "--scope",
+            SCOPE,
+        ])
+        .await;
+    let plan = json!({
+        "issuer": app.issuer,
+        "client_id": tv.client_id,
+        "scope": "openid profile offline_access",
+    });
+    let mut node = Node::start(&script, &plan);
+    let started = node.next().await;
+    assert_eq!(
+        started["verification_uri"],
+        format!("{}/device", app.issuer)
+    );
+    assert_eq!(started["interval"], 1);
+    let user_code = started["user_code"].as_str().expect("user_code").to_owned();
+
+    // Let it poll a few times while pending, then approve from a phone.
+    actix_web::rt::time::sleep(Duration::from_millis(2500)).await;
+    let mut phone = Browser::new(&app);
+    let page = phone.get(&format!("/device?user_code={user_code}")).await;
+    let code = crate::browser::hidden(&page, "user_code");
+    assert_eq!(
+        code, user_code,
+        "verification_uri_complete fills the code in"
+    );
+    let r = phone
+        .post(
+            "/device",
+            &[
+                ("csrf", &crate::browser::hidden(&page, "csrf")),
+                ("user_code", &code),
+            ],
+        )
+        .await;
+    let r = phone
+        .post(
+            "/device/login",
+            &[
+                ("csrf", &crate::browser::hidden(&r, "csrf")),
+                ("request", &crate::browser::hidden(&r, "request")),
+                ("username", &m.username),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert!(r.text().contains("Living-room TV"), "{}", r.text());
+    let r = phone
+        .post(
+            "/device/confirm",
+            &[
+                ("csrf", &crate::browser::hidden(&r, "csrf")),
+                ("user_code", &crate::browser::hidden(&r, "user_code")),
+                ("decision", "allow"),
+            ],
+        )
+        .await;
+    assert!(r.text().contains("Device connected"), "{}", r.text());
+
+    let report = node.next().await;
+    assert_eq!(report["sub"], m.sub.as_str(), "{report}");
+    assert_eq!(report["id_token_sub"], m.sub.as_str(), "{report}");
+    assert_eq!(report["cnf_jkt"], report["jkt"], "DPoP-bound: {report}");
+    assert_eq!(report["has_refresh_token"], true, "{report}");
 }
