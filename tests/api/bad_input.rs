@@ -28,7 +28,7 @@ async fn unsupported_grant_type() {
     for g in [
         "password",
         "implicit",
-        "urn:ietf:params:oauth:grant-type:device_code",
+        "device_code",
         "urn:ietf:params:oauth:grant-type:jwt-bearer",
         "CLIENT_CREDENTIALS",
         "client_credentials ",
@@ -36,6 +36,13 @@ async fn unsupported_grant_type() {
         let r = app.post_token(&[("grant_type", g)], client.basic()).await;
         r.assert_oauth_error(400, "unsupported_grant_type");
     }
+    // A grant the server implements (RFC 8628) but this client does not hold.
+    app.post_token(
+        &[("grant_type", "urn:ietf:params:oauth:grant-type:device_code")],
+        client.basic(),
+    )
+    .await
+    .assert_oauth_error(400, "unauthorized_client");
 }
 
 #[actix_web::test]

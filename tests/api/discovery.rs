@@ -46,7 +46,12 @@ async fn metadata_advertises_what_is_implemented() {
     let m = app.discovery().await.json();
     assert_eq!(
         strings(&m["grant_types_supported"]),
-        ["authorization_code", "refresh_token", "client_credentials"]
+        [
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:device_code"
+        ]
     );
     let mut methods = strings(&m["token_endpoint_auth_methods_supported"]);
     methods.sort_unstable();

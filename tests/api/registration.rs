@@ -422,7 +422,7 @@ async fn bad_metadata_is_invalid_redirect_uri_or_invalid_client_metadata() {
         (
             json!({"grant_types": ["refresh_token"]}),
             "invalid_client_metadata",
-            "refresh_token is only issued with authorization_code",
+            "refresh_token is only issued with authorization_code or the device_code grant",
         ),
         (
             json!({"grant_types": ["client_credentials"], "scope": "latchkey:admin"}),
