@@ -867,3 +867,102 @@ async fn chromium_signs_in_on_a_phone_sized_touch_screen() {
     )
     .await;
 }
+
+/// RFC 8628 in Chromium: a wrong code is refused on the page; the `verification_uri_complete`
+/// (what a QR code on the TV opens) fills the code in, the user signs in, sees the app's name
+/// and the code, allows, and the TV's poll gets the tokens.
+#[actix_web::test]
+async fn chromium_connects_a_tv_through_the_device_page() {
+    let Some(tools) = tools_or_skip("chromium_connects_a_tv_through_the_device_page") else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let m = setup(&app, true).await;
+    let tv = app
+        .add_client(&[
+            "--name",
+            "Living-room TV",
+            "--type",
+            "public",
+            "--grant",
+            "device_code",
+            "--scope",
+            SCOPE,
+        ])
+        .await;
+    let started = Resp::read(
+        app.http
+            .post(app.url("/device_authorization"))
+            .form(&[
+                ("client_id", tv.client_id.as_str()),
+                ("scope", "openid profile"),
+            ])
+            .send()
+            .await
+            .expect("POST /device_authorization"),
+    )
+    .await
+    .json();
+    let user_code = started["user_code"].as_str().expect("user_code");
+    let alice = json!([{ "username": m.username, "password": PASSWORD }]);
+    let plan = json!({
+        "redirect_prefix": "http://127.0.0.1:9/never",
+        "context": { "viewport": { "width": 390, "height": 844 }, "isMobile": true, "hasTouch": true },
+        "steps": [
+            { "name": "wrong", "action": "device", "url": format!("{}/device", app.issuer), "user_code": "BCDF-GHJK" },
+            { "name": "device", "action": "device", "url": started["verification_uri_complete"], "logins": alice, "decision": "allow" },
+        ]
+    });
+    let report = run_plan(tools, plan).await;
+
+    let st = step(&report, "wrong");
+    assert_eq!(kinds(st), ["code", "code"], "{st}");
+    let pages = st["pages"].as_array().expect("pages");
+    assert!(
+        pages[1]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not valid")),
+        "{st}"
+    );
+    assert_eq!(assert_pages_headers(st, &app.address), 2);
+
+    let st = step(&report, "device");
+    assert_eq!(kinds(st), ["code", "login", "confirm", "done"], "{st}");
+    let pages = st["pages"].as_array().expect("pages");
+    assert_eq!(pages[0]["user_code_value"], user_code, "prefilled: {st}");
+    assert_eq!(
+        pages[2]["heading"],
+        "Sign in Living-room TV on your device?"
+    );
+    assert_eq!(pages[2]["code"], user_code);
+    assert_eq!(
+        pages[2]["scopes"],
+        json!(["Sign you in", "See your name and username"])
+    );
+    assert_eq!(pages[3]["heading"], "Device connected");
+    assert_eq!(
+        assert_pages_headers(st, &app.address),
+        4,
+        "{}",
+        st["navigations"]
+    );
+    assert!(
+        console_errors(st).is_empty(),
+        "errors in the console (a CSP violation?): {}",
+        st["console"]
+    );
+
+    let r = app
+        .post_token(
+            &[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("device_code", started["device_code"].as_str().expect("dc")),
+                ("client_id", &tv.client_id),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let (_, claims) = crate::helpers::jwt_parts(r.json()["access_token"].as_str().expect("at"));
+    assert_eq!(claims["sub"], m.sub.as_str());
+}

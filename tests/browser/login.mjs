@@ -21,6 +21,10 @@
 //        pages with `consent` (a consent page without it is a failure) and the "Continue as"
 //        page (RFC 8252 §8.6) with `continue` ("allow"|"deny"|"switch"). `measure` records the
 //        layout of the login form (for the phone-viewport test).
+//     { name, action: "device", url, user_code, logins, decision: "allow"|"deny" }
+//        opens url (/device, or verification_uri_complete), types `user_code` if given (a
+//        second code page then ends the step: a refusal), signs in with `logins`, answers the
+//        confirmation with `decision`, and reports every page up to the final one.
 //     { name, action: "framed", url, frame_timeout_ms }
 //        opens url (a page of the test's own that frames the login page) and reports what the
 //        frame ended up showing.
@@ -215,6 +219,52 @@ async function authorizeStep(step) {
   throw new StepError('too many pages without reaching the redirect URI');
 }
 
+// RFC 8628 verification at /device: the code page (prefilled or `step.user_code` typed), the
+// login page (with `logins`), the confirmation (answered with `decision`), and the final page.
+async function deviceStep(step) {
+  const pages = [];
+  const logins = [...(step.logins ?? [])];
+  await page.goto(step.url, { waitUntil: 'domcontentloaded' });
+  for (let i = 0; i < 8; i++) {
+    await screenshot(`device-${i}`);
+    const seen = { url: page.url(), title: await page.title() };
+    seen.heading = (await page.locator('h1').textContent())?.trim() ?? null;
+    if (await page.locator('input[name="password"]').count()) {
+      seen.kind = 'login';
+      pages.push(seen);
+      const login = logins.shift();
+      if (!login) throw new StepError('a login page was shown, but the step has no login left for it');
+      await fillField('input[name="username"]', login.username);
+      await fillField('input[name="password"]', login.password);
+      await submitWith('form button[type="submit"]');
+    } else if (await page.locator('input[name="user_code"][type="text"]').count()) {
+      seen.kind = 'code';
+      seen.user_code_value = await page.inputValue('input[name="user_code"]');
+      seen.error = (await page.locator('[role="alert"]').allTextContents()).join(' ').trim() || null;
+      pages.push(seen);
+      if (step.user_code !== undefined && pages.filter((p) => p.kind === 'code').length === 1) {
+        await fillField('input[name="user_code"]', step.user_code);
+      } else if (step.user_code !== undefined) {
+        return { pages };
+      }
+      await submitWith('form button[type="submit"]');
+    } else if (await page.locator('button[name="decision"]').count()) {
+      seen.kind = 'confirm';
+      seen.code = (await page.locator('p.code').textContent())?.trim() ?? null;
+      seen.scopes = (await page.locator('ul.scopes li').allTextContents()).map((s) => s.trim());
+      pages.push(seen);
+      if (!step.decision) throw new StepError('a confirmation page was shown, but the step has no decision');
+      await submitWith(`button[name="decision"][value="${step.decision}"]`);
+    } else {
+      seen.kind = 'done';
+      seen.text = (await page.locator('main').textContent())?.trim() ?? null;
+      pages.push(seen);
+      return { pages };
+    }
+  }
+  throw new StepError('too many pages at /device');
+}
+
 async function framedStep(step) {
   await page.goto(step.url, { waitUntil: 'load' });
   const deadline = Date.now() + (step.frame_timeout_ms ?? 5000);
@@ -264,6 +314,7 @@ async function main() {
     let r;
     if (step.action === 'authorize') r = await authorizeStep(step);
     else if (step.action === 'framed') r = await framedStep(step);
+    else if (step.action === 'device') r = await deviceStep(step);
     else throw new StepError(`unknown action ${step.action}`);
     results.push({
       name: step.name,
