@@ -86,6 +86,9 @@ pub struct Client {
     /// RFC 9126 §6: authorization requests only through the pushed authorization request
     /// endpoint (`request_uri`); a plain one is refused.
     pub require_pushed_authorization_requests: bool,
+    /// `private_key_jwt` (RFC 7523): the client's public keys, a JWK set as JSON. Such a
+    /// (confidential) client has no secret.
+    pub jwks: Option<String>,
 }
 
 impl Client {

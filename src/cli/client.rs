@@ -54,6 +54,10 @@ pub enum ClientCommand {
         /// request endpoint (RFC 9126; metadata `require_pushed_authorization_requests`).
         #[arg(long)]
         require_par: bool,
+        /// A JWK set file (public keys): the confidential client authenticates with
+        /// `private_key_jwt` (RFC 7523) and gets no secret.
+        #[arg(long, value_name = "PATH")]
+        jwks_file: Option<std::path::PathBuf>,
     },
     /// List clients (never secrets).
     List,
@@ -80,7 +84,19 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
             dpop_bound,
             allowed_origins,
             require_par,
+            jwks_file,
         } => {
+            let jwks = match jwks_file {
+                Some(p) => {
+                    let text = std::fs::read_to_string(&p)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
+                    Some(
+                        serde_json::from_str::<serde_json::Value>(&text)
+                            .map_err(|e| anyhow::anyhow!("{} is not JSON: {e}", p.display()))?,
+                    )
+                }
+                None => None,
+            };
             let spec = ClientSpec {
                 client_name: name,
                 client_type: Some(match client_type {
@@ -97,6 +113,7 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
                 dpop_bound_access_tokens: dpop_bound,
                 allowed_origins,
                 require_pushed_authorization_requests: require_par,
+                jwks,
             };
             let new = clients::create(spec, now())
                 .map_err(|e| anyhow::anyhow!("{}: {}", e.code.as_str(), e.description))?;
@@ -171,6 +188,11 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
                 .ok_or_else(|| anyhow::anyhow!("no client {client_id:?}"))?;
             if c.client_type != ClientType::Confidential {
                 anyhow::bail!("client {client_id:?} is public: it has no secret");
+            }
+            if c.jwks.is_some() {
+                anyhow::bail!(
+                    "client {client_id:?} authenticates with its keys (private_key_jwt): it has no secret"
+                );
             }
             let new_secret = secret::new_secret();
             store.set_client_secret_hash(&client_id, &secret::hash_token(&new_secret), now())?;

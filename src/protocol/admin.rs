@@ -271,6 +271,11 @@ pub async fn rotate_client_secret(
             "the client is public: it has no secret",
         ));
     }
+    if c.jwks.is_some() {
+        return Err(OAuthError::invalid_request(
+            "the client authenticates with its keys (private_key_jwt): it has no secret",
+        ));
+    }
     let new_secret = secret::new_secret();
     let (id, hash) = (client_id.to_owned(), secret::hash_token(&new_secret));
     if !ctx

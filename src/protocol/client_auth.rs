@@ -1,5 +1,6 @@
 //! Client authentication at the token endpoint (RFC 6749 §2.3): `client_secret_basic`,
-//! `client_secret_post`, and `none` (a public client naming itself with `client_id`).
+//! `client_secret_post`, `private_key_jwt` (RFC 7523, checks in `client_assertion.rs`) and
+//! `none` (a public client naming itself with `client_id`).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -25,6 +26,11 @@ pub enum Presented {
     None {
         client_id: String,
     },
+    /// `private_key_jwt`: the client id the assertion names, and the assertion.
+    Assertion {
+        client_id: String,
+        jwt: String,
+    },
 }
 
 impl Presented {
@@ -32,7 +38,8 @@ impl Presented {
         match self {
             Presented::Basic { client_id, .. }
             | Presented::Post { client_id, .. }
-            | Presented::None { client_id } => client_id,
+            | Presented::None { client_id }
+            | Presented::Assertion { client_id, .. } => client_id,
         }
     }
 
@@ -50,6 +57,28 @@ fn invalid_client(scheme: Option<AuthScheme>) -> OAuthError {
 pub fn presented(authorization: Option<&[u8]>, params: &Params) -> OAuthResult<Presented> {
     let body_id = params.get("client_id");
     let body_secret = params.get("client_secret");
+    let assertion = params.get("client_assertion");
+    let assertion_type = params.get("client_assertion_type");
+    if assertion.is_some() || assertion_type.is_some() {
+        if authorization.is_some() || body_secret.is_some() {
+            return Err(OAuthError::invalid_request(
+                "use only one client authentication method",
+            ));
+        }
+        if assertion_type != Some(super::client_assertion::ASSERTION_TYPE) {
+            return Err(invalid_client(None).with_cause("unsupported client_assertion_type"));
+        }
+        let jwt = assertion.ok_or_else(|| invalid_client(None).with_cause("no assertion"))?;
+        let client_id = super::client_assertion::claimed_client_id(jwt)
+            .ok_or_else(|| invalid_client(None).with_cause("assertion names no client"))?;
+        if body_id.is_some_and(|id| id != client_id) {
+            return Err(invalid_client(None).with_cause("client_id differs from the assertion"));
+        }
+        return Ok(Presented::Assertion {
+            client_id,
+            jwt: jwt.to_owned(),
+        });
+    }
     if let Some(header) = authorization {
         let header =
             std::str::from_utf8(header).map_err(|_| invalid_client(Some(AuthScheme::Basic)))?;
@@ -122,7 +151,12 @@ fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
 
 /// Checks the presented credentials against the stored client. The same error, with no hint,
 /// for an unknown client, a disabled one, or a wrong secret.
-pub fn authenticate(presented: &Presented, client: Option<Client>) -> OAuthResult<Client> {
+fn authenticate(
+    presented: &Presented,
+    client: Option<Client>,
+    issuer: &str,
+    now: i64,
+) -> OAuthResult<(Client, Option<super::client_assertion::Verified>)> {
     let scheme = presented.scheme();
     let Some(client) = client else {
         // Spend the same hashing work as a real check.
@@ -131,6 +165,22 @@ pub fn authenticate(presented: &Presented, client: Option<Client>) -> OAuthResul
         }
         return Err(invalid_client(scheme).with_cause("unknown client"));
     };
+    if let Presented::Assertion { jwt, .. } = presented {
+        let verified = match (&client.jwks, client.disabled) {
+            (Some(jwks), false) => {
+                super::client_assertion::verify(jwt, &client.client_id, jwks, issuer, now)?
+            }
+            _ => {
+                return Err(invalid_client(None)
+                    .with_cause("client disabled or without keys (private_key_jwt)"));
+            }
+        };
+        return Ok((client, Some(verified)));
+    }
+    // A client with registered keys authenticates only with them.
+    if client.jwks.is_some() {
+        return Err(invalid_client(scheme).with_cause("this client must use private_key_jwt"));
+    }
     let ok = match (presented, client.client_type, &client.secret_hash) {
         (
             Presented::Basic { secret, .. } | Presented::Post { secret, .. },
@@ -148,7 +198,7 @@ pub fn authenticate(presented: &Presented, client: Option<Client>) -> OAuthResul
     if client.disabled {
         return Err(invalid_client(scheme).with_cause("client disabled"));
     }
-    Ok(client)
+    Ok((client, None))
 }
 
 /// Reads the presented credentials, loads the client and authenticates it: the one path
@@ -157,10 +207,32 @@ pub async fn authenticate_request(
     ctx: &Ctx,
     authorization: Option<&[u8]>,
     params: &Params,
+    now: i64,
 ) -> OAuthResult<Client> {
     let presented = presented(authorization, params)?;
     let stored = ctx.store.request_client(presented.client_id()).await?;
-    authenticate(&presented, stored)
+    check(ctx, &presented, stored, now).await
+}
+
+/// Authenticates `presented` against the stored client; an assertion is then recorded so
+/// that it is never accepted again, on any replica (RFC 7523 §3 item 7).
+pub async fn check(
+    ctx: &Ctx,
+    presented: &Presented,
+    stored: Option<Client>,
+    now: i64,
+) -> OAuthResult<Client> {
+    let (client, assertion) = authenticate(presented, stored, &ctx.config.issuer, now)?;
+    if let Some(a) = assertion {
+        let fresh = ctx
+            .store
+            .write(move |s| s.record_dpop_proof(&a.replay_key, a.expires_at))
+            .await?;
+        if !fresh {
+            return Err(invalid_client(None).with_cause("client assertion replayed"));
+        }
+    }
+    Ok(client)
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@ pub struct ClientSpec {
     pub allowed_origins: Vec<String>,
     /// RFC 9126 §6 `require_pushed_authorization_requests`.
     pub require_pushed_authorization_requests: bool,
+    /// RFC 7591 `jwks`: authenticate with `private_key_jwt` (RFC 7523) instead of a secret.
+    pub jwks: Option<serde_json::Value>,
 }
 
 /// A new client and, for a confidential one, its secret (shown once, stored only as a hash).
@@ -139,7 +141,18 @@ pub fn create(spec: ClientSpec, now: i64) -> OAuthResult<NewClient> {
             allowed_origins.push(o.clone());
         }
     }
-    let secret = (client_type == ClientType::Confidential).then(secret::new_secret);
+    let jwks = match &spec.jwks {
+        Some(_) if client_type != ClientType::Confidential => {
+            return Err(metadata_error(
+                "jwks is for confidential clients (private_key_jwt); a public client has no keys to prove",
+            ));
+        }
+        Some(j) => Some(super::client_assertion::check_jwks(j).map_err(metadata_error)?),
+        None => None,
+    };
+    // A client with keys proves itself with them: no secret to leak.
+    let secret =
+        (client_type == ClientType::Confidential && jwks.is_none()).then(secret::new_secret);
     let client = Client {
         client_id: secret::random_id(),
         client_name: name.to_owned(),
@@ -158,6 +171,7 @@ pub fn create(spec: ClientSpec, now: i64) -> OAuthResult<NewClient> {
         dpop_bound_access_tokens: spec.dpop_bound_access_tokens,
         allowed_origins,
         require_pushed_authorization_requests: spec.require_pushed_authorization_requests,
+        jwks,
     };
     Ok(NewClient { client, secret })
 }
@@ -185,16 +199,22 @@ fn check_origin(o: &str) -> OAuthResult<()> {
     Ok(())
 }
 
+/// RFC 7591 §2 `token_endpoint_auth_method` of a client.
+pub fn auth_method(c: &Client) -> &'static str {
+    match (c.client_type, &c.jwks) {
+        (ClientType::Public, _) => "none",
+        (ClientType::Confidential, Some(_)) => "private_key_jwt",
+        (ClientType::Confidential, None) => "client_secret_basic",
+    }
+}
+
 /// RFC 7591 §2 metadata view of a client (never the secret hash).
 pub fn metadata(c: &Client) -> serde_json::Value {
     serde_json::json!({
         "client_id": c.client_id,
         "client_name": c.client_name,
         "client_type": c.client_type.as_str(),
-        "token_endpoint_auth_method": match c.client_type {
-            ClientType::Public => "none",
-            ClientType::Confidential => "client_secret_basic",
-        },
+        "token_endpoint_auth_method": auth_method(c),
         "redirect_uris": c.redirect_uris,
         "post_logout_redirect_uris": c.post_logout_redirect_uris,
         "grant_types": c.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
@@ -207,6 +227,7 @@ pub fn metadata(c: &Client) -> serde_json::Value {
         "dpop_bound_access_tokens": c.dpop_bound_access_tokens,
         "allowed_origins": c.allowed_origins,
         "require_pushed_authorization_requests": c.require_pushed_authorization_requests,
+        "jwks": c.jwks.as_deref().and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok()),
         "client_id_issued_at": c.created_at,
     })
 }

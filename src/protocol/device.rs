@@ -82,7 +82,7 @@ pub async fn authorize(
     params: &Params,
     now: i64,
 ) -> OAuthResult<DeviceAuthorization> {
-    let client = client_auth::authenticate_request(ctx, authorization, params).await?;
+    let client = client_auth::authenticate_request(ctx, authorization, params, now).await?;
     if !client.allows_grant(GrantType::DeviceCode) {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,

@@ -18,7 +18,11 @@ pub fn metadata(config: &Config) -> Value {
     if !id_token_algs.contains(&"RS256") {
         id_token_algs.push("RS256");
     }
-    let client_auth = ["client_secret_basic", "client_secret_post"];
+    let client_auth = [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+    ];
     json!({
         "issuer": iss,
         "authorization_endpoint": format!("{iss}{AUTHORIZE_PATH}"),
@@ -38,8 +42,12 @@ pub fn metadata(config: &Config) -> Value {
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:device_code"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        // RFC 7523 client assertions (OIDC Discovery §3).
+        "token_endpoint_auth_signing_alg_values_supported": super::client_assertion::ALGS,
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "revocation_endpoint_auth_signing_alg_values_supported": super::client_assertion::ALGS,
+        "introspection_endpoint_auth_signing_alg_values_supported": super::client_assertion::ALGS,
         "introspection_endpoint_auth_methods_supported": client_auth,
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "sid", "name", "preferred_username", "email", "email_verified", "updated_at"],

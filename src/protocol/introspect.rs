@@ -109,7 +109,7 @@ pub async fn introspect(
                 .await?
         }
     };
-    let client = client_auth::authenticate(&presented, stored)?;
+    let client = client_auth::check(ctx, &presented, stored, now).await?;
     if client.client_type != ClientType::Confidential {
         return Err(OAuthError::new(
             ErrorCode::InvalidClient,
@@ -159,7 +159,7 @@ pub async fn revoke(
     params: Params,
     now: i64,
 ) -> OAuthResult<()> {
-    let client = client_auth::authenticate_request(ctx, authorization, &params).await?;
+    let client = client_auth::authenticate_request(ctx, authorization, &params, now).await?;
     let token = params.require("token")?;
     match params.get("token_type_hint") {
         None | Some("access_token") | Some("refresh_token") => {}

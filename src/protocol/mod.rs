@@ -5,6 +5,7 @@ pub mod admin;
 pub mod audience;
 pub mod audit;
 pub mod authorize;
+pub mod client_assertion;
 pub mod client_auth;
 pub mod clients;
 pub mod device;

@@ -52,7 +52,7 @@ pub async fn push(
     if params.get("request_uri").is_some() {
         return Err(OAuthError::invalid_request("request_uri cannot be pushed"));
     }
-    let client = client_auth::authenticate_request(ctx, authorization, &params).await?;
+    let client = client_auth::authenticate_request(ctx, authorization, &params, now).await?;
     let htu = format!("{}{PAR_PATH}", ctx.config.issuer);
     let proof = dpop::verify(
         ctx,

@@ -63,6 +63,12 @@ pub struct ClientMetadataRequest {
     /// RFC 9126 §6: authorization requests must be pushed (`request_uri` from the pushed
     /// authorization request endpoint); default false.
     pub require_pushed_authorization_requests: Option<bool>,
+    /// RFC 7591 §2: the client's public keys (a JWK set), with
+    /// `token_endpoint_auth_method: private_key_jwt` (RFC 7523).
+    #[schema(value_type = Option<Object>)]
+    pub jwks: Option<serde_json::Value>,
+    /// RFC 7591 §2: not supported yet (send `jwks`).
+    pub jwks_uri: Option<String>,
     /// Latchkey extension: admin clients are made only with `latchkey client add --admin`;
     /// `true` is refused on create, and an update cannot change it.
     pub admin: Option<bool>,
@@ -277,14 +283,28 @@ impl ClientMetadataRequest {
 
     /// The [`ClientSpec`] this request asks for; `existing` is the client being updated.
     pub fn to_spec(&self, by: Registrar, existing: Option<&Client>) -> OAuthResult<ClientSpec> {
-        let client_type = match self.token_endpoint_auth_method.as_deref() {
-            None | Some("client_secret_basic") | Some("client_secret_post") => {
+        if self.jwks_uri.is_some() {
+            return Err(metadata_error(
+                "jwks_uri is not supported: register the keys themselves in jwks",
+            ));
+        }
+        let client_type = match (self.token_endpoint_auth_method.as_deref(), &self.jwks) {
+            (Some("private_key_jwt"), Some(_)) => ClientType::Confidential,
+            (Some("private_key_jwt"), None) => {
+                return Err(metadata_error("private_key_jwt needs jwks"));
+            }
+            (_, Some(_)) => {
+                return Err(metadata_error(
+                    "jwks is used only with token_endpoint_auth_method private_key_jwt",
+                ));
+            }
+            (None | Some("client_secret_basic") | Some("client_secret_post"), None) => {
                 ClientType::Confidential
             }
-            Some("none") => ClientType::Public,
-            Some(_) => {
+            (Some("none"), None) => ClientType::Public,
+            (Some(_), None) => {
                 return Err(metadata_error(
-                    "token_endpoint_auth_method must be none, client_secret_basic or client_secret_post",
+                    "token_endpoint_auth_method must be none, client_secret_basic, client_secret_post or private_key_jwt",
                 ));
             }
         };
@@ -327,6 +347,7 @@ impl ClientMetadataRequest {
             require_pushed_authorization_requests: self
                 .require_pushed_authorization_requests
                 .unwrap_or(false),
+            jwks: self.jwks.clone(),
             ..Default::default()
         })
     }

@@ -25,7 +25,7 @@ pub async fn exchange(
             "unsupported grant_type",
         ));
     };
-    let client = client_auth::authenticate_request(ctx, authorization, &params).await?;
+    let client = client_auth::authenticate_request(ctx, authorization, &params, now).await?;
     if client.dpop_bound_access_tokens && dpop_header.is_absent() {
         // RFC 9449 §5.2: such a client gets sender-constrained tokens or none.
         return Err(OAuthError::invalid_dpop_proof(

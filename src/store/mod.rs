@@ -1347,6 +1347,7 @@ struct ClientRow {
     dpop_bound_access_tokens: bool,
     allowed_origins: String,
     require_pushed_authorization_requests: bool,
+    jwks: Option<String>,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -1387,6 +1388,7 @@ impl ClientRow {
             allowed_origins: serde_json::from_str(&self.allowed_origins)
                 .map_err(|_| corrupt("allowed_origins"))?,
             require_pushed_authorization_requests: self.require_pushed_authorization_requests,
+            jwks: self.jwks,
         })
     }
 
@@ -1410,6 +1412,7 @@ impl ClientRow {
             dpop_bound_access_tokens: c.dpop_bound_access_tokens,
             allowed_origins: to_json(&c.allowed_origins)?,
             require_pushed_authorization_requests: c.require_pushed_authorization_requests,
+            jwks: c.jwks.clone(),
         })
     }
 }

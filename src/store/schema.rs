@@ -19,6 +19,7 @@ diesel::table! {
         dpop_bound_access_tokens -> Bool,
         allowed_origins -> Text,
         require_pushed_authorization_requests -> Bool,
+        jwks -> Nullable<Text>,
     }
 }
 

@@ -57,7 +57,16 @@ async fn metadata_advertises_what_is_implemented() {
     methods.sort_unstable();
     assert_eq!(
         methods,
-        ["client_secret_basic", "client_secret_post", "none"]
+        [
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+            "private_key_jwt"
+        ]
+    );
+    assert_eq!(
+        strings(&m["token_endpoint_auth_signing_alg_values_supported"]),
+        ["ES256", "ES384", "RS256", "PS256", "EdDSA"]
     );
     assert_eq!(
         strings(&m["access_token_signing_alg_values_supported"]),

@@ -32,6 +32,7 @@ mod openid_client;
 mod par;
 mod password_change;
 mod pg;
+mod private_key_jwt;
 mod properties;
 mod refresh;
 mod registration;

@@ -152,6 +152,7 @@ fn client(id: &str) -> Client {
         dpop_bound_access_tokens: false,
         allowed_origins: vec![],
         require_pushed_authorization_requests: false,
+        jwks: None,
     }
 }
 
