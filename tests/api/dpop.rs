@@ -30,6 +30,16 @@ impl DpopKey {
         DpopKey { kp, jwk }
     }
 
+    /// The whole key as a JWK, private scalar `d` included (for a third-party client that
+    /// signs with it, such as openid-client's `PrivateKeyJwt`).
+    pub fn private_jwk(&self) -> Value {
+        use aws_lc_rs::encoding::AsBigEndian;
+        let d = self.kp.private_key().as_be_bytes().expect("private scalar");
+        let mut jwk = self.jwk.clone();
+        jwk["d"] = json!(URL_SAFE_NO_PAD.encode(d.as_ref()));
+        jwk
+    }
+
     /// RFC 7638 thumbprint, computed independently of the server.
     pub fn jkt(&self) -> String {
         rfc7638_thumbprint(&self.jwk)

@@ -344,3 +344,52 @@ async fn openid_client_signs_a_device_in_with_the_device_grant() {
     assert_eq!(report["cnf_jkt"], report["jkt"], "DPoP-bound: {report}");
     assert_eq!(report["has_refresh_token"], true, "{report}");
 }
+
+/// RFC 7523 with a third-party client: openid-client's `PrivateKeyJwt` signs the assertions
+/// (its own claims: `aud` = the issuer, a fresh `jti`) for a client_credentials grant and an
+/// introspection call, and Latchkey accepts them with the registered public key.
+#[actix_web::test]
+async fn openid_client_authenticates_a_backend_with_private_key_jwt() {
+    let Some(script) = script_or_skip("openid_client_authenticates_a_backend_with_private_key_jwt")
+    else {
+        return;
+    };
+    let script = script.with_file_name("openid_client_private_key_jwt.mjs");
+    let app = TestApp::spawn().await;
+    let key = crate::dpop::DpopKey::new();
+    let mut public = key.jwk.clone();
+    public["kid"] = json!("k1");
+    let path =
+        std::env::temp_dir().join(format!("jwks-{}.json", latchkey::secret::random_token(6)));
+    std::fs::write(&path, json!({ "keys": [public] }).to_string()).expect("jwks file");
+    let c = app
+        .add_client(&[
+            "--name",
+            "billing",
+            "--type",
+            "confidential",
+            "--grant",
+            "client_credentials",
+            "--scope",
+            "api:read",
+            "--audience",
+            crate::helpers::API,
+            "--jwks-file",
+            path.to_str().expect("path"),
+        ])
+        .await;
+    let _ = std::fs::remove_file(&path);
+    let plan = json!({
+        "issuer": app.issuer,
+        "client_id": c.client_id,
+        "private_jwk": key.private_jwk(),
+        "kid": "k1",
+        "scope": "api:read",
+        "resource": crate::helpers::API,
+    });
+    let mut node = Node::start(&script, &plan);
+    let report = node.next().await;
+    assert_eq!(report["sub"], c.client_id.as_str(), "{report}");
+    assert_eq!(report["aud"], crate::helpers::API, "{report}");
+    assert_eq!(report["active"], true, "{report}");
+}
