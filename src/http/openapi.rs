@@ -27,7 +27,8 @@ pub struct ClientMetadata {
     pub client_name: String,
     /// `public` or `confidential`.
     pub client_type: String,
-    /// `none` (public clients) or `client_secret_basic` (`client_secret_post` works too).
+    /// `none` (public clients), `client_secret_basic` (`client_secret_post` works too), or
+    /// `private_key_jwt` (a confidential client with `jwks`).
     pub token_endpoint_auth_method: String,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
@@ -46,6 +47,9 @@ pub struct ClientMetadata {
     pub allowed_origins: Vec<String>,
     /// RFC 9126 §6: authorization requests must be pushed.
     pub require_pushed_authorization_requests: bool,
+    /// RFC 7591: the public keys of a `private_key_jwt` client (a JWK set), else null.
+    #[schema(value_type = Option<Object>)]
+    pub jwks: Option<serde_json::Value>,
     /// May obtain `latchkey:admin` (made only with `latchkey client add --admin`).
     pub admin: bool,
     pub disabled: bool,

@@ -325,7 +325,12 @@ async fn client_metadata_errors_are_rfc_7591_errors_with_exact_bodies() {
         (
             json!({"client_name": "a", "token_endpoint_auth_method": "private_key_jwt"}),
             "invalid_client_metadata",
-            "token_endpoint_auth_method must be none, client_secret_basic or client_secret_post",
+            "private_key_jwt needs jwks",
+        ),
+        (
+            json!({"client_name": "a", "token_endpoint_auth_method": "tls_client_auth"}),
+            "invalid_client_metadata",
+            "token_endpoint_auth_method must be none, client_secret_basic, client_secret_post or private_key_jwt",
         ),
         (
             json!({"client_name": "a", "grant_types": ["password"]}),

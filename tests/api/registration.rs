@@ -412,7 +412,7 @@ async fn bad_metadata_is_invalid_redirect_uri_or_invalid_client_metadata() {
         (
             json!({"token_endpoint_auth_method": "tls_client_auth"}),
             "invalid_client_metadata",
-            "token_endpoint_auth_method must be none, client_secret_basic or client_secret_post",
+            "token_endpoint_auth_method must be none, client_secret_basic, client_secret_post or private_key_jwt",
         ),
         (
             json!({"grant_types": ["implicit"], "redirect_uris": [REDIRECT]}),
