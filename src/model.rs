@@ -89,6 +89,8 @@ pub struct Client {
     /// `private_key_jwt` (RFC 7523): the client's public keys, a JWK set as JSON. Such a
     /// (confidential) client has no secret.
     pub jwks: Option<String>,
+    /// RFC 9101 §10.5: authorization requests only as request objects signed with `jwks`.
+    pub require_signed_request_object: bool,
 }
 
 impl Client {

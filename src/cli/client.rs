@@ -58,6 +58,10 @@ pub enum ClientCommand {
         /// `private_key_jwt` (RFC 7523) and gets no secret.
         #[arg(long, value_name = "PATH")]
         jwks_file: Option<std::path::PathBuf>,
+        /// Accept authorization requests only as request objects signed with those keys
+        /// (RFC 9101; metadata `require_signed_request_object`).
+        #[arg(long)]
+        require_signed_request: bool,
     },
     /// List clients (never secrets).
     List,
@@ -85,6 +89,7 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
             allowed_origins,
             require_par,
             jwks_file,
+            require_signed_request,
         } => {
             let jwks = match jwks_file {
                 Some(p) => {
@@ -114,6 +119,7 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
                 allowed_origins,
                 require_pushed_authorization_requests: require_par,
                 jwks,
+                require_signed_request_object: require_signed_request,
             };
             let new = clients::create(spec, now())
                 .map_err(|e| anyhow::anyhow!("{}: {}", e.code.as_str(), e.description))?;

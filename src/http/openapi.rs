@@ -50,6 +50,8 @@ pub struct ClientMetadata {
     /// RFC 7591: the public keys of a `private_key_jwt` client (a JWK set), else null.
     #[schema(value_type = Option<Object>)]
     pub jwks: Option<serde_json::Value>,
+    /// RFC 9101 §10.5: authorization requests must be signed request objects.
+    pub require_signed_request_object: bool,
     /// May obtain `latchkey:admin` (made only with `latchkey client add --admin`).
     pub admin: bool,
     pub disabled: bool,

@@ -124,11 +124,40 @@ pub async fn validate(
         let resolved = super::par::resolve(ctx, client_id, request_uri, now)
             .await
             .map_err(AuthorizeError::Page)?;
-        let mut req = check(ctx, &resolved.params).await?;
+        let mut req = validate_pushed(ctx, &resolved.params).await?;
         req.pushed = Some(resolved.request_hash);
         return Ok(req);
     }
-    let req = check(ctx, params).await?;
+    let req = match params.get("request") {
+        Some(jwt) => {
+            let client_id = params.get("client_id").ok_or_else(|| {
+                AuthorizeError::Page(OAuthError::invalid_request("client_id is missing"))
+            })?;
+            let client = ctx
+                .store
+                .request_client(client_id)
+                .await
+                .map_err(|e| AuthorizeError::Page(e.into()))?
+                .filter(|c| !c.disabled)
+                .ok_or_else(|| {
+                    AuthorizeError::Page(OAuthError::new(
+                        ErrorCode::InvalidClient,
+                        "unknown client",
+                    ))
+                })?;
+            // RFC 9101 §6.3: only the object's parameters count.
+            let inner = super::request_object::expand(&client, jwt, &ctx.config.issuer, now)
+                .map_err(AuthorizeError::Page)?;
+            check(ctx, &inner).await?
+        }
+        None => {
+            let req = check(ctx, params).await?;
+            if req.client.require_signed_request_object {
+                return Err(req.error(unsigned()));
+            }
+            req
+        }
+    };
     if req.client.require_pushed_authorization_requests
         || ctx.config.require_pushed_authorization_requests
     {
@@ -139,12 +168,27 @@ pub async fn validate(
     Ok(req)
 }
 
-/// Validates a request being pushed (RFC 9126 §2.1): the same rules as at `/authorize`.
+/// Validates a pushed request's stored parameters (RFC 9126 §2.1): the same rules as at
+/// `/authorize`. A request object was verified and expanded when it was pushed, which
+/// [`SIGNED`] records (only the server writes stored parameters).
 pub async fn validate_pushed(
     ctx: &Ctx,
     params: &Params,
 ) -> Result<AuthorizeRequest, AuthorizeError> {
-    check(ctx, params).await
+    let req = check(ctx, params).await?;
+    if req.client.require_signed_request_object && params.get(SIGNED).is_none() {
+        return Err(req.error(unsigned()));
+    }
+    Ok(req)
+}
+
+/// In a pushed request's stored parameters: it came as a verified request object.
+pub const SIGNED: &str = "latchkey_signed_request_object";
+
+fn unsigned() -> OAuthError {
+    OAuthError::invalid_request(
+        "this client's authorization requests must be signed request objects (RFC 9101)",
+    )
 }
 
 /// The checks every authorization request passes, pushed or not.
@@ -191,10 +235,8 @@ async fn check(ctx: &Ctx, params: &Params) -> Result<AuthorizeRequest, Authorize
     };
     let result = (|| -> OAuthResult<AuthorizeRequest> {
         if params.get("request").is_some() {
-            return Err(OAuthError::new(
-                ErrorCode::RequestNotSupported,
-                "request objects are not supported",
-            ));
+            // Only from a request object's own claims, which never hold one.
+            return Err(OAuthError::invalid_request("request cannot be nested"));
         }
         if params.get("request_uri").is_some() {
             // Only from a pushed request's parameters, which never hold one.

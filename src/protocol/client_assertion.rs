@@ -105,20 +105,16 @@ pub struct Verified {
     pub expires_at: i64,
 }
 
-/// Verifies `jwt` as an assertion of `client_id`, whose registered keys are `jwks`.
-pub fn verify(
-    jwt: &str,
-    client_id: &str,
-    jwks: &str,
-    issuer: &str,
-    now: i64,
-) -> OAuthResult<Verified> {
-    let set: JwkSet = serde_json::from_str(jwks).map_err(|_| refused("stored jwks unreadable"))?;
-    let header = jsonwebtoken::decode_header(jwt).map_err(|_| refused("malformed assertion"))?;
+/// The registered key that must have signed `jwt`, and its algorithm: one of [`ALGS`], fitting
+/// the key's type (and its `alg`, if registered), chosen by `kid` or as the only candidate.
+/// Shared by client assertions and signed request objects (RFC 9101).
+pub fn client_key(jwt: &str, jwks: &str) -> Result<(DecodingKey, Algorithm), &'static str> {
+    let set: JwkSet = serde_json::from_str(jwks).map_err(|_| "stored jwks unreadable")?;
+    let header = jsonwebtoken::decode_header(jwt).map_err(|_| "malformed JWT")?;
     let alg = header.alg;
     let alg_name = format!("{alg:?}");
     if !ALGS.contains(&alg_name.as_str()) {
-        return Err(refused("assertion algorithm not accepted"));
+        return Err("algorithm not accepted");
     }
     use jsonwebtoken::jwk::AlgorithmParameters as Kty;
     let family = |j: &Jwk| {
@@ -141,9 +137,21 @@ pub fn verify(
         })
         .collect();
     let [key] = candidates.as_slice() else {
-        return Err(refused("no single registered key matches the assertion"));
+        return Err("no single registered key matches the JWT");
     };
-    let decoding = DecodingKey::from_jwk(key).map_err(|_| refused("registered key unusable"))?;
+    let decoding = DecodingKey::from_jwk(key).map_err(|_| "registered key unusable")?;
+    Ok((decoding, alg))
+}
+
+/// Verifies `jwt` as an assertion of `client_id`, whose registered keys are `jwks`.
+pub fn verify(
+    jwt: &str,
+    client_id: &str,
+    jwks: &str,
+    issuer: &str,
+    now: i64,
+) -> OAuthResult<Verified> {
+    let (decoding, alg) = client_key(jwt, jwks).map_err(refused)?;
     let mut validation = Validation::new(alg);
     validation.leeway = LEEWAY;
     validation.validate_aud = false;

@@ -29,6 +29,8 @@ pub struct ClientSpec {
     pub require_pushed_authorization_requests: bool,
     /// RFC 7591 `jwks`: authenticate with `private_key_jwt` (RFC 7523) instead of a secret.
     pub jwks: Option<serde_json::Value>,
+    /// RFC 9101 §10.5 `require_signed_request_object` (needs `jwks`).
+    pub require_signed_request_object: bool,
 }
 
 /// A new client and, for a confidential one, its secret (shown once, stored only as a hash).
@@ -150,6 +152,11 @@ pub fn create(spec: ClientSpec, now: i64) -> OAuthResult<NewClient> {
         Some(j) => Some(super::client_assertion::check_jwks(j).map_err(metadata_error)?),
         None => None,
     };
+    if spec.require_signed_request_object && jwks.is_none() {
+        return Err(metadata_error(
+            "require_signed_request_object needs jwks (the keys request objects are signed with)",
+        ));
+    }
     // A client with keys proves itself with them: no secret to leak.
     let secret =
         (client_type == ClientType::Confidential && jwks.is_none()).then(secret::new_secret);
@@ -172,6 +179,7 @@ pub fn create(spec: ClientSpec, now: i64) -> OAuthResult<NewClient> {
         allowed_origins,
         require_pushed_authorization_requests: spec.require_pushed_authorization_requests,
         jwks,
+        require_signed_request_object: spec.require_signed_request_object,
     };
     Ok(NewClient { client, secret })
 }
@@ -227,6 +235,7 @@ pub fn metadata(c: &Client) -> serde_json::Value {
         "dpop_bound_access_tokens": c.dpop_bound_access_tokens,
         "allowed_origins": c.allowed_origins,
         "require_pushed_authorization_requests": c.require_pushed_authorization_requests,
+        "require_signed_request_object": c.require_signed_request_object,
         "jwks": c.jwks.as_deref().and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok()),
         "client_id_issued_at": c.created_at,
     })

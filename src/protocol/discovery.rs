@@ -53,7 +53,10 @@ pub fn metadata(config: &Config) -> Value {
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "sid", "name", "preferred_username", "email", "email_verified", "updated_at"],
         "prompt_values_supported": ["none", "login", "consent"],
         "authorization_response_iss_parameter_supported": true,
-        "request_parameter_supported": false,
+        // RFC 9101: signed request objects by value; by reference only through PAR.
+        "request_parameter_supported": true,
+        "request_object_signing_alg_values_supported": super::client_assertion::ALGS,
+        "require_signed_request_object": false,
         "request_uri_parameter_supported": false,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": id_token_algs,

@@ -30,9 +30,10 @@ pub enum ErrorCode {
     SlowDown,
     /// RFC 8628 §3.5: the device_code expired.
     ExpiredToken,
-    RequestNotSupported,
     /// RFC 9101 §7 / OIDC Core §3.1.2.6: the `request_uri` is unknown, expired or used.
     InvalidRequestUri,
+    /// RFC 9101 §6.3: the request object is not valid (signature, claims).
+    InvalidRequestObject,
     ServerError,
     TemporarilyUnavailable,
     /// RFC 9449 §5, §7.1: the DPoP proof is missing, malformed or does not match the request.
@@ -69,8 +70,8 @@ impl ErrorCode {
             AuthorizationPending => "authorization_pending",
             SlowDown => "slow_down",
             ExpiredToken => "expired_token",
-            RequestNotSupported => "request_not_supported",
             InvalidRequestUri => "invalid_request_uri",
+            InvalidRequestObject => "invalid_request_object",
             ServerError => "server_error",
             TemporarilyUnavailable => "temporarily_unavailable",
             InvalidDpopProof => "invalid_dpop_proof",

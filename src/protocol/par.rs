@@ -66,6 +66,18 @@ pub async fn push(
     )
     .await?;
     let proof_jkt = proof.map(|p| p.jkt);
+    // RFC 9101 §6.3: with a request object, only its parameters count; it is verified now
+    // and stored expanded, marked as signed.
+    let signed = match params.get("request") {
+        Some(jwt) => Some(super::request_object::expand(
+            &client,
+            jwt,
+            &ctx.config.issuer,
+            now,
+        )?),
+        None => None,
+    };
+    let params = signed.as_ref().unwrap_or(&params);
     if let (Some(jkt), Some(asked)) = (&proof_jkt, params.get("dpop_jkt"))
         && jkt != asked
     {
@@ -78,9 +90,12 @@ pub async fn push(
     // proof's key as `dpop_jkt`.
     let mut stored = form_urlencoded::Serializer::new(String::new());
     for (k, v) in params.iter() {
-        if !CREDENTIALS.contains(&k) {
+        if !CREDENTIALS.contains(&k) && k != authorize::SIGNED {
             stored.append_pair(k, v);
         }
+    }
+    if signed.is_some() {
+        stored.append_pair(authorize::SIGNED, "1");
     }
     if params.get("client_id").is_none() {
         stored.append_pair("client_id", &client.client_id);

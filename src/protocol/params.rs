@@ -40,7 +40,7 @@ const KNOWN: &[&str] = &[
 /// Longest value accepted for any single parameter.
 pub const MAX_VALUE_LEN: usize = 4096;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Params {
     pairs: Vec<(String, String)>,
 }

@@ -67,6 +67,8 @@ pub struct ClientMetadataRequest {
     /// `token_endpoint_auth_method: private_key_jwt` (RFC 7523).
     #[schema(value_type = Option<Object>)]
     pub jwks: Option<serde_json::Value>,
+    /// RFC 9101 §10.5: authorization requests must be request objects signed with `jwks`.
+    pub require_signed_request_object: Option<bool>,
     /// RFC 7591 §2: not supported yet (send `jwks`).
     pub jwks_uri: Option<String>,
     /// Latchkey extension: admin clients are made only with `latchkey client add --admin`;
@@ -348,6 +350,7 @@ impl ClientMetadataRequest {
                 .require_pushed_authorization_requests
                 .unwrap_or(false),
             jwks: self.jwks.clone(),
+            require_signed_request_object: self.require_signed_request_object.unwrap_or(false),
             ..Default::default()
         })
     }

@@ -1348,6 +1348,7 @@ struct ClientRow {
     allowed_origins: String,
     require_pushed_authorization_requests: bool,
     jwks: Option<String>,
+    require_signed_request_object: bool,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -1389,6 +1390,7 @@ impl ClientRow {
                 .map_err(|_| corrupt("allowed_origins"))?,
             require_pushed_authorization_requests: self.require_pushed_authorization_requests,
             jwks: self.jwks,
+            require_signed_request_object: self.require_signed_request_object,
         })
     }
 
@@ -1413,6 +1415,7 @@ impl ClientRow {
             allowed_origins: to_json(&c.allowed_origins)?,
             require_pushed_authorization_requests: c.require_pushed_authorization_requests,
             jwks: c.jwks.clone(),
+            require_signed_request_object: c.require_signed_request_object,
         })
     }
 }

@@ -20,6 +20,7 @@ diesel::table! {
         allowed_origins -> Text,
         require_pushed_authorization_requests -> Bool,
         jwks -> Nullable<Text>,
+        require_signed_request_object -> Bool,
     }
 }
 

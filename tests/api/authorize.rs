@@ -141,12 +141,17 @@ async fn other_response_types_and_foreign_scopes_are_refused_by_redirect() {
             format!("{base}&resource=https%3A%2F%2Fother.example"),
             "invalid_target",
         ),
-        (format!("{base}&request=eyJ"), "request_not_supported"),
     ] {
         let r = b.get(&q).await;
         let (_, p) = location_params(&r);
         assert_eq!(p.get("error").map(String::as_str), Some(err), "{q}");
     }
+    // A request object this client cannot have signed (it registered no keys): an error page,
+    // never a redirect to parameters nobody verified (RFC 9101 §6.3).
+    let r = b.get(&format!("{base}&request=eyJ")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(r.header("location").is_none());
+    assert!(r.text().contains("invalid_request_object"), "{}", r.text());
 }
 
 #[actix_web::test]

@@ -37,6 +37,7 @@ mod properties;
 mod refresh;
 mod registration;
 mod replicas;
+mod request_object;
 mod storage;
 mod throttling;
 mod token_readback;
