@@ -207,13 +207,13 @@ fn login_page(
     )
 }
 
-/// The shared start of the login and consent form POSTs: parse the body, check the CSRF
-/// token, and re-validate the authorization request the form carries.
-async fn authorize_form(
+/// A page form's body, parsed, once its CSRF token checks out (the login, consent and device
+/// forms); else the error page to answer with.
+pub(super) async fn csrf_form(
     req: &HttpRequest,
     body: web::Payload,
     state: &AppState,
-) -> Result<(Params, String, AuthorizeRequest), HttpResponse> {
+) -> Result<Params, HttpResponse> {
     let form = read_form_body(req, body)
         .await
         .and_then(|b| Params::parse(&b))
@@ -230,9 +230,20 @@ async fn authorize_form(
             &state.templates,
             StatusCode::FORBIDDEN,
             "invalid_request",
-            "The form expired or was not sent by this site (CSRF check failed). Go back to the app and start again.",
+            "The form expired or was not sent by this site (CSRF check failed). Go back to the app or device and start again.",
         ));
     }
+    Ok(form)
+}
+
+/// The shared start of the login and consent form POSTs: parse the body, check the CSRF
+/// token, and re-validate the authorization request the form carries.
+async fn authorize_form(
+    req: &HttpRequest,
+    body: web::Payload,
+    state: &AppState,
+) -> Result<(Params, String, AuthorizeRequest), HttpResponse> {
+    let form = csrf_form(req, body, state).await?;
     let raw = form.get("request").unwrap_or("").to_owned();
     let areq = validate(state, &raw, unix_now())
         .await

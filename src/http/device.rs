@@ -8,7 +8,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use minijinja::context;
 
-use super::authorize::describe_scope;
+use super::authorize::{csrf_form, describe_scope};
 use super::pages::{error_page, page};
 use super::{AppState, error, read_form_body, unix_now};
 use crate::model::{Client, DeviceGrant, Session, User};
@@ -69,34 +69,6 @@ pub async fn verification_page(req: HttpRequest, state: web::Data<AppState>) -> 
         .map(|c| device::display(&c))
         .unwrap_or_default();
     code_page(&req, &state, &shown, None, StatusCode::OK)
-}
-
-/// Parses a form and checks its CSRF token.
-async fn form(
-    req: &HttpRequest,
-    body: web::Payload,
-    state: &AppState,
-) -> Result<Params, HttpResponse> {
-    let form = read_form_body(req, body)
-        .await
-        .and_then(|b| Params::parse(&b))
-        .map_err(|e| {
-            error_page(
-                &state.templates,
-                StatusCode::BAD_REQUEST,
-                e.code.as_str(),
-                &e.description,
-            )
-        })?;
-    if !state.browser.csrf_ok(req, form.get("csrf")) {
-        return Err(error_page(
-            &state.templates,
-            StatusCode::FORBIDDEN,
-            "invalid_request",
-            "The form expired or was not sent by this site (CSRF check failed). Start again.",
-        ));
-    }
-    Ok(form)
 }
 
 /// The pending authorization behind the typed code, or the page to show instead. Wrong codes
@@ -212,7 +184,7 @@ pub async fn verification_post(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let now = unix_now();
-    let form = match form(&req, body, &state).await {
+    let form = match csrf_form(&req, body, &state).await {
         Ok(f) => f,
         Err(resp) => return resp,
     };
@@ -233,7 +205,7 @@ pub async fn login_post(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let now = unix_now();
-    let form = match form(&req, body, &state).await {
+    let form = match csrf_form(&req, body, &state).await {
         Ok(f) => f,
         Err(resp) => return resp,
     };
@@ -322,7 +294,7 @@ pub async fn confirm_post(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let now = unix_now();
-    let form = match form(&req, body, &state).await {
+    let form = match csrf_form(&req, body, &state).await {
         Ok(f) => f,
         Err(resp) => return resp,
     };
