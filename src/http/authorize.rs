@@ -261,25 +261,67 @@ pub async fn login_post(
         Ok(f) => f,
         Err(resp) => return resp,
     };
-    let username = form.get("username").unwrap_or("").to_owned();
+    let login_form = |error, status, username: &str| {
+        login_page(&req, &state, &areq, &raw, error, status, username)
+    };
+    match sign_in(&req, &state, &form, &areq.client.client_id, now, login_form).await {
+        Ok(SignedIn {
+            user,
+            session,
+            value,
+            cookies,
+        }) => {
+            proceed(
+                &req,
+                &state,
+                &areq,
+                &raw,
+                Some((session, user)),
+                Some(&value),
+                cookies,
+                now,
+            )
+            .await
+        }
+        Err(resp) => resp,
+    }
+}
+
+/// A password sign-in that worked: the user, their new session and its cookie value, and the
+/// cookies that start it.
+pub(super) struct SignedIn {
+    pub user: User,
+    pub session: Session,
+    pub value: String,
+    pub cookies: Vec<Cookie<'static>>,
+}
+
+/// The password from a login form (the authorization one or the device one), checked and
+/// throttled by `login::login`. A refusal is the form again, drawn by `login_form(error,
+/// status, username)`, with `Retry-After` when throttled.
+pub(super) async fn sign_in(
+    req: &HttpRequest,
+    state: &AppState,
+    form: &Params,
+    client_id: &str,
+    now: i64,
+    login_form: impl Fn(Option<String>, StatusCode, &str) -> HttpResponse,
+) -> Result<SignedIn, HttpResponse> {
+    let username = form.get("username").unwrap_or("");
     let password = form.get("password").unwrap_or("");
     if username.is_empty() || password.is_empty() || username.len() > 200 || password.len() > 1024 {
-        return login_page(
-            &req,
-            &state,
-            &areq,
-            &raw,
+        return Err(login_form(
             Some("Enter your username and password.".into()),
             StatusCode::BAD_REQUEST,
-            &username,
-        );
+            username,
+        ));
     }
     match login::login(
         &state.ctx,
         &state.throttle,
-        &username,
+        username,
         password,
-        client_ip(&req),
+        client_ip(req),
         now,
     )
     .await
@@ -291,54 +333,41 @@ pub async fn login_post(
             // Signing in rotates the CSRF binding: forms from now on carry a token bound to
             // the new session, and the pre-session cookie is replaced too.
             let pre = state.browser.fresh_pre_session();
-            proceed(
-                &req,
-                &state,
-                &areq,
-                &raw,
-                Some((session, user)),
-                Some(&value),
-                vec![c, pre],
-                now,
-            )
-            .await
+            Ok(SignedIn {
+                user,
+                session,
+                value,
+                cookies: vec![c, pre],
+            })
         }
         Err(LoginError::Invalid) => {
-            tracing::info!(client_id = %areq.client.client_id, "login failed");
-            login_page(
-                &req,
-                &state,
-                &areq,
-                &raw,
+            tracing::info!(client_id = %client_id, "login failed");
+            Err(login_form(
                 Some("Invalid username or password.".into()),
                 StatusCode::UNAUTHORIZED,
-                &username,
-            )
+                username,
+            ))
         }
         Err(LoginError::Throttled(secs)) => {
-            tracing::warn!(client_id = %areq.client.client_id, "login throttled");
-            let mut resp = login_page(
-                &req,
-                &state,
-                &areq,
-                &raw,
+            tracing::warn!(client_id = %client_id, "login throttled");
+            let mut resp = login_form(
                 Some(format!(
                     "Too many sign-in attempts. Wait {secs} seconds and try again."
                 )),
                 StatusCode::TOO_MANY_REQUESTS,
-                &username,
+                username,
             );
             // RFC 9110 §10.2.3 (delay-seconds), for scripts and clients that back off.
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            resp
+            Err(resp)
         }
-        Err(LoginError::Unavailable) => error_page(
+        Err(LoginError::Unavailable) => Err(error_page(
             &state.templates,
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",
             "The service is temporarily unavailable. Try again shortly.",
-        ),
+        )),
     }
 }
 

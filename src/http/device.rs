@@ -8,12 +8,12 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use minijinja::context;
 
-use super::authorize::{csrf_form, describe_scope};
+use super::authorize::{csrf_form, describe_scope, sign_in};
 use super::pages::{error_page, page};
 use super::{AppState, error, read_form_body, unix_now};
 use crate::model::{Client, DeviceGrant, Session, User};
 use crate::protocol::device;
-use crate::protocol::login::{self, LoginError};
+use crate::protocol::login;
 use crate::protocol::params::Params;
 
 pub const LOGIN_PATH: &str = "/device/login";
@@ -213,67 +213,20 @@ pub async fn login_post(
         Ok(found) => found,
         Err(resp) => return resp,
     };
-    let username = form.get("username").unwrap_or("").to_owned();
-    let password = form.get("password").unwrap_or("");
-    if username.is_empty() || password.is_empty() || username.len() > 200 || password.len() > 1024 {
-        return login_page(
+    let login_form = |error, status, username: &str| {
+        login_page(&req, &state, &grant, &client, error, status, username)
+    };
+    match sign_in(&req, &state, &form, &client.client_id, now, login_form).await {
+        Ok(s) => confirm_page(
             &req,
             &state,
             &grant,
             &client,
-            Some("Enter your username and password.".into()),
-            StatusCode::BAD_REQUEST,
-            &username,
-        );
-    }
-    let ip = super::client_ip::client_ip(&req);
-    match login::login(&state.ctx, &state.throttle, &username, password, ip, now).await {
-        Ok((user, _session, value)) => {
-            let c = state
-                .browser
-                .session_cookie(value.clone(), state.ctx.config.session_ttl as i64);
-            let pre = state.browser.fresh_pre_session();
-            confirm_page(
-                &req,
-                &state,
-                &grant,
-                &client,
-                &user,
-                Some(&value),
-                vec![c, pre],
-            )
-        }
-        Err(LoginError::Invalid) => login_page(
-            &req,
-            &state,
-            &grant,
-            &client,
-            Some("Invalid username or password.".into()),
-            StatusCode::UNAUTHORIZED,
-            &username,
+            &s.user,
+            Some(&s.value),
+            s.cookies,
         ),
-        Err(LoginError::Throttled(secs)) => {
-            let mut resp = login_page(
-                &req,
-                &state,
-                &grant,
-                &client,
-                Some(format!(
-                    "Too many sign-in attempts. Wait {secs} seconds and try again."
-                )),
-                StatusCode::TOO_MANY_REQUESTS,
-                &username,
-            );
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            resp
-        }
-        Err(LoginError::Unavailable) => error_page(
-            &state.templates,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "The service is temporarily unavailable. Try again shortly.",
-        ),
+        Err(resp) => resp,
     }
 }
 

@@ -213,6 +213,86 @@ async fn a_tv_signs_in_through_the_device_page() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
 }
 
+/// A decision is final: the confirmation form of a code already allowed (another tab, a
+/// replayed POST) cannot deny it afterwards, nor allow it a second time; a disabled app's
+/// codes are not shown at all.
+#[actix_web::test]
+async fn a_decided_code_cannot_be_decided_again_and_a_disabled_apps_codes_are_unknown() {
+    let app = TestApp::spawn().await;
+    setup(&app, true).await;
+    let tv = tv(&app).await;
+    let v = start(&app, &tv.client_id, "openid").await.json();
+    let user_code = v["user_code"].as_str().expect("uc").to_owned();
+    let mut b = Browser::new(&app);
+    let page = b.get("/device").await;
+    let r = b
+        .post(
+            "/device",
+            &[("csrf", &hidden(&page, "csrf")), ("user_code", &user_code)],
+        )
+        .await;
+    let confirm = b
+        .post(
+            "/device/login",
+            &[
+                ("csrf", &hidden(&r, "csrf")),
+                ("request", &hidden(&r, "request")),
+                ("username", "alice"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    let press = |decision: &'static str| {
+        [
+            ("csrf", hidden(&confirm, "csrf")),
+            ("user_code", hidden(&confirm, "user_code")),
+            ("decision", decision.to_owned()),
+        ]
+    };
+    let allow = press("allow");
+    let allow: Vec<(&str, &str)> = allow.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = b.post("/device/confirm", &allow).await;
+    assert!(r.text().contains("Device connected"), "{}", r.text());
+    for decision in ["deny", "allow"] {
+        let f = press(decision);
+        let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = b.post("/device/confirm", &f).await;
+        assert_eq!(
+            r.status,
+            StatusCode::BAD_REQUEST,
+            "{decision}: {}",
+            r.text()
+        );
+        assert!(!r.text().contains("Device connected"), "{decision}");
+    }
+    let r = poll(&app, &tv.client_id, v["device_code"].as_str().expect("dc")).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "the approval stands: {}",
+        r.text()
+    );
+
+    // A disabled app: its pending code is unknown at /device, and its device cannot poll.
+    let v = start(&app, &tv.client_id, "openid").await.json();
+    let out = app.cli(&["client", "disable", &tv.client_id], None).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let page = b.get("/device").await;
+    let r = b
+        .post(
+            "/device",
+            &[
+                ("csrf", &hidden(&page, "csrf")),
+                ("user_code", v["user_code"].as_str().expect("uc")),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    poll(&app, &tv.client_id, v["device_code"].as_str().expect("dc"))
+        .await
+        .assert_oauth_error(401, "invalid_client");
+}
+
 #[actix_web::test]
 async fn deny_expiry_and_clients_without_the_grant() {
     let app = TestApp::spawn_with(|c| c.device_code_ttl = 10).await;
