@@ -37,7 +37,8 @@ pub enum RegistrationTokenCommand {
     List,
     /// Revoke an initial access token by its id: `POST /register` refuses it from now on.
     Revoke {
-        /// The token's id, as printed by `create` or `list`.
+        /// The token's id, as printed by `create` or `list` (base64url: it may begin with `-`).
+        #[arg(allow_hyphen_values = true)]
         id: String,
     },
 }

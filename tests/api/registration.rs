@@ -804,3 +804,19 @@ async fn the_cli_checks_and_prints_a_tokens_policy() {
         json!(["authorization_code"])
     );
 }
+
+/// Token ids are base64url and may begin with `-`: the CLI takes such an id as the id, not as
+/// an unknown flag (this failed about once in 64 runs of the test above).
+#[actix_web::test]
+async fn a_token_id_that_begins_with_a_dash_is_an_id_at_the_cli() {
+    let app = TestApp::spawn().await;
+    let out = app
+        .cli(&["registration-token", "revoke", "-Tabc"], None)
+        .await;
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("no registration token with id \"-Tabc\""),
+        "{out:?}"
+    );
+}
