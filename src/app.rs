@@ -66,6 +66,9 @@ impl Application {
             keys: Arc::new(keys),
             metrics: Arc::new(crate::metrics::Metrics::new()),
             audit_limits: Arc::new(crate::protocol::audit::Limits::new()),
+            client_keys: Arc::new(crate::protocol::client_keys::ClientKeys::new(
+                crate::outbound::Fetcher::new(config.outbound_allow_private_addresses)?,
+            )),
         };
         let state = web::Data::new(AppState::new(ctx.clone())?);
         let port = listener.local_addr()?.port();

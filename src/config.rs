@@ -113,6 +113,10 @@ pub struct Config {
     pub device_code_ttl: u64,
     /// RFC 8628 §3.2: seconds a device waits between polls (`slow_down` adds 5).
     pub device_poll_interval: u64,
+    /// Let outbound requests (a client's `jwks_uri`) reach loopback, private, link-local and
+    /// reserved addresses, and use plain http. For development and tests only: with it, anyone
+    /// who can register a client can make the server call into its own network (SSRF).
+    pub outbound_allow_private_addresses: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,6 +163,7 @@ impl Default for Config {
             require_pushed_authorization_requests: false,
             device_code_ttl: 600,
             device_poll_interval: 5,
+            outbound_allow_private_addresses: false,
         }
     }
 }
@@ -200,6 +205,7 @@ const KEYS: &[&str] = &[
     "require_pushed_authorization_requests",
     "device_code_ttl",
     "device_poll_interval",
+    "outbound_allow_private_addresses",
 ];
 
 impl Config {
@@ -380,6 +386,9 @@ impl Config {
             || self.password_hash_iterations < crate::secret::OWASP_ARGON2_ITERATIONS
         {
             w.push("password_hash_memory_kib / password_hash_iterations are below OWASP's argon2id recommendation (19456 KiB, 2): new password hashes are cheaper to crack; use this only for test suites".into());
+        }
+        if self.outbound_allow_private_addresses {
+            w.push("outbound_allow_private_addresses is on: a client's jwks_uri may point at this machine or its private network, over plain http; use this only for development and tests".into());
         }
         w
     }

@@ -8,6 +8,7 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod model;
+pub mod outbound;
 pub mod protocol;
 pub mod secret;
 pub mod store;

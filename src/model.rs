@@ -89,11 +89,19 @@ pub struct Client {
     /// `private_key_jwt` (RFC 7523): the client's public keys, a JWK set as JSON. Such a
     /// (confidential) client has no secret.
     pub jwks: Option<String>,
+    /// RFC 7591 `jwks_uri`: where the client publishes those keys instead (fetched, cached;
+    /// `protocol::client_keys`). Never set together with `jwks`.
+    pub jwks_uri: Option<String>,
     /// RFC 9101 §10.5: authorization requests only as request objects signed with `jwks`.
     pub require_signed_request_object: bool,
 }
 
 impl Client {
+    /// Whether the client proves itself with keys (`jwks` or `jwks_uri`) rather than a secret.
+    pub fn has_keys(&self) -> bool {
+        self.jwks.is_some() || self.jwks_uri.is_some()
+    }
+
     pub fn allows_grant(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
     }

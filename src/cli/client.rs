@@ -58,6 +58,10 @@ pub enum ClientCommand {
         /// `private_key_jwt` (RFC 7523) and gets no secret.
         #[arg(long, value_name = "PATH")]
         jwks_file: Option<std::path::PathBuf>,
+        /// Or the https URL where the client publishes that JWK set (RFC 7591 `jwks_uri`;
+        /// fetched by the server, cached 5 minutes, refetched when an unknown key signs).
+        #[arg(long, value_name = "URL", conflicts_with = "jwks_file")]
+        jwks_uri: Option<String>,
         /// Accept authorization requests only as request objects signed with those keys
         /// (RFC 9101; metadata `require_signed_request_object`).
         #[arg(long)]
@@ -89,6 +93,7 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
             allowed_origins,
             require_par,
             jwks_file,
+            jwks_uri,
             require_signed_request,
         } => {
             let jwks = match jwks_file {
@@ -119,6 +124,7 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
                 allowed_origins,
                 require_pushed_authorization_requests: require_par,
                 jwks,
+                jwks_uri,
                 require_signed_request_object: require_signed_request,
             };
             let new = clients::create(spec, now())
@@ -195,7 +201,7 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
             if c.client_type != ClientType::Confidential {
                 anyhow::bail!("client {client_id:?} is public: it has no secret");
             }
-            if c.jwks.is_some() {
+            if c.has_keys() {
                 anyhow::bail!(
                     "client {client_id:?} authenticates with its keys (private_key_jwt): it has no secret"
                 );

@@ -28,7 +28,7 @@ pub struct ClientMetadata {
     /// `public` or `confidential`.
     pub client_type: String,
     /// `none` (public clients), `client_secret_basic` (`client_secret_post` works too), or
-    /// `private_key_jwt` (a confidential client with `jwks`).
+    /// `private_key_jwt` (a confidential client with `jwks` or `jwks_uri`).
     pub token_endpoint_auth_method: String,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
@@ -50,6 +50,8 @@ pub struct ClientMetadata {
     /// RFC 7591: the public keys of a `private_key_jwt` client (a JWK set), else null.
     #[schema(value_type = Option<Object>)]
     pub jwks: Option<serde_json::Value>,
+    /// RFC 7591: where a `private_key_jwt` client publishes its keys (instead of `jwks`).
+    pub jwks_uri: Option<String>,
     /// RFC 9101 §10.5: authorization requests must be signed request objects.
     pub require_signed_request_object: bool,
     /// May obtain `latchkey:admin` (made only with `latchkey client add --admin`).

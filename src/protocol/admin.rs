@@ -271,7 +271,7 @@ pub async fn rotate_client_secret(
             "the client is public: it has no secret",
         ));
     }
-    if c.jwks.is_some() {
+    if c.has_keys() {
         return Err(OAuthError::invalid_request(
             "the client authenticates with its keys (private_key_jwt): it has no secret",
         ));

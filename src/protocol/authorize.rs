@@ -146,7 +146,8 @@ pub async fn validate(
                     ))
                 })?;
             // RFC 9101 §6.3: only the object's parameters count.
-            let inner = super::request_object::expand(&client, jwt, &ctx.config.issuer, now)
+            let inner = super::request_object::expand(ctx, &client, jwt, now)
+                .await
                 .map_err(AuthorizeError::Page)?;
             check(ctx, &inner).await?
         }

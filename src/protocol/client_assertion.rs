@@ -4,7 +4,8 @@
 //!
 //! Rules: `client_assertion_type` must be `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`;
 //! the signature must verify with a registered key (by `kid`, else the only key of the right
-//! type) with an asymmetric algorithm from [`ALGS`] equal to the key's own; `iss` and `sub`
+//! type; registered as `jwks` or fetched from `jwks_uri`, see `client_keys.rs`) with an
+//! asymmetric algorithm from [`ALGS`] equal to the key's own; `iss` and `sub`
 //! are the client id; `aud` is exactly the issuer identifier, as a single string (an assertion
 //! meant for another server, or for "any endpoint", is refused); `exp` is in the future and at
 //! most [`MAX_LIFETIME`] seconds away; `jti` is present, and each (client, `jti`) is accepted
@@ -34,7 +35,7 @@ const LEEWAY: u64 = 30;
 /// Most keys a client may register.
 const MAX_KEYS: usize = 10;
 
-fn refused(cause: &str) -> OAuthError {
+pub fn refused(cause: &str) -> OAuthError {
     OAuthError::new(
         super::error::ErrorCode::InvalidClient,
         "client authentication failed",
@@ -143,15 +144,16 @@ pub fn client_key(jwt: &str, jwks: &str) -> Result<(DecodingKey, Algorithm), &'s
     Ok((decoding, alg))
 }
 
-/// Verifies `jwt` as an assertion of `client_id`, whose registered keys are `jwks`.
+/// Verifies `jwt` as an assertion of `client_id`, signed with `key` (the registered key
+/// [`client_key`] chose, through `client_keys::ClientKeys::key_for`).
 pub fn verify(
     jwt: &str,
     client_id: &str,
-    jwks: &str,
+    key: (DecodingKey, Algorithm),
     issuer: &str,
     now: i64,
 ) -> OAuthResult<Verified> {
-    let (decoding, alg) = client_key(jwt, jwks).map_err(refused)?;
+    let (decoding, alg) = key;
     let mut validation = Validation::new(alg);
     validation.leeway = LEEWAY;
     validation.validate_aud = false;

@@ -4,6 +4,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use jsonwebtoken::{Algorithm, DecodingKey};
 
 use super::Ctx;
 use super::error::{AuthScheme, ErrorCode, OAuthError, OAuthResult};
@@ -154,6 +155,7 @@ fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
 fn authenticate(
     presented: &Presented,
     client: Option<Client>,
+    assertion_key: Option<Result<(DecodingKey, Algorithm), String>>,
     issuer: &str,
     now: i64,
 ) -> OAuthResult<(Client, Option<super::client_assertion::Verified>)> {
@@ -166,9 +168,12 @@ fn authenticate(
         return Err(invalid_client(scheme).with_cause("unknown client"));
     };
     if let Presented::Assertion { jwt, .. } = presented {
-        let verified = match (&client.jwks, client.disabled) {
-            (Some(jwks), false) => {
-                super::client_assertion::verify(jwt, &client.client_id, jwks, issuer, now)?
+        let verified = match (assertion_key, client.disabled) {
+            (Some(Ok(key)), false) => {
+                super::client_assertion::verify(jwt, &client.client_id, key, issuer, now)?
+            }
+            (Some(Err(cause)), false) => {
+                return Err(super::client_assertion::refused(&cause));
             }
             _ => {
                 return Err(invalid_client(None)
@@ -178,7 +183,7 @@ fn authenticate(
         return Ok((client, Some(verified)));
     }
     // A client with registered keys authenticates only with them.
-    if client.jwks.is_some() {
+    if client.has_keys() {
         return Err(invalid_client(scheme).with_cause("this client must use private_key_jwt"));
     }
     let ok = match (presented, client.client_type, &client.secret_hash) {
@@ -222,7 +227,15 @@ pub async fn check(
     stored: Option<Client>,
     now: i64,
 ) -> OAuthResult<Client> {
-    let (client, assertion) = authenticate(presented, stored, &ctx.config.issuer, now)?;
+    // The key an assertion must be signed with: registered, or from the client's jwks_uri.
+    let assertion_key = match (presented, &stored) {
+        (Presented::Assertion { jwt, .. }, Some(c)) if !c.disabled && c.has_keys() => {
+            Some(ctx.client_keys.key_for(c, jwt).await)
+        }
+        _ => None,
+    };
+    let (client, assertion) =
+        authenticate(presented, stored, assertion_key, &ctx.config.issuer, now)?;
     if let Some(a) = assertion {
         let fresh = ctx
             .store

@@ -29,7 +29,9 @@ pub struct ClientSpec {
     pub require_pushed_authorization_requests: bool,
     /// RFC 7591 `jwks`: authenticate with `private_key_jwt` (RFC 7523) instead of a secret.
     pub jwks: Option<serde_json::Value>,
-    /// RFC 9101 §10.5 `require_signed_request_object` (needs `jwks`).
+    /// RFC 7591 `jwks_uri`: the same keys, published by the client at an https URL.
+    pub jwks_uri: Option<String>,
+    /// RFC 9101 §10.5 `require_signed_request_object` (needs `jwks` or `jwks_uri`).
     pub require_signed_request_object: bool,
 }
 
@@ -152,14 +154,26 @@ pub fn create(spec: ClientSpec, now: i64) -> OAuthResult<NewClient> {
         Some(j) => Some(super::client_assertion::check_jwks(j).map_err(metadata_error)?),
         None => None,
     };
-    if spec.require_signed_request_object && jwks.is_none() {
+    let jwks_uri = match &spec.jwks_uri {
+        Some(_) if jwks.is_some() => {
+            return Err(metadata_error("send jwks or jwks_uri, not both"));
+        }
+        Some(_) if client_type != ClientType::Confidential => {
+            return Err(metadata_error(
+                "jwks_uri is for confidential clients (private_key_jwt); a public client has no keys to prove",
+            ));
+        }
+        Some(u) => Some(check_jwks_uri(u)?),
+        None => None,
+    };
+    let has_keys = jwks.is_some() || jwks_uri.is_some();
+    if spec.require_signed_request_object && !has_keys {
         return Err(metadata_error(
-            "require_signed_request_object needs jwks (the keys request objects are signed with)",
+            "require_signed_request_object needs jwks or jwks_uri (the keys request objects are signed with)",
         ));
     }
     // A client with keys proves itself with them: no secret to leak.
-    let secret =
-        (client_type == ClientType::Confidential && jwks.is_none()).then(secret::new_secret);
+    let secret = (client_type == ClientType::Confidential && !has_keys).then(secret::new_secret);
     let client = Client {
         client_id: secret::random_id(),
         client_name: name.to_owned(),
@@ -179,6 +193,7 @@ pub fn create(spec: ClientSpec, now: i64) -> OAuthResult<NewClient> {
         allowed_origins,
         require_pushed_authorization_requests: spec.require_pushed_authorization_requests,
         jwks,
+        jwks_uri,
         require_signed_request_object: spec.require_signed_request_object,
     };
     Ok(NewClient { client, secret })
@@ -207,12 +222,30 @@ fn check_origin(o: &str) -> OAuthResult<()> {
     Ok(())
 }
 
+/// A `jwks_uri`: https, or plain http on a loopback host for development (fetched only when
+/// `outbound_allow_private_addresses` is on). Where it may point is checked on every fetch,
+/// against the addresses its host resolves to then (`crate::outbound`).
+fn check_jwks_uri(u: &str) -> OAuthResult<String> {
+    let bad = |why: &str| metadata_error(format!("jwks_uri {why}"));
+    let url = crate::outbound::Fetcher::check_url(u, true).map_err(|e| bad(&e.to_string()))?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    if url.scheme() != "https" && !loopback {
+        return Err(bad("must be https"));
+    }
+    Ok(u.to_owned())
+}
+
 /// RFC 7591 §2 `token_endpoint_auth_method` of a client.
 pub fn auth_method(c: &Client) -> &'static str {
-    match (c.client_type, &c.jwks) {
+    match (c.client_type, c.has_keys()) {
         (ClientType::Public, _) => "none",
-        (ClientType::Confidential, Some(_)) => "private_key_jwt",
-        (ClientType::Confidential, None) => "client_secret_basic",
+        (ClientType::Confidential, true) => "private_key_jwt",
+        (ClientType::Confidential, false) => "client_secret_basic",
     }
 }
 
@@ -237,6 +270,7 @@ pub fn metadata(c: &Client) -> serde_json::Value {
         "require_pushed_authorization_requests": c.require_pushed_authorization_requests,
         "require_signed_request_object": c.require_signed_request_object,
         "jwks": c.jwks.as_deref().and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok()),
+        "jwks_uri": c.jwks_uri,
         "client_id_issued_at": c.created_at,
     })
 }

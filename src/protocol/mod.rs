@@ -7,6 +7,7 @@ pub mod audit;
 pub mod authorize;
 pub mod client_assertion;
 pub mod client_auth;
+pub mod client_keys;
 pub mod clients;
 pub mod device;
 pub mod discovery;
@@ -41,4 +42,6 @@ pub struct Ctx {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Caps on audit entries that anyone can cause at will.
     pub audit_limits: Arc<audit::Limits>,
+    /// Clients' public keys fetched from their `jwks_uri`, cached.
+    pub client_keys: Arc<client_keys::ClientKeys>,
 }

@@ -69,12 +69,7 @@ pub async fn push(
     // RFC 9101 §6.3: with a request object, only its parameters count; it is verified now
     // and stored expanded, marked as signed.
     let signed = match params.get("request") {
-        Some(jwt) => Some(super::request_object::expand(
-            &client,
-            jwt,
-            &ctx.config.issuer,
-            now,
-        )?),
+        Some(jwt) => Some(super::request_object::expand(ctx, &client, jwt, now).await?),
         None => None,
     };
     let params = signed.as_ref().unwrap_or(&params);

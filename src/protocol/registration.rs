@@ -69,7 +69,7 @@ pub struct ClientMetadataRequest {
     pub jwks: Option<serde_json::Value>,
     /// RFC 9101 §10.5: authorization requests must be request objects signed with `jwks`.
     pub require_signed_request_object: Option<bool>,
-    /// RFC 7591 §2: not supported yet (send `jwks`).
+    /// RFC 7591 §2: where the client publishes its keys (instead of `jwks`).
     pub jwks_uri: Option<String>,
     /// Latchkey extension: admin clients are made only with `latchkey client add --admin`;
     /// `true` is refused on create, and an update cannot change it.
@@ -285,26 +285,26 @@ impl ClientMetadataRequest {
 
     /// The [`ClientSpec`] this request asks for; `existing` is the client being updated.
     pub fn to_spec(&self, by: Registrar, existing: Option<&Client>) -> OAuthResult<ClientSpec> {
-        if self.jwks_uri.is_some() {
-            return Err(metadata_error(
-                "jwks_uri is not supported: register the keys themselves in jwks",
-            ));
+        if self.jwks.is_some() && self.jwks_uri.is_some() {
+            // RFC 7591 §2: "MUST NOT both be present".
+            return Err(metadata_error("send jwks or jwks_uri, not both"));
         }
-        let client_type = match (self.token_endpoint_auth_method.as_deref(), &self.jwks) {
-            (Some("private_key_jwt"), Some(_)) => ClientType::Confidential,
-            (Some("private_key_jwt"), None) => {
-                return Err(metadata_error("private_key_jwt needs jwks"));
+        let keys = self.jwks.is_some() || self.jwks_uri.is_some();
+        let client_type = match (self.token_endpoint_auth_method.as_deref(), keys) {
+            (Some("private_key_jwt"), true) => ClientType::Confidential,
+            (Some("private_key_jwt"), false) => {
+                return Err(metadata_error("private_key_jwt needs jwks or jwks_uri"));
             }
-            (_, Some(_)) => {
+            (_, true) => {
                 return Err(metadata_error(
-                    "jwks is used only with token_endpoint_auth_method private_key_jwt",
+                    "jwks and jwks_uri are used only with token_endpoint_auth_method private_key_jwt",
                 ));
             }
-            (None | Some("client_secret_basic") | Some("client_secret_post"), None) => {
+            (None | Some("client_secret_basic") | Some("client_secret_post"), false) => {
                 ClientType::Confidential
             }
-            (Some("none"), None) => ClientType::Public,
-            (Some(_), None) => {
+            (Some("none"), false) => ClientType::Public,
+            (Some(_), false) => {
                 return Err(metadata_error(
                     "token_endpoint_auth_method must be none, client_secret_basic, client_secret_post or private_key_jwt",
                 ));
@@ -350,6 +350,7 @@ impl ClientMetadataRequest {
                 .require_pushed_authorization_requests
                 .unwrap_or(false),
             jwks: self.jwks.clone(),
+            jwks_uri: self.jwks_uri.clone(),
             require_signed_request_object: self.require_signed_request_object.unwrap_or(false),
             ..Default::default()
         })

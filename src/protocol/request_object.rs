@@ -2,8 +2,8 @@
 //! key the client registered (`jwks`), passed by value (`request`) at `/authorize` or `/par`,
 //! or by reference only through PAR (`request_uri`).
 //!
-//! Rules: the signature must verify with a registered key (the same key choice and algorithms
-//! as `private_key_jwt`, `client_assertion::client_key`); `iss` and the `client_id` claim are
+//! Rules: the signature must verify with a registered key, by value or from `jwks_uri` (the
+//! same key choice and algorithms as `private_key_jwt`, `client_keys::ClientKeys::key_for`); `iss` and the `client_id` claim are
 //! the client named outside the object; `aud` is (or contains) this issuer; `exp` is required,
 //! in the future and at most [`MAX_LIFETIME`] seconds away; the object holds neither `request`
 //! nor `request_uri`. Only the object's parameters are used (§6.3): anything else in the URL
@@ -11,7 +11,7 @@
 
 use serde_json::{Map, Value};
 
-use super::client_assertion;
+use super::Ctx;
 use super::error::{ErrorCode, OAuthError, OAuthResult};
 use super::params::Params;
 use crate::model::Client;
@@ -27,13 +27,17 @@ fn invalid(d: &'static str) -> OAuthError {
 }
 
 /// The authorization request inside `jwt`, for `client`, as parameters.
-pub fn expand(client: &Client, jwt: &str, issuer: &str, now: i64) -> OAuthResult<Params> {
-    let Some(jwks) = &client.jwks else {
+pub async fn expand(ctx: &Ctx, client: &Client, jwt: &str, now: i64) -> OAuthResult<Params> {
+    if !client.has_keys() {
         return Err(invalid(
             "this client has no registered keys to sign request objects with",
         ));
-    };
-    let (key, alg) = client_assertion::client_key(jwt, jwks)
+    }
+    let issuer = ctx.config.issuer.as_str();
+    let (key, alg) = ctx
+        .client_keys
+        .key_for(client, jwt)
+        .await
         .map_err(|e| invalid("the request object signature is not valid").with_cause(e))?;
     let mut validation = jsonwebtoken::Validation::new(alg);
     validation.leeway = 30;

@@ -1349,6 +1349,7 @@ struct ClientRow {
     require_pushed_authorization_requests: bool,
     jwks: Option<String>,
     require_signed_request_object: bool,
+    jwks_uri: Option<String>,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -1390,6 +1391,7 @@ impl ClientRow {
                 .map_err(|_| corrupt("allowed_origins"))?,
             require_pushed_authorization_requests: self.require_pushed_authorization_requests,
             jwks: self.jwks,
+            jwks_uri: self.jwks_uri,
             require_signed_request_object: self.require_signed_request_object,
         })
     }
@@ -1416,6 +1418,7 @@ impl ClientRow {
             require_pushed_authorization_requests: c.require_pushed_authorization_requests,
             jwks: c.jwks.clone(),
             require_signed_request_object: c.require_signed_request_object,
+            jwks_uri: c.jwks_uri.clone(),
         })
     }
 }

@@ -21,6 +21,7 @@ diesel::table! {
         require_pushed_authorization_requests -> Bool,
         jwks -> Nullable<Text>,
         require_signed_request_object -> Bool,
+        jwks_uri -> Nullable<Text>,
     }
 }
 

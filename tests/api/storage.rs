@@ -153,6 +153,7 @@ fn client(id: &str) -> Client {
         allowed_origins: vec![],
         require_pushed_authorization_requests: false,
         jwks: None,
+        jwks_uri: None,
         require_signed_request_object: false,
     }
 }
