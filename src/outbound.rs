@@ -53,6 +53,10 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Fetcher {
     pub fn new(allow_private: bool) -> anyhow::Result<Fetcher> {
+        // The process-wide rustls provider, for any TLS client built without an explicit
+        // config: aws-lc-rs, our one crypto backend (reqwest would otherwise panic, having
+        // no ring). Already installed is fine.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(CONNECT_TIMEOUT)

@@ -86,7 +86,11 @@ impl ClientKeys {
         };
         match first {
             Ok(k) => Ok(k),
-            Err(e) if slot.fetched_at.is_some_and(|at| at.elapsed() >= MIN_REFETCH) => {
+            Err(e)
+                if slot
+                    .fetched_at
+                    .is_some_and(|at| at.elapsed() >= MIN_REFETCH) =>
+            {
                 // Perhaps a key the client added since: look once more.
                 self.refetch(uri, &mut slot).await;
                 match &slot.result {

@@ -228,14 +228,17 @@ fn check_origin(o: &str) -> OAuthResult<()> {
 fn check_jwks_uri(u: &str) -> OAuthResult<String> {
     let bad = |why: &str| metadata_error(format!("jwks_uri {why}"));
     let url = crate::outbound::Fetcher::check_url(u, true).map_err(|e| bad(&e.to_string()))?;
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
+    let ip = match url.host() {
+        Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+        _ => None,
     };
+    let loopback = ip.map_or(url.host_str() == Some("localhost"), |ip| ip.is_loopback());
     if url.scheme() != "https" && !loopback {
         return Err(bad("must be https"));
+    }
+    if ip.is_some_and(|ip| !ip.is_loopback() && !crate::outbound::is_public(ip)) {
+        return Err(bad("names a private, link-local or reserved address"));
     }
     Ok(u.to_owned())
 }

@@ -21,6 +21,7 @@ mod hardening;
 mod helpers;
 mod independent_verifier;
 mod jwks;
+mod jwks_uri;
 mod keys;
 mod login;
 mod logout;

@@ -250,7 +250,7 @@ async fn forged_misaddressed_and_overlong_assertions_are_invalid_client() {
 }
 
 #[actix_web::test]
-async fn registered_keys_must_be_public_keys_and_jwks_uri_is_refused() {
+async fn registered_keys_must_be_public_keys() {
     let app = TestApp::spawn().await;
     let (_, admin) = crate::admin_api::admin_token(&app).await;
     let key = DpopKey::new();
@@ -295,12 +295,6 @@ async fn registered_keys_must_be_public_keys_and_jwks_uri_is_refused() {
             .await
             .assert_oauth_error(400, "invalid_client_metadata");
     }
-    let mut uri = base(json!({ "keys": [key.jwk] }));
-    uri.as_object_mut().map(|o| o.remove("jwks"));
-    uri["jwks_uri"] = json!("https://billing.example/jwks");
-    post(uri)
-        .await
-        .assert_oauth_error(400, "invalid_client_metadata");
 }
 
 /// Two servers on one database: an assertion accepted by one is a replay at the other.
