@@ -158,6 +158,9 @@ fn main() {
         keys: std::sync::Arc::new(keys),
         metrics: std::sync::Arc::new(latchkey::metrics::Metrics::new()),
         audit_limits: std::sync::Arc::new(latchkey::protocol::audit::Limits::new()),
+        client_keys: std::sync::Arc::new(latchkey::protocol::client_keys::ClientKeys::new(
+            latchkey::outbound::Fetcher::new(false).unwrap(),
+        )),
     };
 
     // ---- signing and verification ----------------------------------------------------------
