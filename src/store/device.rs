@@ -154,13 +154,17 @@ impl Store {
     }
 
     /// A poll by the device: the authorization as it was before this poll, and this poll
-    /// recorded as the last one. With `slow_down`, the interval grows by `slow_down` seconds.
+    /// recorded as the last one. When `too_soon` says so, the interval grows by `penalty`
+    /// seconds (RFC 8628 §3.5 `slow_down`). The record is a compare-and-set on the previous poll time, so of two polls that race
+    /// (two replicas, no row lock) exactly one is recorded; the other comes back with
+    /// `Polled::raced` set, and the interval grows for it as for a poll that came too soon.
     pub fn poll_device_grant(
         &self,
         device_hash: &str,
         now: i64,
-        slow_down: impl FnOnce(&DeviceGrant) -> Option<i64>,
-    ) -> StoreResult<Option<DeviceGrant>> {
+        penalty: i64,
+        too_soon: impl FnOnce(&DeviceGrant) -> bool,
+    ) -> StoreResult<Option<Polled>> {
         let mut conn = self.conn()?;
         let row = on_backend!(&mut *conn, |db| dc::table
             .find(device_hash)
@@ -170,14 +174,36 @@ impl Store {
         let Some(g) = row.map(from_row).transpose()? else {
             return Ok(None);
         };
-        let interval = g.interval + slow_down(&g).unwrap_or(0);
-        on_backend!(&mut *conn, |db| diesel::update(dc::table.find(device_hash))
+        let interval = g.interval + if too_soon(&g) { penalty } else { 0 };
+        let n = match g.last_poll_at {
+            Some(at) => on_backend!(&mut *conn, |db| diesel::update(
+                dc::table
+                    .find(device_hash)
+                    .filter(dc::last_poll_at.eq(Some(at)))
+            )
             .set((
                 dc::last_poll_at.eq(Some(now)),
                 dc::poll_interval.eq(interval),
             ))
-            .execute(db))?;
-        Ok(Some(g))
+            .execute(db))?,
+            None => on_backend!(&mut *conn, |db| diesel::update(
+                dc::table
+                    .find(device_hash)
+                    .filter(dc::last_poll_at.is_null())
+            )
+            .set((
+                dc::last_poll_at.eq(Some(now)),
+                dc::poll_interval.eq(interval),
+            ))
+            .execute(db))?,
+        };
+        let raced = n == 0;
+        if raced {
+            on_backend!(&mut *conn, |db| diesel::update(dc::table.find(device_hash))
+                .set(dc::poll_interval.eq(dc::poll_interval + penalty))
+                .execute(db))?;
+        }
+        Ok(Some(Polled { grant: g, raced }))
     }
 
     /// Deletes device authorizations that expired; returns how many.
@@ -188,4 +214,12 @@ impl Store {
         )
         .execute(db))?)
     }
+}
+
+/// What a poll found (see [`Store::poll_device_grant`]).
+pub struct Polled {
+    /// The authorization as it was before this poll.
+    pub grant: DeviceGrant,
+    /// Another poll was recorded between this one's read and write: answer `slow_down`.
+    pub raced: bool,
 }

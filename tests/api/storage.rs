@@ -6,8 +6,8 @@
 use std::sync::{Arc, Barrier};
 
 use latchkey::model::{
-    AuditEntry, AuthCode, Client, ClientType, GrantType, Issuance, RefreshToken, RegistrationToken,
-    Session, SigningKeyRecord, TokenFamily, User,
+    AuditEntry, AuthCode, Client, ClientType, DeviceGrant, DeviceStatus, GrantType, Issuance,
+    RefreshToken, RegistrationToken, Session, SigningKeyRecord, TokenFamily, User,
 };
 use latchkey::store::{
     AuditQuery, GrantsRevoked, Redeemed, Registered, Rotated, Store, StoreError,
@@ -123,6 +123,7 @@ contract!(
     dpop_client_flag_and_family_binding_round_trip,
     a_dpop_proof_is_recorded_once_and_pruned_after_expiry,
     concurrent_presentations_of_one_dpop_proof_have_one_winner,
+    of_two_racing_device_polls_only_one_is_recorded,
     audit_entries_are_numbered_paged_and_filtered,
     registration_respects_the_initial_tokens_limits,
     concurrent_registrations_never_exceed_max_uses,
@@ -846,6 +847,53 @@ fn concurrent_presentations_of_one_dpop_proof_have_one_winner(s: &Store) {
             .sum()
     });
     assert_eq!(fresh, 1);
+}
+
+/// RFC 8628 §3.5: two polls of one device code at once (two replicas) must not both pass the
+/// interval check; the one whose write comes second is told `raced` and its interval grows.
+fn of_two_racing_device_polls_only_one_is_recorded(s: &Store) {
+    s.insert_client(&client("tv")).expect("client");
+    let g = DeviceGrant {
+        device_hash: "dev-hash".into(),
+        user_code: "BCDFGHJK".into(),
+        client_id: "tv".into(),
+        scope: "openid".into(),
+        audiences: vec![],
+        created_at: NOW,
+        expires_at: NOW + 600,
+        interval: 5,
+        last_poll_at: None,
+        status: DeviceStatus::Pending,
+        code_hash: None,
+    };
+    assert!(s.insert_device_grant(&g).expect("insert"));
+    // The first poll, and a second one that lands between the first one's read and write.
+    let outer = s
+        .poll_device_grant("dev-hash", NOW, 5, |seen| {
+            assert_eq!(seen.last_poll_at, None);
+            let inner = s
+                .poll_device_grant("dev-hash", NOW, 5, |_| false)
+                .expect("inner poll")
+                .expect("found");
+            assert!(!inner.raced, "the inner poll was recorded first");
+            false
+        })
+        .expect("outer poll")
+        .expect("found");
+    assert!(outer.raced, "the outer poll lost the race");
+    // The next poll sees the recorded poll and the grown interval.
+    let next = s
+        .poll_device_grant("dev-hash", NOW + 20, 5, |_| false)
+        .expect("poll")
+        .expect("found");
+    assert!(!next.raced);
+    assert_eq!(next.grant.last_poll_at, Some(NOW));
+    assert_eq!(next.grant.interval, 10);
+    assert!(
+        s.poll_device_grant("unknown", NOW, 5, |_| false)
+            .expect("poll")
+            .is_none()
+    );
 }
 
 // ---- admin: audit log, registration tokens, client replacement, bulk revocation ----------

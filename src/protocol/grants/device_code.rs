@@ -35,19 +35,26 @@ pub async fn grant(
     let polled = ctx
         .store
         .write(move |s| {
-            s.poll_device_grant(&device_hash, now, |g| {
-                let too_soon = g.status == DeviceStatus::Pending
+            s.poll_device_grant(&device_hash, now, SLOW_DOWN_SECS, |g| {
+                g.status == DeviceStatus::Pending
                     && g.client_id == client_id
-                    && g.last_poll_at.is_some_and(|at| now - at < g.interval);
-                too_soon.then_some(SLOW_DOWN_SECS)
+                    && g.last_poll_at.is_some_and(|at| now - at < g.interval)
             })
         })
         .await?;
-    let Some(g) = polled else {
+    let Some(polled) = polled else {
         return Err(OAuthError::invalid_grant("the device_code is invalid"));
     };
+    let g = polled.grant;
     if g.client_id != client.client_id {
         return Err(OAuthError::invalid_grant("the device_code is invalid"));
+    }
+    if polled.raced {
+        // Two polls at once (from two replicas): only one of them counts.
+        return Err(OAuthError::new(
+            ErrorCode::SlowDown,
+            "polling too often: wait longer",
+        ));
     }
     if g.expires_at <= now {
         return Err(OAuthError::new(
