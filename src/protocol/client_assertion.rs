@@ -26,8 +26,11 @@ pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jw
 /// Algorithms accepted for client assertions (`token_endpoint_auth_signing_alg_values_supported`).
 pub const ALGS: [&str; 5] = ["ES256", "ES384", "RS256", "PS256", "EdDSA"];
 
-/// The longest an assertion may live (its replay record is kept that long).
-pub const MAX_LIFETIME: i64 = 600;
+/// The longest an assertion may live (its replay record is kept that long). An hour: what
+/// common client libraries sign by default (authlib: `exp = iat + 3600`); each assertion is
+/// accepted once whatever its lifetime, so a longer one is no replay window, only a longer
+/// record.
+pub const MAX_LIFETIME: i64 = 3600;
 
 /// Clock skew allowed on `exp`, `nbf` and `iat`.
 const LEEWAY: u64 = 30;

@@ -28,14 +28,14 @@ struct Answer {
 
 /// A tiny HTTP server on 127.0.0.1 standing in for the client's key host; it records every
 /// request path it gets.
-struct KeyHost {
+pub(crate) struct KeyHost {
     port: u16,
     answer: Arc<Mutex<Answer>>,
     seen: Arc<Mutex<Vec<String>>>,
 }
 
 impl KeyHost {
-    fn start(body: String) -> KeyHost {
+    pub(crate) fn start(body: String) -> KeyHost {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind key host");
         let port = listener.local_addr().expect("addr").port();
         let answer = Arc::new(Mutex::new(Answer {
@@ -81,7 +81,7 @@ impl KeyHost {
         KeyHost { port, answer, seen }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
@@ -96,7 +96,7 @@ impl KeyHost {
         };
     }
 
-    fn requests(&self, path: &str) -> usize {
+    pub(crate) fn requests(&self, path: &str) -> usize {
         self.seen
             .lock()
             .expect("seen")
@@ -106,7 +106,7 @@ impl KeyHost {
     }
 }
 
-fn jwk_set(keys: &[(&DpopKey, &str)]) -> String {
+pub(crate) fn jwk_set(keys: &[(&DpopKey, &str)]) -> String {
     let keys: Vec<Value> = keys
         .iter()
         .map(|(k, kid)| {

@@ -3,6 +3,7 @@
 
 mod admin_api;
 mod audit;
+mod authlib_client;
 mod authorize;
 mod bad_input;
 mod browser;

@@ -95,7 +95,7 @@ fn script_or_skip(test: &str) -> Option<&'static PathBuf> {
 
 /// The node process, killed when dropped; stdout arrives line by line on a channel, so that
 /// waiting for it never blocks the test's runtime (the server under test runs on it).
-struct Node {
+pub(crate) struct Node {
     child: Child,
     lines: mpsc::Receiver<String>,
     stderr: std::thread::JoinHandle<String>,
@@ -110,14 +110,19 @@ impl Drop for Node {
 
 impl Node {
     fn start(script: &Path, plan: &Value) -> Node {
-        let mut child = Command::new("node")
-            .arg(script)
-            .arg(plan.to_string())
+        let mut cmd = Command::new("node");
+        cmd.arg(script).arg(plan.to_string());
+        Node::spawn(cmd)
+    }
+
+    /// Runs `cmd` (a third-party client script that prints JSON lines).
+    pub(crate) fn spawn(mut cmd: Command) -> Node {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn node");
+            .expect("spawn the client script");
         let stdout = child.stdout.take().expect("stdout");
         let mut stderr = child.stderr.take().expect("stderr");
         let (tx, lines) = mpsc::channel();
@@ -141,14 +146,14 @@ impl Node {
     }
 
     /// The next JSON line the script prints (it fails the test on an `error` line or silence).
-    async fn next(&mut self) -> Value {
+    pub(crate) async fn next(&mut self) -> Value {
         let mut waited = Duration::ZERO;
         loop {
             match self.lines.try_recv() {
                 Ok(line) => {
                     let v: Value = serde_json::from_str(&line)
                         .unwrap_or_else(|e| panic!("the script printed non-JSON ({e}): {line}"));
-                    assert!(v.get("error").is_none(), "openid-client failed: {v}");
+                    assert!(v.get("error").is_none(), "the client script failed: {v}");
                     return v;
                 }
                 Err(mpsc::TryRecvError::Empty) if waited < Duration::from_secs(45) => {
@@ -160,7 +165,7 @@ impl Node {
                     let _ = self.child.wait();
                     let err = std::mem::replace(&mut self.stderr, std::thread::spawn(String::new));
                     panic!(
-                        "the openid-client script ended or hung; stderr:\n{}",
+                        "the client script ended or hung; stderr:\n{}",
                         err.join().unwrap_or_default()
                     );
                 }
@@ -298,45 +303,7 @@ async fn openid_client_signs_a_device_in_with_the_device_grant() {
 
     // Let it poll a few times while pending, then approve from a phone.
     actix_web::rt::time::sleep(Duration::from_millis(2500)).await;
-    let mut phone = Browser::new(&app);
-    let page = phone.get(&format!("/device?user_code={user_code}")).await;
-    let code = crate::browser::hidden(&page, "user_code");
-    assert_eq!(
-        code, user_code,
-        "verification_uri_complete fills the code in"
-    );
-    let r = phone
-        .post(
-            "/device",
-            &[
-                ("csrf", &crate::browser::hidden(&page, "csrf")),
-                ("user_code", &code),
-            ],
-        )
-        .await;
-    let r = phone
-        .post(
-            "/device/login",
-            &[
-                ("csrf", &crate::browser::hidden(&r, "csrf")),
-                ("request", &crate::browser::hidden(&r, "request")),
-                ("username", &m.username),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
-    assert!(r.text().contains("Living-room TV"), "{}", r.text());
-    let r = phone
-        .post(
-            "/device/confirm",
-            &[
-                ("csrf", &crate::browser::hidden(&r, "csrf")),
-                ("user_code", &crate::browser::hidden(&r, "user_code")),
-                ("decision", "allow"),
-            ],
-        )
-        .await;
-    assert!(r.text().contains("Device connected"), "{}", r.text());
+    approve_device(&app, &user_code, &m.username, "Living-room TV").await;
 
     let report = node.next().await;
     assert_eq!(report["sub"], m.sub.as_str(), "{report}");
@@ -392,4 +359,48 @@ async fn openid_client_authenticates_a_backend_with_private_key_jwt() {
     assert_eq!(report["sub"], c.client_id.as_str(), "{report}");
     assert_eq!(report["aud"], crate::helpers::API, "{report}");
     assert_eq!(report["active"], true, "{report}");
+}
+
+/// The person's side of RFC 8628: open `verification_uri_complete` on a phone, sign in as
+/// `username`, check that the page names `app_name`, and allow.
+pub(crate) async fn approve_device(app: &TestApp, user_code: &str, username: &str, app_name: &str) {
+    let mut phone = Browser::new(app);
+    let page = phone.get(&format!("/device?user_code={user_code}")).await;
+    let code = crate::browser::hidden(&page, "user_code");
+    assert_eq!(
+        code, user_code,
+        "verification_uri_complete fills the code in"
+    );
+    let r = phone
+        .post(
+            "/device",
+            &[
+                ("csrf", &crate::browser::hidden(&page, "csrf")),
+                ("user_code", &code),
+            ],
+        )
+        .await;
+    let r = phone
+        .post(
+            "/device/login",
+            &[
+                ("csrf", &crate::browser::hidden(&r, "csrf")),
+                ("request", &crate::browser::hidden(&r, "request")),
+                ("username", username),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert!(r.text().contains(app_name), "{}", r.text());
+    let r = phone
+        .post(
+            "/device/confirm",
+            &[
+                ("csrf", &crate::browser::hidden(&r, "csrf")),
+                ("user_code", &crate::browser::hidden(&r, "user_code")),
+                ("decision", "allow"),
+            ],
+        )
+        .await;
+    assert!(r.text().contains("Device connected"), "{}", r.text());
 }

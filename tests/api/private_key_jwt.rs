@@ -152,8 +152,8 @@ async fn forged_misaddressed_and_overlong_assertions_are_invalid_client() {
             sign(&key, &edit(&|c| c["exp"] = json!(now() - 120))),
         ),
         (
-            "lives an hour",
-            sign(&key, &edit(&|c| c["exp"] = json!(now() + 3600))),
+            "lives two hours",
+            sign(&key, &edit(&|c| c["exp"] = json!(now() + 7200))),
         ),
         (
             "no jti",
