@@ -325,7 +325,7 @@ async fn client_metadata_errors_are_rfc_7591_errors_with_exact_bodies() {
         (
             json!({"client_name": "a", "token_endpoint_auth_method": "private_key_jwt"}),
             "invalid_client_metadata",
-            "private_key_jwt needs jwks",
+            "private_key_jwt needs jwks or jwks_uri",
         ),
         (
             json!({"client_name": "a", "token_endpoint_auth_method": "tls_client_auth"}),
