@@ -36,6 +36,27 @@ pub enum UserCommand {
     /// Revoke every grant of a user: refresh tokens (and the access tokens issued with them),
     /// unused codes, remembered consents and browser sessions.
     RevokeGrants { username: String },
+    /// Where a user is signed in: each app on a device (a live refresh-token family, with its
+    /// id for `signout --family`) and each browser session.
+    Sessions { username: String },
+    /// Sign a user out everywhere (every refresh family, unused code and browser session;
+    /// consents stay), or with `--family ID` one app on one device only. Audited.
+    Signout {
+        username: String,
+        /// A family id from `user sessions`.
+        #[arg(long, value_name = "ID", allow_hyphen_values = true)]
+        family: Option<String>,
+    },
+}
+
+fn when(t: i64) -> String {
+    let ago = now() - t;
+    match ago {
+        i64::MIN..60 => "just now".into(),
+        60..3600 => format!("{} min ago", ago / 60),
+        3600..86400 => format!("{} h ago", ago / 3600),
+        _ => format!("{} days ago", ago / 86400),
+    }
 }
 
 fn view(u: &User) -> serde_json::Value {
@@ -189,6 +210,70 @@ pub fn run(
                     } else {
                         "ies"
                     }
+                );
+            }
+        }
+        UserCommand::Sessions { username } => {
+            let Some(user) = store.user_by_username(&username)? else {
+                anyhow::bail!("no user named {username:?}");
+            };
+            let s = store.user_sign_ins(&user.user_id, now())?;
+            if as_json {
+                print_json(&crate::protocol::signins::view(&s))?;
+            } else {
+                if s.apps.is_empty() && s.sessions.is_empty() {
+                    println!("{username} is not signed in anywhere");
+                }
+                for a in &s.apps {
+                    println!(
+                        "app      {}  {}  signed in {}, last used {}{}",
+                        a.family_id,
+                        escape(&a.client_name),
+                        when(a.signed_in_at),
+                        when(a.last_used_at),
+                        if a.dpop_bound { ", DPoP-bound" } else { "" }
+                    );
+                }
+                for x in &s.sessions {
+                    println!("browser  {}  signed in {}", x.sid, when(x.auth_time));
+                }
+            }
+        }
+        UserCommand::Signout { username, family } => {
+            let Some(user) = store.user_by_username(&username)? else {
+                anyhow::bail!("no user named {username:?}");
+            };
+            let r = match &family {
+                Some(f) => {
+                    if !store.sign_out_family(&user.user_id, f, now())? {
+                        anyhow::bail!(
+                            "{username} has no signed-in device {f:?} (see `latchkey user sessions {username}`)"
+                        );
+                    }
+                    crate::store::GrantsRevoked {
+                        token_families: 1,
+                        ..Default::default()
+                    }
+                }
+                None => store.sign_out_everywhere(&user.user_id, now())?,
+            };
+            let v = crate::protocol::signins::signed_out(family.as_deref(), r);
+            super::record(
+                store,
+                event::USER_SIGNED_OUT,
+                format!("user:{}", user.user_id),
+                v.clone(),
+            );
+            if as_json {
+                let mut v = v;
+                v["username"] = json!(username);
+                print_json(&v)?;
+            } else if let Some(f) = &family {
+                println!("signed {username} out of {f}");
+            } else {
+                println!(
+                    "signed {username} out everywhere: {} app(s), {} browser session(s)",
+                    r.token_families, r.sessions
                 );
             }
         }

@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use super::openapi::{
     AuditPage, ClientList, ClientMetadata, ErrorResponse, GrantsRevokedDoc, InitialAccessToken,
-    KeyList, RegistrationTokenList, RegistrationTokenView, RotatedKeys, SecretRotated, UserList,
-    UserView,
+    KeyList, RegistrationTokenList, RegistrationTokenView, RotatedKeys, SecretRotated, SignInsDoc,
+    SignedOutDoc, UserList, UserView,
 };
 use super::{AppState, error, unix_now};
 use crate::protocol::admin::{
@@ -323,6 +323,42 @@ pub async fn revoke_user_grants(req: HttpRequest, id: Path, state: State) -> Htt
     .await
 }
 
+/// Where a user is signed in: one entry per app on a device (a live refresh-token family:
+/// the app's name, first sign-in, last use, DPoP-bound or not) and per browser session.
+#[utoipa::path(get, path = "/admin/v1/users/{user_id}/sessions", tag = "users",
+    params(("user_id" = String, Path, description = "The user's `sub`")),
+    responses((status = 200, body = SignInsDoc), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse)),
+    security(("bearer" = ["latchkey:admin"])))]
+pub async fn user_sessions(req: HttpRequest, id: Path, state: State) -> HttpResponse {
+    let ctx = &state.ctx;
+    guarded(&req, &state, StatusCode::OK, |_| async move {
+        admin::user_sessions(ctx, &id, unix_now()).await
+    })
+    .await
+}
+
+/// Sign a user out: `{"family_id": "..."}` signs one app on one device out (its refresh token,
+/// and its access tokens at introspection and userinfo); no body signs the user out
+/// everywhere (every family, unused code and browser session; consents stay). Audited.
+#[utoipa::path(post, path = "/admin/v1/users/{user_id}/signout", tag = "users",
+    params(("user_id" = String, Path, description = "The user's `sub`")),
+    request_body(content = Option<admin::SignOutRequest>, content_type = "application/json"),
+    responses((status = 200, body = SignedOutDoc), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse)),
+    security(("bearer" = ["latchkey:admin"])))]
+pub async fn sign_out_user(
+    req: HttpRequest,
+    id: Path,
+    body: web::Payload,
+    state: State,
+) -> HttpResponse {
+    let (ctx, r) = (&state.ctx, &req);
+    guarded(&req, &state, StatusCode::OK, |a| async move {
+        let v = read_json(r, body).await?;
+        admin::sign_out_user(ctx, &a, &id, v, unix_now()).await
+    })
+    .await
+}
+
 // ---- keys ------------------------------------------------------------------------------
 
 /// Signing keys with their state (`active`, `pending`, `retiring`, `expired`); public data only.
@@ -486,6 +522,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(r("/users/{user_id}/enable").route(web::post().to(enable_user)))
             .service(r("/users/{user_id}/password").route(web::post().to(reset_password)))
             .service(r("/users/{user_id}/revoke-grants").route(web::post().to(revoke_user_grants)))
+            .service(r("/users/{user_id}/sessions").route(web::get().to(user_sessions)))
+            .service(r("/users/{user_id}/signout").route(web::post().to(sign_out_user)))
             .service(r("/keys").route(web::get().to(list_keys)))
             .service(r("/keys/rotate").route(web::post().to(rotate_keys)))
             .service(

@@ -109,6 +109,45 @@ pub struct GrantsRevokedDoc {
     pub sessions: u64,
 }
 
+/// One app signed in on one device (a live refresh-token family).
+#[derive(ToSchema)]
+pub struct SignedInAppDoc {
+    pub family_id: String,
+    pub client_id: String,
+    pub client_name: String,
+    /// Unix seconds: the sign-in that started the family.
+    pub signed_in_at: i64,
+    /// Unix seconds: its last refresh (or the sign-in).
+    pub last_used_at: i64,
+    pub expires_at: i64,
+    /// The browser session it was signed in from.
+    pub sid: String,
+    pub dpop_bound: bool,
+}
+
+#[derive(ToSchema)]
+pub struct BrowserSessionDoc {
+    pub sid: String,
+    pub signed_in_at: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(ToSchema)]
+pub struct SignInsDoc {
+    pub apps: Vec<SignedInAppDoc>,
+    pub sessions: Vec<BrowserSessionDoc>,
+}
+
+/// What a sign-out revoked (`family_id` when one device was signed out).
+#[derive(ToSchema)]
+pub struct SignedOutDoc {
+    pub family_id: Option<String>,
+    pub token_families: u64,
+    pub authorization_codes: Option<u64>,
+    pub sessions: Option<u64>,
+}
+
 #[derive(ToSchema)]
 pub struct SigningKey {
     pub kid: String,
@@ -226,7 +265,7 @@ impl Modify for BearerAuth {
         h::create_client, h::list_clients, h::get_client, h::update_client, h::delete_client,
         h::disable_client, h::enable_client, h::rotate_secret, h::revoke_client_grants,
         h::create_user, h::list_users, h::get_user, h::disable_user, h::enable_user,
-        h::reset_password, h::revoke_user_grants,
+        h::reset_password, h::revoke_user_grants, h::user_sessions, h::sign_out_user,
         h::list_keys, h::rotate_keys,
         h::create_registration_token, h::list_registration_tokens, h::revoke_registration_token,
         h::audit,
@@ -238,7 +277,8 @@ impl Modify for BearerAuth {
         crate::protocol::admin::RotateKeysRequest,
         crate::protocol::admin::RegistrationTokenRequest,
         ErrorResponse, ClientMetadata, ClientList, SecretRotated, UserView, UserList,
-        GrantsRevokedDoc, SigningKey, KeyList, RotatedKey, RotatedKeys, InitialAccessToken,
+        GrantsRevokedDoc, SignedInAppDoc, BrowserSessionDoc, SignInsDoc, SignedOutDoc,
+        crate::protocol::admin::SignOutRequest, SigningKey, KeyList, RotatedKey, RotatedKeys, InitialAccessToken,
         RegistrationTokenView, RegistrationTokenList,
         AuditEvent, AuditPage,
     )),

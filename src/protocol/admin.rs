@@ -565,6 +565,74 @@ pub async fn revoke_user_grants(
     Ok(v)
 }
 
+/// `GET /admin/v1/users/{id}/sessions`: the apps (refresh families) and browser sessions the
+/// user is signed in to.
+pub async fn user_sessions(ctx: &Ctx, user_id: &str, now: i64) -> OAuthResult<Value> {
+    load_user(ctx, user_id).await?;
+    let id = user_id.to_owned();
+    let s = ctx
+        .store
+        .blocking(move |s| s.user_sign_ins(&id, now))
+        .await?;
+    Ok(super::signins::view(&s))
+}
+
+/// `POST /admin/v1/users/{id}/signout`: `{"family_id": ...}` signs one app on one device out;
+/// an empty body signs the user out everywhere (families, codes, sessions; consents stay).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignOutRequest {
+    #[serde(default)]
+    pub family_id: Option<String>,
+}
+
+pub async fn sign_out_user(
+    ctx: &Ctx,
+    admin: &Admin,
+    user_id: &str,
+    body: Value,
+    now: i64,
+) -> OAuthResult<Value> {
+    let req: SignOutRequest = if body.is_null() {
+        SignOutRequest::default()
+    } else {
+        parse(body)?
+    };
+    load_user(ctx, user_id).await?;
+    let id = user_id.to_owned();
+    let r = match req.family_id.clone() {
+        Some(f) => {
+            let found = ctx
+                .store
+                .blocking(move |s| s.sign_out_family(&id, &f, now))
+                .await?;
+            if !found {
+                return Err(not_found("no such signed-in device for this user"));
+            }
+            crate::store::GrantsRevoked {
+                token_families: 1,
+                ..Default::default()
+            }
+        }
+        None => {
+            ctx.store
+                .blocking(move |s| s.sign_out_everywhere(&id, now))
+                .await?
+        }
+    };
+    let v = super::signins::signed_out(req.family_id.as_deref(), r);
+    record(
+        ctx,
+        admin,
+        event::USER_SIGNED_OUT,
+        format!("user:{user_id}"),
+        v.clone(),
+        now,
+    )
+    .await;
+    Ok(v)
+}
+
 // ---- keys ------------------------------------------------------------------------------
 
 /// `POST /admin/v1/keys/rotate`.

@@ -31,6 +31,8 @@ pub mod event {
     pub const USER_ENABLED: &str = "user.enabled";
     pub const USER_PASSWORD_RESET: &str = "user.password_reset";
     pub const GRANTS_REVOKED: &str = "grants.revoked";
+    /// A user signed out of one device (a refresh family) or everywhere.
+    pub const USER_SIGNED_OUT: &str = "user.signed_out";
     pub const KEY_ROTATED: &str = "key.rotated";
     pub const REGISTRATION_TOKEN_CREATED: &str = "registration_token.created";
     pub const REGISTRATION_TOKEN_REVOKED: &str = "registration_token.revoked";

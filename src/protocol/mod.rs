@@ -23,6 +23,7 @@ pub mod redirect_uri;
 pub mod registration;
 pub mod request_object;
 pub mod scope;
+pub mod signins;
 pub mod token;
 
 pub mod tokens;

@@ -104,7 +104,7 @@ fn like_escape(s: &str) -> String {
     out
 }
 
-fn revoke_families_where(
+pub(super) fn revoke_families_where(
     conn: &mut Db,
     user_id: Option<&str>,
     client_id: Option<&str>,
@@ -130,7 +130,7 @@ fn revoke_families_where(
 
 /// Burns unused codes, so none can be redeemed into a new grant afterwards (a burnt code
 /// presented later is a replay, which revokes nothing more).
-fn burn_codes_where(
+pub(super) fn burn_codes_where(
     conn: &mut Db,
     user_id: Option<&str>,
     client_id: Option<&str>,

@@ -12,10 +12,12 @@ mod device;
 mod grants;
 mod rotation;
 mod schema;
+mod signins;
 
 pub use admin::{AuditQuery, GrantsRevoked, Registered};
 pub use client_cache::Ticket;
 pub use grants::{Redeemed, Rotated};
+pub use signins::{SignIns, SignedInApp};
 
 use std::path::Path;
 use std::time::Duration;

@@ -40,6 +40,7 @@ mod refresh;
 mod registration;
 mod replicas;
 mod request_object;
+mod signins;
 mod storage;
 mod throttling;
 mod token_readback;
