@@ -161,6 +161,7 @@ fn main() {
         client_keys: std::sync::Arc::new(latchkey::protocol::client_keys::ClientKeys::new(
             latchkey::outbound::Fetcher::new(false).unwrap(),
         )),
+        outbound: latchkey::outbound::Fetcher::new(false).unwrap(),
     };
 
     // ---- signing and verification ----------------------------------------------------------

@@ -60,6 +60,7 @@ impl Application {
             })
             .await??
         };
+        let outbound = crate::outbound::Fetcher::new(config.outbound_allow_private_addresses)?;
         let ctx = Ctx {
             config: config.clone(),
             store,
@@ -67,8 +68,9 @@ impl Application {
             metrics: Arc::new(crate::metrics::Metrics::new()),
             audit_limits: Arc::new(crate::protocol::audit::Limits::new()),
             client_keys: Arc::new(crate::protocol::client_keys::ClientKeys::new(
-                crate::outbound::Fetcher::new(config.outbound_allow_private_addresses)?,
+                outbound.clone(),
             )),
+            outbound,
         };
         let state = web::Data::new(AppState::new(ctx.clone())?);
         let port = listener.local_addr()?.port();
@@ -128,9 +130,11 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let refresher = actix_web::rt::spawn(housekeeping(self.state.clone()));
         let checkpointer = actix_web::rt::spawn(checkpoints(self.state.ctx.store.clone()));
+        let logouts = actix_web::rt::spawn(logout_deliveries(self.state.ctx.clone()));
         let result = self.server.await;
         refresher.abort();
         checkpointer.abort();
+        logouts.abort();
         result
     }
 }
@@ -158,6 +162,16 @@ fn blocking_threads(db_pool_size: u32, workers: usize) -> usize {
 
 /// Every tick: reload the key ring; now and then, drop idle login-throttle entries and expired
 /// DPoP replay records.
+/// Back-channel logout (`protocol::backchannel`): every second, deliver what is due.
+async fn logout_deliveries(ctx: Ctx) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        crate::protocol::backchannel::deliver_due(&ctx, unix_now()).await;
+    }
+}
+
 async fn housekeeping(state: web::Data<AppState>) {
     let ctx: Ctx = state.ctx.clone();
     let mut n: u64 = 0;

@@ -92,6 +92,11 @@ pub struct Client {
     /// RFC 7591 `jwks_uri`: where the client publishes those keys instead (fetched, cached;
     /// `protocol::client_keys`). Never set together with `jwks`.
     pub jwks_uri: Option<String>,
+    /// OpenID Connect Back-Channel Logout 1.0: where the server POSTs a `logout_token` when
+    /// one of the client's users signs out.
+    pub backchannel_logout_uri: Option<String>,
+    /// The logout token must carry `sid`.
+    pub backchannel_logout_session_required: bool,
     /// RFC 9101 §10.5: authorization requests only as request objects signed with `jwks`.
     pub require_signed_request_object: bool,
 }

@@ -1,6 +1,6 @@
 //! The only module that makes outbound HTTP requests: fetching a client's `jwks_uri` (RFC 7591
-//! §2, private_key_jwt and signed request objects), and later back-channel logout and upstream
-//! providers.
+//! §2, private_key_jwt and signed request objects) and delivering back-channel logout tokens
+//! (OpenID Connect Back-Channel Logout 1.0).
 //!
 //! Anyone who can register a client chooses the URL, so every request is treated as an SSRF
 //! attempt until proven otherwise:
@@ -118,6 +118,38 @@ impl Fetcher {
             .await
             .map_err(transport)?;
         read_body(resp, max).await
+    }
+}
+
+impl Fetcher {
+    /// POSTs `form` (`application/x-www-form-urlencoded`) to `url`: Ok for a 2xx answer (its
+    /// body, at most `max` bytes, is read and dropped), else an error.
+    pub async fn post_form(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        max: usize,
+    ) -> Result<u16, FetchError> {
+        let url = Self::check_url(url, self.allow_private)?;
+        let mut resp = self
+            .client
+            .post(url)
+            .form(form)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(FetchError::Status(status.as_u16()));
+        }
+        let mut read = 0;
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            read += chunk.len();
+            if read > max {
+                return Err(FetchError::TooLarge(max));
+            }
+        }
+        Ok(status.as_u16())
     }
 }
 

@@ -62,6 +62,13 @@ pub enum ClientCommand {
         /// fetched by the server, cached 5 minutes, refetched when an unknown key signs).
         #[arg(long, value_name = "URL", conflicts_with = "jwks_file")]
         jwks_uri: Option<String>,
+        /// OpenID Connect Back-Channel Logout: the server POSTs a signed `logout_token` here
+        /// when one of this app's users signs out (https; loopback http for development).
+        #[arg(long, value_name = "URL")]
+        backchannel_logout_uri: Option<String>,
+        /// The logout token must name the session (`sid`).
+        #[arg(long, requires = "backchannel_logout_uri")]
+        backchannel_logout_session_required: bool,
         /// Accept authorization requests only as request objects signed with those keys
         /// (RFC 9101; metadata `require_signed_request_object`).
         #[arg(long)]
@@ -94,6 +101,8 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
             require_par,
             jwks_file,
             jwks_uri,
+            backchannel_logout_uri,
+            backchannel_logout_session_required,
             require_signed_request,
         } => {
             let jwks = match jwks_file {
@@ -125,6 +134,8 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
                 require_pushed_authorization_requests: require_par,
                 jwks,
                 jwks_uri,
+                backchannel_logout_uri,
+                backchannel_logout_session_required,
                 require_signed_request_object: require_signed_request,
             };
             let new = clients::create(spec, now())

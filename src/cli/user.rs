@@ -5,7 +5,7 @@ use super::{now, print_json, read_password_stdin};
 use crate::model::User;
 use crate::protocol::audit::event;
 use crate::secret;
-use crate::store::{Store, StoreError};
+use crate::store::{SignedOut, Store, StoreError};
 use crate::text::{escape, printable};
 
 #[derive(Subcommand)]
@@ -47,6 +47,13 @@ pub enum UserCommand {
         #[arg(long, value_name = "ID", allow_hyphen_values = true)]
         family: Option<String>,
     },
+}
+
+/// Queues the back-channel logout notices of a sign-out; a running server delivers them.
+fn queue_logouts(store: &Store, what: SignedOut) {
+    if let Err(e) = store.queue_logout_notices(&what, now()) {
+        eprintln!("warning: could not queue back-channel logout notices: {e}");
+    }
 }
 
 fn when(t: i64) -> String {
@@ -182,6 +189,12 @@ pub fn run(
             let Some(ended) = store.change_user_password(&user.user_id, &hash, now())? else {
                 anyhow::bail!("no user named {username:?}");
             };
+            queue_logouts(
+                store,
+                SignedOut::User {
+                    user_id: user.user_id.clone(),
+                },
+            );
             super::record(
                 store,
                 event::USER_PASSWORD_RESET,
@@ -245,17 +258,34 @@ pub fn run(
             };
             let r = match &family {
                 Some(f) => {
-                    if !store.sign_out_family(&user.user_id, f, now())? {
+                    let Some(client_id) = store.sign_out_family(&user.user_id, f, now())? else {
                         anyhow::bail!(
                             "{username} has no signed-in device {f:?} (see `latchkey user sessions {username}`)"
                         );
-                    }
+                    };
+                    queue_logouts(
+                        store,
+                        SignedOut::Family {
+                            user_id: user.user_id.clone(),
+                            client_id,
+                            family_id: f.clone(),
+                        },
+                    );
                     crate::store::GrantsRevoked {
                         token_families: 1,
                         ..Default::default()
                     }
                 }
-                None => store.sign_out_everywhere(&user.user_id, now())?,
+                None => {
+                    let r = store.sign_out_everywhere(&user.user_id, now())?;
+                    queue_logouts(
+                        store,
+                        SignedOut::User {
+                            user_id: user.user_id.clone(),
+                        },
+                    );
+                    r
+                }
             };
             let v = crate::protocol::signins::signed_out(family.as_deref(), r);
             super::record(
@@ -282,6 +312,12 @@ pub fn run(
                 anyhow::bail!("no user named {username:?}");
             };
             let r = store.revoke_user_grants(&user.user_id, now())?;
+            queue_logouts(
+                store,
+                SignedOut::User {
+                    user_id: user.user_id.clone(),
+                },
+            );
             let v = serde_json::to_value(r)?;
             super::record(
                 store,

@@ -141,15 +141,28 @@ async fn end_session(req: &HttpRequest, state: &AppState, params: Params) -> Htt
     }
 }
 
-/// Deletes this browser's session (if any) from the store.
+/// Deletes this browser's session (if any) from the store, and queues the back-channel
+/// logout notices of the clients that signed in through it.
 async fn sign_out(req: &HttpRequest, state: &AppState) {
     if let Some(v) = state.browser.session(req) {
         let h = secret::hash_token(&v);
-        let _ = state
+        let now = unix_now();
+        let ended = state
             .ctx
             .store
-            .blocking(move |s| s.delete_session(&h))
+            .blocking(move |s| {
+                let session = s.session(&h, now)?;
+                s.delete_session(&h)?;
+                Ok(session)
+            })
             .await;
+        if let Ok(Some(session)) = ended {
+            let what = crate::store::SignedOut::Session {
+                user_id: session.user_id,
+                sid: session.sid,
+            };
+            crate::protocol::backchannel::signed_out(&state.ctx, what, now).await;
+        }
     }
 }
 

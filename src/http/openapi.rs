@@ -52,6 +52,9 @@ pub struct ClientMetadata {
     pub jwks: Option<serde_json::Value>,
     /// RFC 7591: where a `private_key_jwt` client publishes its keys (instead of `jwks`).
     pub jwks_uri: Option<String>,
+    /// Back-Channel Logout 1.0: where sign-outs are POSTed as `logout_token`s.
+    pub backchannel_logout_uri: Option<String>,
+    pub backchannel_logout_session_required: bool,
     /// RFC 9101 §10.5: authorization requests must be signed request objects.
     pub require_signed_request_object: bool,
     /// May obtain `latchkey:admin` (made only with `latchkey client add --admin`).

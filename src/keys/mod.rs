@@ -107,6 +107,8 @@ pub struct KeyRing {
 /// The `typ` header values Latchkey signs.
 pub const TYP_ACCESS_TOKEN: &str = "at+jwt";
 pub const TYP_JWT: &str = "JWT";
+/// OpenID Connect Back-Channel Logout 1.0 §2.4 (explicit typing, RFC 8725 §3.11).
+pub const TYP_LOGOUT_TOKEN: &str = "logout+jwt";
 
 #[derive(Serialize)]
 struct JwsHeader<'a> {
@@ -238,7 +240,7 @@ impl KeyRing {
                     }
                 },
             };
-            let headers = [TYP_ACCESS_TOKEN, TYP_JWT]
+            let headers = [TYP_ACCESS_TOKEN, TYP_JWT, TYP_LOGOUT_TOKEN]
                 .into_iter()
                 .map(|typ| {
                     let h = serde_json::to_vec(&JwsHeader {

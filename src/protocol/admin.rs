@@ -23,6 +23,7 @@ use super::registration::{self, ClientMetadataRequest, Registrar};
 use crate::config::SigningAlg;
 use crate::model::{Client, ClientType, User};
 use crate::secret;
+use crate::store::SignedOut;
 use crate::store::{AuditQuery, StoreError};
 
 /// The caller of an admin operation: an admin client, from an address.
@@ -524,6 +525,10 @@ pub async fn reset_password(
         })
         .await?
         .ok_or_else(|| not_found("no such user"))?;
+    let what = SignedOut::User {
+        user_id: u.user_id.clone(),
+    };
+    super::backchannel::signed_out(ctx, what, now).await;
     record(
         ctx,
         admin,
@@ -552,6 +557,10 @@ pub async fn revoke_user_grants(
         .store
         .blocking(move |s| s.revoke_user_grants(&id, now))
         .await?;
+    let what = SignedOut::User {
+        user_id: user_id.to_owned(),
+    };
+    super::backchannel::signed_out(ctx, what, now).await;
     let v = serde_json::to_value(r).map_err(OAuthError::server_error)?;
     record(
         ctx,
@@ -602,22 +611,35 @@ pub async fn sign_out_user(
     let id = user_id.to_owned();
     let r = match req.family_id.clone() {
         Some(f) => {
+            let family_id = f.clone();
             let found = ctx
                 .store
                 .blocking(move |s| s.sign_out_family(&id, &f, now))
                 .await?;
-            if !found {
+            let Some(client_id) = found else {
                 return Err(not_found("no such signed-in device for this user"));
-            }
+            };
+            let what = SignedOut::Family {
+                user_id: user_id.to_owned(),
+                client_id,
+                family_id,
+            };
+            super::backchannel::signed_out(ctx, what, now).await;
             crate::store::GrantsRevoked {
                 token_families: 1,
                 ..Default::default()
             }
         }
         None => {
-            ctx.store
+            let r = ctx
+                .store
                 .blocking(move |s| s.sign_out_everywhere(&id, now))
-                .await?
+                .await?;
+            let what = SignedOut::User {
+                user_id: user_id.to_owned(),
+            };
+            super::backchannel::signed_out(ctx, what, now).await;
+            r
         }
     };
     let v = super::signins::signed_out(req.family_id.as_deref(), r);

@@ -31,6 +31,9 @@ pub struct ClientSpec {
     pub jwks: Option<serde_json::Value>,
     /// RFC 7591 `jwks_uri`: the same keys, published by the client at an https URL.
     pub jwks_uri: Option<String>,
+    /// OpenID Connect Back-Channel Logout 1.0 `backchannel_logout_uri`.
+    pub backchannel_logout_uri: Option<String>,
+    pub backchannel_logout_session_required: bool,
     /// RFC 9101 §10.5 `require_signed_request_object` (needs `jwks` or `jwks_uri`).
     pub require_signed_request_object: bool,
 }
@@ -167,6 +170,10 @@ pub fn create(spec: ClientSpec, now: i64) -> OAuthResult<NewClient> {
         None => None,
     };
     let has_keys = jwks.is_some() || jwks_uri.is_some();
+    let backchannel_logout_uri = match &spec.backchannel_logout_uri {
+        Some(u) => Some(check_backchannel_logout_uri(u)?),
+        None => None,
+    };
     if spec.require_signed_request_object && !has_keys {
         return Err(metadata_error(
             "require_signed_request_object needs jwks or jwks_uri (the keys request objects are signed with)",
@@ -194,6 +201,8 @@ pub fn create(spec: ClientSpec, now: i64) -> OAuthResult<NewClient> {
         require_pushed_authorization_requests: spec.require_pushed_authorization_requests,
         jwks,
         jwks_uri,
+        backchannel_logout_uri,
+        backchannel_logout_session_required: spec.backchannel_logout_session_required,
         require_signed_request_object: spec.require_signed_request_object,
     };
     Ok(NewClient { client, secret })
@@ -226,7 +235,13 @@ fn check_origin(o: &str) -> OAuthResult<()> {
 /// `outbound_allow_private_addresses` is on). Where it may point is checked on every fetch,
 /// against the addresses its host resolves to then (`crate::outbound`).
 fn check_jwks_uri(u: &str) -> OAuthResult<String> {
-    let bad = |why: &str| metadata_error(format!("jwks_uri {why}"));
+    check_outbound_uri(u).map_err(|why| metadata_error(format!("jwks_uri {why}")))
+}
+
+/// A URL the server will call: https, or http on a loopback host; no credentials, no
+/// fragment, no private IP literal.
+fn check_outbound_uri(u: &str) -> Result<String, String> {
+    let bad = |why: &str| why.to_owned();
     let url = crate::outbound::Fetcher::check_url(u, true).map_err(|e| bad(&e.to_string()))?;
     let ip = match url.host() {
         Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
@@ -241,6 +256,13 @@ fn check_jwks_uri(u: &str) -> OAuthResult<String> {
         return Err(bad("names a private, link-local or reserved address"));
     }
     Ok(u.to_owned())
+}
+
+/// Back-Channel Logout 1.0 §2.2: an absolute https URL (or http on a loopback host, for
+/// development; delivered only with `outbound_allow_private_addresses`), no fragment; a query
+/// is kept. Where it may point is checked on every delivery (`crate::outbound`).
+fn check_backchannel_logout_uri(u: &str) -> OAuthResult<String> {
+    check_outbound_uri(u).map_err(|why| metadata_error(format!("backchannel_logout_uri {why}")))
 }
 
 /// RFC 7591 §2 `token_endpoint_auth_method` of a client.
@@ -274,6 +296,8 @@ pub fn metadata(c: &Client) -> serde_json::Value {
         "require_signed_request_object": c.require_signed_request_object,
         "jwks": c.jwks.as_deref().and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok()),
         "jwks_uri": c.jwks_uri,
+        "backchannel_logout_uri": c.backchannel_logout_uri,
+        "backchannel_logout_session_required": c.backchannel_logout_session_required,
         "client_id_issued_at": c.created_at,
     })
 }

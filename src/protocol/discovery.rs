@@ -32,6 +32,8 @@ pub fn metadata(config: &Config) -> Value {
         "revocation_endpoint": format!("{iss}{REVOKE_PATH}"),
         "introspection_endpoint": format!("{iss}{INTROSPECT_PATH}"),
         "end_session_endpoint": format!("{iss}{END_SESSION_PATH}"),
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
         "registration_endpoint": format!("{iss}{}", super::registration::REGISTRATION_PATH),
         // RFC 9126 §5.
         // RFC 8628 §4.

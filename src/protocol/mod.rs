@@ -5,6 +5,7 @@ pub mod admin;
 pub mod audience;
 pub mod audit;
 pub mod authorize;
+pub mod backchannel;
 pub mod client_assertion;
 pub mod client_auth;
 pub mod client_keys;
@@ -43,6 +44,8 @@ pub struct Ctx {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Caps on audit entries that anyone can cause at will.
     pub audit_limits: Arc<audit::Limits>,
+    /// The outbound HTTP client (SSRF-guarded): `jwks_uri` fetches, back-channel logout.
+    pub outbound: crate::outbound::Fetcher,
     /// Clients' public keys fetched from their `jwks_uri`, cached.
     pub client_keys: Arc<client_keys::ClientKeys>,
 }

@@ -71,6 +71,11 @@ pub struct ClientMetadataRequest {
     pub require_signed_request_object: Option<bool>,
     /// RFC 7591 §2: where the client publishes its keys (instead of `jwks`).
     pub jwks_uri: Option<String>,
+    /// OpenID Connect Back-Channel Logout 1.0 §2.2: where to POST a `logout_token` when a user
+    /// of this client signs out.
+    pub backchannel_logout_uri: Option<String>,
+    /// Back-Channel Logout 1.0 §2.2: the logout token must carry `sid`; default false.
+    pub backchannel_logout_session_required: Option<bool>,
     /// Latchkey extension: admin clients are made only with `latchkey client add --admin`;
     /// `true` is refused on create, and an update cannot change it.
     pub admin: Option<bool>,
@@ -351,6 +356,10 @@ impl ClientMetadataRequest {
                 .unwrap_or(false),
             jwks: self.jwks.clone(),
             jwks_uri: self.jwks_uri.clone(),
+            backchannel_logout_uri: self.backchannel_logout_uri.clone(),
+            backchannel_logout_session_required: self
+                .backchannel_logout_session_required
+                .unwrap_or(false),
             require_signed_request_object: self.require_signed_request_object.unwrap_or(false),
             ..Default::default()
         })

@@ -10,6 +10,7 @@ mod admin;
 mod client_cache;
 mod device;
 mod grants;
+mod logout_notices;
 mod rotation;
 mod schema;
 mod signins;
@@ -17,6 +18,7 @@ mod signins;
 pub use admin::{AuditQuery, GrantsRevoked, Registered};
 pub use client_cache::Ticket;
 pub use grants::{Redeemed, Rotated};
+pub use logout_notices::{LogoutNotice, SignedOut};
 pub use signins::{SignIns, SignedInApp};
 
 use std::path::Path;
@@ -1352,6 +1354,8 @@ struct ClientRow {
     jwks: Option<String>,
     require_signed_request_object: bool,
     jwks_uri: Option<String>,
+    backchannel_logout_uri: Option<String>,
+    backchannel_logout_session_required: bool,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -1394,6 +1398,8 @@ impl ClientRow {
             require_pushed_authorization_requests: self.require_pushed_authorization_requests,
             jwks: self.jwks,
             jwks_uri: self.jwks_uri,
+            backchannel_logout_uri: self.backchannel_logout_uri,
+            backchannel_logout_session_required: self.backchannel_logout_session_required,
             require_signed_request_object: self.require_signed_request_object,
         })
     }
@@ -1421,6 +1427,8 @@ impl ClientRow {
             jwks: c.jwks.clone(),
             require_signed_request_object: c.require_signed_request_object,
             jwks_uri: c.jwks_uri.clone(),
+            backchannel_logout_uri: c.backchannel_logout_uri.clone(),
+            backchannel_logout_session_required: c.backchannel_logout_session_required,
         })
     }
 }

@@ -22,6 +22,8 @@ diesel::table! {
         jwks -> Nullable<Text>,
         require_signed_request_object -> Bool,
         jwks_uri -> Nullable<Text>,
+        backchannel_logout_uri -> Nullable<Text>,
+        backchannel_logout_session_required -> Bool,
     }
 }
 
@@ -203,6 +205,18 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         policy -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    logout_notices (notice_id) {
+        notice_id -> Text,
+        client_id -> Text,
+        sub -> Text,
+        sid -> Nullable<Text>,
+        created_at -> BigInt,
+        attempts -> BigInt,
+        next_at -> BigInt,
     }
 }
 

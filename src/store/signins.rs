@@ -134,9 +134,24 @@ impl Store {
 
     /// Signs one app out on one device: revokes `family_id` if it is a live family of
     /// `user_id` (its refresh token, and its access tokens at introspection and userinfo).
-    /// `false` if there is no such family.
-    pub fn sign_out_family(&self, user_id: &str, family_id: &str, now: i64) -> StoreResult<bool> {
+    /// The family's client, or `None` if there is no such family.
+    pub fn sign_out_family(
+        &self,
+        user_id: &str,
+        family_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<String>> {
         let mut conn = self.conn()?;
+        let client_id: Option<String> = tf::table
+            .filter(tf::family_id.eq(family_id))
+            .filter(tf::user_id.eq(user_id))
+            .filter(tf::revoked_at.is_null())
+            .select(tf::client_id)
+            .first(&mut *conn)
+            .optional()?;
+        let Some(client_id) = client_id else {
+            return Ok(None);
+        };
         super::client_cache::note_revocation();
         let n = diesel::update(
             tf::table
@@ -149,7 +164,7 @@ impl Store {
             tf::revoked_reason.eq(Some("signed out")),
         ))
         .execute(&mut *conn)?;
-        Ok(n == 1)
+        Ok((n == 1).then_some(client_id))
     }
 
     /// Signs `user_id` out everywhere: every refresh family, every unused code and every

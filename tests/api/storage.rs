@@ -155,6 +155,8 @@ fn client(id: &str) -> Client {
         require_pushed_authorization_requests: false,
         jwks: None,
         jwks_uri: None,
+        backchannel_logout_uri: None,
+        backchannel_logout_session_required: false,
         require_signed_request_object: false,
     }
 }

@@ -84,6 +84,12 @@ pub async fn grant(
         }
         Rotated::Reused { family } => {
             crate::protocol::audit::refresh_reuse(ctx, &client.client_id, &family, now).await;
+            let what = crate::store::SignedOut::Family {
+                user_id: family.user_id.clone(),
+                client_id: family.client_id.clone(),
+                family_id: family.family_id.clone(),
+            };
+            crate::protocol::backchannel::signed_out(ctx, what, now).await;
             tracing::warn!(client_id = %client.client_id, "refresh token reuse detected: family revoked");
             return Err(OAuthError::invalid_grant(
                 "the refresh token was already used; the grant has been revoked",
