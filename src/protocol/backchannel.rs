@@ -48,7 +48,8 @@ pub async fn signed_out(ctx: &Ctx, what: SignedOut, now: i64) {
     }
 }
 
-/// Delivers the notices that are due: each concurrently, none holding up the others.
+/// Starts delivering the notices that are due, each in its own task: a slow receiver holds up
+/// neither the others nor the next tick (its lease keeps it from being claimed twice).
 pub async fn deliver_due(ctx: &Ctx, now: i64) {
     let due = match ctx
         .store
@@ -61,19 +62,14 @@ pub async fn deliver_due(ctx: &Ctx, now: i64) {
             return;
         }
     };
-    let tasks: Vec<_> = due
-        .into_iter()
-        .map(|n| {
-            let ctx = ctx.clone();
-            actix_web::rt::spawn(async move { deliver(&ctx, n, now).await })
-        })
-        .collect();
-    for t in tasks {
-        let _ = t.await;
+    for n in due {
+        let ctx = ctx.clone();
+        actix_web::rt::spawn(async move { deliver(&ctx, n, now).await });
     }
 }
 
 async fn deliver(ctx: &Ctx, n: LogoutNotice, now: i64) {
+    let started = std::time::Instant::now();
     let client = match ctx.store.request_client(&n.client_id).await {
         Ok(c) => c,
         Err(e) => {
@@ -109,7 +105,8 @@ async fn deliver(ctx: &Ctx, n: LogoutNotice, now: i64) {
         Err(cause) => match RETRY_AFTER.get(n.attempts as usize) {
             Some(wait) => {
                 tracing::info!(client_id = %n.client_id, %cause, attempt = n.attempts + 1, "back-channel logout failed; will retry");
-                let at = now + wait;
+                // From when this attempt ended (a timeout takes 5 s).
+                let at = now + started.elapsed().as_secs() as i64 + wait;
                 ctx.store
                     .blocking(move |s| s.retry_logout_notice(&id, at))
                     .await

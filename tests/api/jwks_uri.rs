@@ -18,20 +18,22 @@ use crate::helpers::{API, Resp, TestApp, TestClient, now};
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-/// What the key host answers: status, extra headers, body.
+/// What the key host answers: status, extra headers, body, and how long it waits first.
 #[derive(Clone)]
 struct Answer {
     status: u16,
     headers: Vec<(String, String)>,
     body: String,
+    delay: Duration,
 }
 
-/// A tiny HTTP server on 127.0.0.1 standing in for the client's key host; it records every
-/// request path it gets.
+/// A tiny HTTP server on 127.0.0.1 standing in for a client's key host (or its back-channel
+/// logout receiver); it records every request's path and body.
 pub(crate) struct KeyHost {
-    port: u16,
+    pub(crate) port: u16,
     answer: Arc<Mutex<Answer>>,
     seen: Arc<Mutex<Vec<String>>>,
+    bodies: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl KeyHost {
@@ -42,58 +44,54 @@ impl KeyHost {
             status: 200,
             headers: vec![("Content-Type".into(), "application/json".into())],
             body,
+            delay: Duration::ZERO,
         }));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (a, s) = (answer.clone(), seen.clone());
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let (a, s, bs) = (answer.clone(), seen.clone(), bodies.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let line = String::from_utf8_lossy(&head)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_owned();
-                let path = line.split(' ').nth(1).unwrap_or("").to_owned();
-                s.lock().expect("seen").push(path);
-                let ans = a.lock().expect("answer").clone();
-                let mut out = format!(
-                    "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-                    ans.status,
-                    ans.body.len()
-                );
-                for (k, v) in &ans.headers {
-                    out.push_str(&format!("{k}: {v}\r\n"));
-                }
-                out.push_str("\r\n");
-                out.push_str(&ans.body);
-                let _ = conn.write_all(out.as_bytes());
+                let Ok(conn) = conn else { continue };
+                let (a, s, bs) = (a.clone(), s.clone(), bs.clone());
+                std::thread::spawn(move || serve_one(conn, &a, &s, &bs));
             }
         });
-        KeyHost { port, answer, seen }
+        KeyHost {
+            port,
+            answer,
+            seen,
+            bodies,
+        }
+    }
+
+    /// The bodies of the requests to `path`, in arrival order.
+    pub(crate) fn bodies(&self, path: &str) -> Vec<String> {
+        self.bodies
+            .lock()
+            .expect("bodies")
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+
+    /// Waits `delay` before each answer from now on.
+    pub(crate) fn delay(&self, delay: Duration) {
+        self.answer.lock().expect("answer").delay = delay;
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn serve(&self, status: u16, headers: &[(&str, &str)], body: String) {
-        *self.answer.lock().expect("answer") = Answer {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body,
-        };
+    pub(crate) fn serve(&self, status: u16, headers: &[(&str, &str)], body: String) {
+        let mut a = self.answer.lock().expect("answer");
+        a.status = status;
+        a.headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        a.body = body;
     }
 
     pub(crate) fn requests(&self, path: &str) -> usize {
@@ -104,6 +102,65 @@ impl KeyHost {
             .filter(|p| *p == path)
             .count()
     }
+}
+
+/// Answers one connection: reads the head and a `Content-Length` body, records both, then
+/// answers as told.
+fn serve_one(
+    mut conn: std::net::TcpStream,
+    answer: &Mutex<Answer>,
+    seen: &Mutex<Vec<String>>,
+    bodies: &Mutex<Vec<(String, String)>>,
+) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&data[..head_end]).into_owned();
+    let path = head
+        .lines()
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap_or("")
+        .to_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while data.len() < head_end + length {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    }
+    let body = String::from_utf8_lossy(&data[head_end..]).into_owned();
+    seen.lock().expect("seen").push(path.clone());
+    bodies.lock().expect("bodies").push((path, body));
+    let ans = answer.lock().expect("answer").clone();
+    std::thread::sleep(ans.delay);
+    let mut out = format!(
+        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        ans.status,
+        ans.body.len()
+    );
+    for (k, v) in &ans.headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    out.push_str(&ans.body);
+    let _ = conn.write_all(out.as_bytes());
 }
 
 pub(crate) fn jwk_set(keys: &[(&DpopKey, &str)]) -> String {

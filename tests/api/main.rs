@@ -5,6 +5,7 @@ mod admin_api;
 mod audit;
 mod authlib_client;
 mod authorize;
+mod backchannel;
 mod bad_input;
 mod browser;
 mod browser_clients;
