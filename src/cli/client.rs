@@ -16,6 +16,8 @@ pub enum TypeArg {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process: the size of `Add` does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum ClientCommand {
     /// Register a client application. A confidential client's secret is printed once.
     Add {

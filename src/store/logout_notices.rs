@@ -21,6 +21,9 @@ pub struct LogoutNotice {
     pub attempts: i64,
 }
 
+/// notice_id, client_id, sub, sid, created_at, attempts, next_at.
+type NoticeRow = (String, String, String, Option<String>, i64, i64, i64);
+
 /// Most sessions one user-wide sign-out names, per client that requires `sid`.
 const MAX_SIDS: i64 = 20;
 
@@ -145,7 +148,7 @@ impl Store {
         limit: i64,
     ) -> StoreResult<Vec<LogoutNotice>> {
         let mut conn = self.conn()?;
-        let due: Vec<(String, String, String, Option<String>, i64, i64, i64)> = ln::table
+        let due: Vec<NoticeRow> = ln::table
             .filter(ln::next_at.le(now))
             .order(ln::next_at.asc())
             .limit(limit)
