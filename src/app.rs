@@ -55,6 +55,8 @@ impl Application {
             let config = config.clone();
             tokio::task::spawn_blocking(move || -> anyhow::Result<(Store, KeyRing)> {
                 let store = Store::open(&config.database_url, config.db_pool_size)?;
+                crate::protocol::account::ensure_client(&store, &config.issuer, unix_now())
+                    .map_err(|e| anyhow::anyhow!("cannot set up the account pages' client: {e}"))?;
                 let keys = KeyRing::open(&store, &config, unix_now())?;
                 Ok((store, keys))
             })

@@ -2,6 +2,7 @@
 //! of protocol errors to responses (`error.rs`). Handlers are thin: parse, call `protocol`,
 //! render.
 
+mod account;
 pub mod admin;
 mod authorize;
 pub mod client_ip;
@@ -137,7 +138,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         &format!("{REGISTRATION_PATH}/{{client_id}}"),
         web::delete().to(registration::delete),
     )
-    .configure(admin::routes);
+    .configure(admin::routes)
+    .configure(account::routes);
     for path in cors::CORS_PATHS {
         cfg.route(
             path,

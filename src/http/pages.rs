@@ -8,6 +8,7 @@ use minijinja::Environment;
 
 pub fn templates() -> Environment<'static> {
     let mut env = Environment::new();
+    env.add_filter("ago", ago);
     for (name, src) in [
         ("base.html", include_str!("../../templates/base.html")),
         ("login.html", include_str!("../../templates/login.html")),
@@ -26,6 +27,7 @@ pub fn templates() -> Environment<'static> {
             include_str!("../../templates/device_done.html"),
         ),
         ("error.html", include_str!("../../templates/error.html")),
+        ("account.html", include_str!("../../templates/account.html")),
         (
             "logout_confirm.html",
             include_str!("../../templates/logout_confirm.html"),
@@ -41,6 +43,16 @@ pub fn templates() -> Environment<'static> {
         }
     }
     env
+}
+
+/// `{{ t | ago(now) }}`: how long ago unix time `t` was, in words.
+fn ago(t: i64, now: i64) -> String {
+    match now - t {
+        i64::MIN..60 => "just now".into(),
+        d @ 60..3600 => format!("{} min ago", d / 60),
+        d @ 3600..86400 => format!("{} h ago", d / 3600),
+        d => format!("{} days ago", d / 86400),
+    }
 }
 
 pub const CSP: &str =

@@ -33,6 +33,9 @@ pub mod event {
     pub const GRANTS_REVOKED: &str = "grants.revoked";
     /// A user signed out of one device (a refresh family) or everywhere.
     pub const USER_SIGNED_OUT: &str = "user.signed_out";
+    /// On the account pages, by the user.
+    pub const USER_PROFILE_UPDATED: &str = "user.profile_updated";
+    pub const USER_PASSWORD_CHANGED: &str = "user.password_changed";
     pub const KEY_ROTATED: &str = "key.rotated";
     pub const REGISTRATION_TOKEN_CREATED: &str = "registration_token.created";
     pub const REGISTRATION_TOKEN_REVOKED: &str = "registration_token.revoked";
@@ -273,6 +276,20 @@ pub async fn login_failure(
         None,
         FAILURE,
         json!({ "reason": reason }),
+        now,
+    );
+    record(ctx, e).await;
+}
+
+/// Something a signed-in user did to their own account (the account pages).
+pub async fn user_action(ctx: &Ctx, user: &crate::model::User, ev: &str, details: Value, now: i64) {
+    let e = entry(
+        ev,
+        &Actor::User(user.username.clone()),
+        None,
+        Some(format!("user:{}", user.user_id)),
+        SUCCESS,
+        details,
         now,
     );
     record(ctx, e).await;

@@ -1,6 +1,7 @@
 //! Protocol logic (RFC 6749, 7636, 8707, 9068, OIDC): decides; never touches HTTP or SQL.
 //! Functions take `now` (unix seconds) from the caller.
 
+pub mod account;
 pub mod admin;
 pub mod audience;
 pub mod audit;

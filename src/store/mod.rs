@@ -1214,6 +1214,25 @@ impl Store {
             .collect())
     }
 
+    /// A user's own name and email (the account pages).
+    pub fn set_user_profile(
+        &self,
+        user_id: &str,
+        name: Option<&str>,
+        email: Option<&str>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut conn = self.conn()?;
+        let n = on_backend!(&mut *conn, |db| diesel::update(users::table.find(user_id))
+            .set((
+                users::name.eq(name),
+                users::email.eq(email),
+                users::updated_at.eq(now),
+            ))
+            .execute(db))?;
+        Ok(n == 1)
+    }
+
     pub fn set_user_disabled(&self, username: &str, disabled: bool, now: i64) -> StoreResult<bool> {
         let mut conn = self.conn()?;
         let n = on_backend!(&mut *conn, |db| diesel::update(

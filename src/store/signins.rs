@@ -167,6 +167,18 @@ impl Store {
         Ok((n == 1).then_some(client_id))
     }
 
+    /// Ends one browser session of `user_id` (by its `sid`); `false` if there is none.
+    pub fn end_user_session(&self, user_id: &str, sid: &str) -> StoreResult<bool> {
+        let mut conn = self.conn()?;
+        let n = diesel::delete(
+            sessions::table
+                .filter(sessions::user_id.eq(user_id))
+                .filter(sessions::sid.eq(sid)),
+        )
+        .execute(&mut *conn)?;
+        Ok(n > 0)
+    }
+
     /// Signs `user_id` out everywhere: every refresh family, every unused code and every
     /// browser session, in one transaction. Consents stay (they are decisions, not
     /// credentials).

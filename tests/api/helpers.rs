@@ -823,3 +823,14 @@ where
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A client list without the built-in account pages' client (`latchkey-account`, made at the
+/// first start): the clients a test made.
+pub fn made_clients(list: &Value) -> Vec<Value> {
+    list.as_array()
+        .expect("a list of clients")
+        .iter()
+        .filter(|c| c["client_id"] != "latchkey-account")
+        .cloned()
+        .collect()
+}

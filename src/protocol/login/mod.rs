@@ -24,6 +24,21 @@ pub struct Throttle {
 }
 
 impl Throttle {
+    /// A password check outside the login form (the account pages' password change): charged
+    /// like a sign-in attempt until [`Throttle::succeeded`].
+    pub fn begin(
+        &self,
+        username: &str,
+        ip: Option<IpAddr>,
+        now: i64,
+    ) -> Result<throttle::Attempt, u64> {
+        self.buckets.begin(username, ip, now)
+    }
+
+    pub fn succeeded(&self, attempt: throttle::Attempt, now: i64) {
+        self.buckets.succeeded(attempt, now)
+    }
+
     pub fn new(config: &Config) -> Throttle {
         Throttle {
             buckets: throttle::Throttle::new(config),
