@@ -1,6 +1,7 @@
 //! Latchkey's HTTP and CLI integration tests: one binary, each test with its own server on
 //! port 0 and its own temporary database and keys (see `helpers.rs`).
 
+mod account;
 mod admin_api;
 mod audit;
 mod authlib_client;
