@@ -966,3 +966,79 @@ async fn chromium_connects_a_tv_through_the_device_page() {
     let (_, claims) = crate::helpers::jwt_parts(r.json()["access_token"].as_str().expect("at"));
     assert_eq!(claims["sub"], m.sub.as_str());
 }
+
+/// Issue 20: alice is signed in on two devices (a phone app and a watch app); in a real
+/// browser she opens her account page (signing in through `/authorize` as the account
+/// client), sees both, and signs the phone out: its refresh token stops working, the watch's
+/// goes on.
+#[actix_web::test]
+async fn chromium_signs_a_lost_phone_out_from_the_account_page() {
+    let Some(tools) = tools_or_skip("chromium_signs_a_lost_phone_out_from_the_account_page") else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let m = setup(&app, true).await;
+    let watch = app
+        .add_client(&[
+            "--name",
+            "Watch app",
+            "--type",
+            "public",
+            "--redirect-uri",
+            crate::browser::REDIRECT,
+            "--grant",
+            "authorization_code",
+            "--grant",
+            "refresh_token",
+            "--scope",
+            SCOPE,
+            "--first-party",
+        ])
+        .await;
+    let w = crate::browser::Mobile {
+        client: watch,
+        username: m.username.clone(),
+        sub: m.sub.clone(),
+    };
+    let phone = crate::browser::login_tokens(&app, &m).await;
+    let wrist = crate::browser::login_tokens(&app, &w).await;
+    let alice = json!([{ "username": m.username, "password": PASSWORD }]);
+    let plan = json!({
+        "redirect_prefix": "http://127.0.0.1:9/never",
+        "context": { "viewport": { "width": 390, "height": 844 }, "isMobile": true, "hasTouch": true },
+        "steps": [
+            { "name": "account", "action": "account", "url": format!("{}/account", app.issuer),
+              "logins": alice, "continue": "allow", "sign_out": "app" },
+        ]
+    });
+    let report = run_plan(tools, plan).await;
+    let st = step(&report, "account");
+    let pages = st["pages"].as_array().expect("pages");
+    let accounts: Vec<&Value> = pages.iter().filter(|p| p["kind"] == "account").collect();
+    assert_eq!(accounts.len(), 2, "{st}");
+    let before = accounts[0]["devices"].as_array().expect("devices");
+    assert!(
+        before.contains(&json!("app")) && before.contains(&json!("Watch app")),
+        "{st}"
+    );
+    let after = accounts[1]["devices"].as_array().expect("devices");
+    assert!(!after.contains(&json!("app")), "{st}");
+    assert!(after.contains(&json!("Watch app")), "{st}");
+    assert_eq!(accounts[1]["notice"], "Signed out of that device.", "{st}");
+    assert!(console_errors(st).is_empty(), "{}", st["console"]);
+
+    crate::browser::refresh(
+        &app,
+        &m.client.client_id,
+        phone["refresh_token"].as_str().expect("rt"),
+    )
+    .await
+    .assert_oauth_error(400, "invalid_grant");
+    let r = crate::browser::refresh(
+        &app,
+        &w.client.client_id,
+        wrist["refresh_token"].as_str().expect("rt"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+}

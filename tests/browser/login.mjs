@@ -25,6 +25,10 @@
 //        opens url (/device, or verification_uri_complete), types `user_code` if given (a
 //        second code page then ends the step: a refusal), signs in with `logins`, answers the
 //        confirmation with `decision`, and reports every page up to the final one.
+//     { name, action: "account", url, logins, continue, sign_out: "App name" }
+//        opens url (/account), signs in with `logins` (answering a "Continue as" page with
+//        `continue`), reports the devices listed on the account page, and if `sign_out` names
+//        one, presses its "Sign out this device" and reports the page after.
 //     { name, action: "framed", url, frame_timeout_ms }
 //        opens url (a page of the test's own that frames the login page) and reports what the
 //        frame ended up showing.
@@ -265,6 +269,57 @@ async function deviceStep(step) {
   throw new StepError('too many pages at /device');
 }
 
+async function accountStep(step) {
+  const pages = [];
+  const logins = [...(step.logins ?? [])];
+  let signedOut = false;
+  await page.goto(step.url, { waitUntil: 'domcontentloaded' });
+  for (let i = 0; i < 8; i++) {
+    await screenshot(`account-${i}`);
+    const seen = { url: page.url(), title: await page.title() };
+    if (await page.locator('ul.devices').count()) {
+      seen.kind = 'account';
+      seen.devices = (await page.locator('li.device strong').allTextContents()).map((s) => s.trim());
+      seen.notice = (await page.locator('[role="status"]').allTextContents()).join(' ').trim() || null;
+      pages.push(seen);
+      if (step.sign_out && !signedOut) {
+        signedOut = true;
+        // The row whose app name is exactly `sign_out` ("app" must not match "Watch app").
+        const row = page
+          .locator('li.device')
+          .filter({ has: page.locator('strong').getByText(step.sign_out, { exact: true }) });
+        if ((await row.count()) !== 1) throw new StepError(`no single device named ${step.sign_out}`);
+        const navigated = page.waitForEvent('framenavigated', {
+          predicate: (f) => f === page.mainFrame(),
+          timeout: 15000,
+        });
+        await row.locator('button[type="submit"]').click();
+        await navigated;
+        await page.waitForLoadState('domcontentloaded');
+        continue;
+      }
+      return { pages };
+    }
+    const k = await kind();
+    seen.kind = k;
+    pages.push(seen);
+    if (k === 'login') {
+      const login = logins.shift();
+      if (!login) throw new StepError('a login page was shown, but the step has no login left for it');
+      await fillField('input[name="username"]', login.username);
+      await fillField('input[name="password"]', login.password);
+      await submitWith('form button[type="submit"]');
+    } else if (k === 'continue') {
+      if (!step.continue) throw new StepError('a "Continue as" page was shown, but the step does not expect one');
+      await submitWith(`button[name="decision"][value="${step.continue}"]`);
+    } else {
+      seen.content = await snippet();
+      return { pages, stopped_on_other_page: true };
+    }
+  }
+  throw new StepError('too many pages on the way to /account');
+}
+
 async function framedStep(step) {
   await page.goto(step.url, { waitUntil: 'load' });
   const deadline = Date.now() + (step.frame_timeout_ms ?? 5000);
@@ -315,6 +370,7 @@ async function main() {
     if (step.action === 'authorize') r = await authorizeStep(step);
     else if (step.action === 'framed') r = await framedStep(step);
     else if (step.action === 'device') r = await deviceStep(step);
+    else if (step.action === 'account') r = await accountStep(step);
     else throw new StepError(`unknown action ${step.action}`);
     results.push({
       name: step.name,
