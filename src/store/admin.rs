@@ -128,6 +128,23 @@ pub(super) fn revoke_families_where(
     .execute(conn)
 }
 
+/// Ends what lets a user in anywhere: every refresh family (and the access tokens descending
+/// from them), every unused code and every browser session. Consents stay.
+pub(super) fn sign_out_user(
+    conn: &mut Db,
+    user_id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<GrantsRevoked, diesel::result::Error> {
+    Ok(GrantsRevoked {
+        token_families: revoke_families_where(conn, Some(user_id), None, reason, now)?,
+        authorization_codes: burn_codes_where(conn, Some(user_id), None, now)?,
+        consents: 0,
+        sessions: diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id)))
+            .execute(conn)?,
+    })
+}
+
 /// Burns unused codes, so none can be redeemed into a new grant afterwards (a burnt code
 /// presented later is a replay, which revokes nothing more).
 pub(super) fn burn_codes_where(
@@ -429,19 +446,7 @@ impl Store {
             if n == 0 {
                 return Ok::<_, StoreError>(None);
             }
-            Ok(Some(GrantsRevoked {
-                token_families: revoke_families_where(
-                    conn,
-                    Some(user_id),
-                    None,
-                    "password changed",
-                    now,
-                )?,
-                authorization_codes: burn_codes_where(conn, Some(user_id), None, now)?,
-                consents: 0,
-                sessions: diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id)))
-                    .execute(conn)?,
-            }))
+            Ok(Some(sign_out_user(conn, user_id, "password changed", now)?))
         })
     }
 

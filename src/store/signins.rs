@@ -7,7 +7,7 @@
 
 use diesel::prelude::*;
 
-use super::admin::{burn_codes_where, revoke_families_where};
+use super::admin::sign_out_user;
 use super::schema::{clients, refresh_tokens as rt, sessions, token_families as tf};
 use super::{GrantsRevoked, Store, StoreResult, write_tx};
 use crate::model::Session;
@@ -185,19 +185,8 @@ impl Store {
     pub fn sign_out_everywhere(&self, user_id: &str, now: i64) -> StoreResult<GrantsRevoked> {
         let mut conn = self.conn()?;
         write_tx(&mut conn, |conn| {
-            Ok::<_, super::StoreError>(GrantsRevoked {
-                token_families: revoke_families_where(
-                    conn,
-                    Some(user_id),
-                    None,
-                    "signed out everywhere",
-                    now,
-                )?,
-                authorization_codes: burn_codes_where(conn, Some(user_id), None, now)?,
-                consents: 0,
-                sessions: diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id)))
-                    .execute(conn)?,
-            })
+            sign_out_user(conn, user_id, "signed out everywhere", now)
+                .map_err(super::StoreError::from)
         })
     }
 }

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::browser::{Browser, Mobile, PASSWORD, hidden, login_tokens, refresh, setup};
-use crate::helpers::{TestApp, TestClient};
+use crate::helpers::TestApp;
 
 /// Opens `/account` in `b` and signs in as `username` through the authorization endpoint;
 /// the account page.
@@ -59,18 +59,6 @@ async fn open_account(
     assert_eq!(page.status, StatusCode::OK, "{}", page.text());
     assert!(page.text().contains("Your account"), "{}", page.text());
     page
-}
-
-async fn introspect(app: &TestApp, rs: &TestClient, token: &str) -> Value {
-    let r = app
-        .http
-        .post(app.url("/introspect"))
-        .basic_auth(&rs.client_id, rs.client_secret.as_deref())
-        .form(&[("token", token)])
-        .send()
-        .await
-        .expect("introspect");
-    r.json().await.expect("json")
 }
 
 async fn watch(app: &TestApp, m: &Mobile) -> Mobile {
@@ -149,7 +137,8 @@ async fn the_account_page_lists_devices_and_signs_one_out() {
     .await
     .assert_oauth_error(400, "invalid_grant");
     assert_eq!(
-        introspect(&app, &rs, phone["access_token"].as_str().expect("at")).await["active"],
+        crate::helpers::introspect_as(&app, &rs, phone["access_token"].as_str().expect("at")).await
+            ["active"],
         false
     );
     // The watch keeps working.

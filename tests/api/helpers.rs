@@ -834,3 +834,17 @@ pub fn made_clients(list: &Value) -> Vec<Value> {
         .cloned()
         .collect()
 }
+
+/// RFC 7662 introspection of `token` by the resource server `rs`.
+pub async fn introspect_as(app: &TestApp, rs: &TestClient, token: &str) -> Value {
+    let r = app
+        .http
+        .post(app.url("/introspect"))
+        .basic_auth(&rs.client_id, rs.client_secret.as_deref())
+        .form(&[("token", token)])
+        .send()
+        .await
+        .expect("introspect");
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    r.json().await.expect("introspection JSON")
+}

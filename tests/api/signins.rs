@@ -10,20 +10,7 @@ use serde_json::{Value, json};
 
 use crate::admin_api::{admin_token, call};
 use crate::browser::{Mobile, REDIRECT, REDIRECT_PORT, SCOPE, login_tokens, refresh, setup};
-use crate::helpers::{TestApp, TestClient};
-
-async fn introspect(app: &TestApp, rs: &TestClient, token: &str) -> Value {
-    let r = app
-        .http
-        .post(app.url("/introspect"))
-        .basic_auth(&rs.client_id, rs.client_secret.as_deref())
-        .form(&[("token", token)])
-        .send()
-        .await
-        .expect("introspect");
-    assert_eq!(r.status(), StatusCode::OK);
-    r.json().await.expect("json")
-}
+use crate::helpers::TestApp;
 
 async fn userinfo(app: &TestApp, token: &str) -> StatusCode {
     app.http
@@ -149,11 +136,17 @@ async fn two_devices(database_url: Option<String>) {
     .await
     .assert_oauth_error(400, "invalid_grant");
     let at = phone["access_token"].as_str().expect("at");
-    assert_eq!(introspect(&app, &rs, at).await["active"], false);
+    assert_eq!(
+        crate::helpers::introspect_as(&app, &rs, at).await["active"],
+        false
+    );
     assert_eq!(userinfo(&app, at).await, StatusCode::UNAUTHORIZED);
     // The watch keeps working.
     let wat = watch["access_token"].as_str().expect("at");
-    assert_eq!(introspect(&app, &rs, wat).await["active"], true);
+    assert_eq!(
+        crate::helpers::introspect_as(&app, &rs, wat).await["active"],
+        true
+    );
     let r = refresh(
         &app,
         &w.client.client_id,
