@@ -116,6 +116,7 @@ fn new_family(store: &Store, n: usize) -> String {
                         expires_at: t + 86400,
                         rotated_at: None,
                         successor_hash: None,
+                        seen: Default::default(),
                     },
                 )),
             })
@@ -132,7 +133,12 @@ fn rotate(store: &Store, current: &str) -> String {
     let t = now();
     let out = store
         .rotate_refresh(&secret::hash_token(current), t, 30, |old, fam| {
-            Ok::<_, ()>(old.successor(next_hash.clone(), t, (t + 86400).min(fam.expires_at)))
+            Ok::<_, ()>(old.successor(
+                next_hash.clone(),
+                t,
+                (t + 86400).min(fam.expires_at),
+                Default::default(),
+            ))
         })
         .unwrap();
     assert!(matches!(out, Rotated::Rotated { retry: false, .. }));
@@ -238,6 +244,7 @@ fn main() {
                 Some(basic.as_bytes()),
                 dpop::Header::Absent,
                 params,
+                &Default::default(),
                 now(),
             ))
             .unwrap()

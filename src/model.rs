@@ -201,12 +201,46 @@ pub struct RefreshToken {
     pub expires_at: i64,
     pub rotated_at: Option<i64>,
     pub successor_hash: Option<String>,
+    /// Where the request that made it came from (written with it, never read on the token
+    /// paths; the Devices page shows the current token's).
+    pub seen: Seen,
+}
+
+/// Where a token request came from: the client address (proxy-aware) and its User-Agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Seen {
+    /// From the request's address and `User-Agent` (cut to 200 characters, printable only).
+    pub fn new(ip: Option<std::net::IpAddr>, user_agent: Option<&str>) -> Seen {
+        let user_agent = user_agent
+            .map(|u| {
+                u.chars()
+                    .filter(|c| !c.is_control())
+                    .take(200)
+                    .collect::<String>()
+            })
+            .filter(|u| !u.is_empty() && crate::text::printable(u, 800));
+        Seen {
+            ip: ip.map(|i| i.to_string()),
+            user_agent,
+        }
+    }
 }
 
 impl RefreshToken {
     /// The token that replaces this one at rotation: same family, grant and session, new
-    /// hash, created `now`, idle until `expires_at`.
-    pub fn successor(&self, token_hash: String, now: i64, expires_at: i64) -> RefreshToken {
+    /// hash, created `now` by a request `seen`, idle until `expires_at`.
+    pub fn successor(
+        &self,
+        token_hash: String,
+        now: i64,
+        expires_at: i64,
+        seen: Seen,
+    ) -> RefreshToken {
         RefreshToken {
             token_hash,
             family_id: self.family_id.clone(),
@@ -218,6 +252,7 @@ impl RefreshToken {
             expires_at,
             rotated_at: None,
             successor_hash: None,
+            seen,
         }
     }
 }

@@ -239,12 +239,20 @@ pub fn run(
                 }
                 for a in &s.apps {
                     println!(
-                        "app      {}  {}  signed in {}, last used {}{}",
+                        "app      {}  {}  signed in {}, last used {}{}{}{}",
                         a.family_id,
                         escape(&a.client_name),
                         when(a.signed_in_at),
                         when(a.last_used_at),
-                        if a.dpop_bound { ", DPoP-bound" } else { "" }
+                        a.last_ip
+                            .as_deref()
+                            .map(|ip| format!(" from {ip}"))
+                            .unwrap_or_default(),
+                        if a.dpop_bound { ", DPoP-bound" } else { "" },
+                        a.user_agent
+                            .as_deref()
+                            .map(|u| format!(" ({})", escape(u)))
+                            .unwrap_or_default(),
                     );
                 }
                 for x in &s.sessions {

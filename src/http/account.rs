@@ -173,6 +173,8 @@ async fn render(
                 signed_in_at => a.signed_in_at,
                 last_used_at => a.last_used_at,
                 dpop_bound => a.dpop_bound,
+                last_ip => a.last_ip.clone(),
+                user_agent => a.user_agent.clone(),
             }
         })
         .collect();
@@ -242,11 +244,18 @@ async fn callback(req: HttpRequest, state: State) -> HttpResponse {
         Ok(p) => p,
         Err(_) => return refused("The sign-in did not finish. Open your account page again."),
     };
+    let seen = crate::model::Seen::new(
+        client_ip(&req),
+        req.headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    );
     let tokens = match crate::protocol::token::exchange(
         &state.ctx,
         None,
         dpop::Header::Absent,
         params,
+        &seen,
         unix_now(),
     )
     .await

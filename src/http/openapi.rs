@@ -126,6 +126,10 @@ pub struct SignedInAppDoc {
     /// The browser session it was signed in from.
     pub sid: String,
     pub dpop_bound: bool,
+    /// The client address of its last use (proxy-aware), if known.
+    pub last_ip: Option<String>,
+    /// The User-Agent of its last use (at most 200 characters), if any.
+    pub user_agent: Option<String>,
 }
 
 #[derive(ToSchema)]

@@ -65,7 +65,13 @@ pub async fn token(
     let now = unix_now();
     let result = async {
         let p = client_post(&req, body).await?;
-        token::exchange(&state.ctx, p.authorization, p.proof, p.params, now).await
+        let seen = crate::model::Seen::new(
+            super::client_ip::client_ip(&req),
+            req.headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+        );
+        token::exchange(&state.ctx, p.authorization, p.proof, p.params, &seen, now).await
     }
     .await;
     answer(&state, StatusCode::OK, result, now)

@@ -16,6 +16,7 @@ pub async fn exchange(
     authorization: Option<&[u8]>,
     dpop_header: dpop::Header<'_>,
     params: Params,
+    seen: &crate::model::Seen,
     now: i64,
 ) -> OAuthResult<TokenResponse> {
     let grant_type = params.require("grant_type")?;
@@ -50,12 +51,14 @@ pub async fn exchange(
             grants::client_credentials::grant(ctx, &client, &params, jkt, now)
         }
         GrantType::AuthorizationCode => {
-            grants::authorization_code::grant(ctx, &client, &params, jkt, now).await
+            grants::authorization_code::grant(ctx, &client, &params, jkt, seen, now).await
         }
         GrantType::RefreshToken => {
-            grants::refresh_token::grant(ctx, &client, &params, jkt, now).await
+            grants::refresh_token::grant(ctx, &client, &params, jkt, seen, now).await
         }
-        GrantType::DeviceCode => grants::device_code::grant(ctx, &client, &params, jkt, now).await,
+        GrantType::DeviceCode => {
+            grants::device_code::grant(ctx, &client, &params, jkt, seen, now).await
+        }
     };
     if issued.is_ok() {
         ctx.metrics.token_issued(grant.as_str());

@@ -111,6 +111,7 @@ pub(super) fn rt_from_row(r: RtRow) -> StoreResult<RefreshToken> {
         expires_at: r.7,
         rotated_at: r.8,
         successor_hash: r.9,
+        seen: Default::default(),
     })
 }
 
@@ -135,6 +136,32 @@ pub(super) fn fam_from_row(r: FamRow) -> TokenFamily {
         dpop_jkt: r.6,
     }
 }
+
+/// The refresh token columns the token paths read ([`RtRow`]); `client_ip` and `user_agent`
+/// are written with the token and read only by the Devices page.
+pub(super) const RT_COLS: (
+    rt::token_hash,
+    rt::family_id,
+    rt::scope,
+    rt::audiences,
+    rt::auth_time,
+    rt::sid,
+    rt::created_at,
+    rt::expires_at,
+    rt::rotated_at,
+    rt::successor_hash,
+) = (
+    rt::token_hash,
+    rt::family_id,
+    rt::scope,
+    rt::audiences,
+    rt::auth_time,
+    rt::sid,
+    rt::created_at,
+    rt::expires_at,
+    rt::rotated_at,
+    rt::successor_hash,
+);
 
 pub(super) const FAM_COLS: (
     tf::family_id,
@@ -166,6 +193,8 @@ fn insert_refresh(conn: &mut Db, t: &RefreshToken) -> Result<(), diesel::result:
             rt::sid.eq(&t.sid),
             rt::created_at.eq(t.created_at),
             rt::expires_at.eq(t.expires_at),
+            rt::client_ip.eq(&t.seen.ip),
+            rt::user_agent.eq(&t.seen.user_agent),
         ))
         .execute(db))?;
     Ok(())
@@ -269,7 +298,7 @@ fn token_family_user(
         .inner_join(tf::table)
         .left_join(users::table.on(users::user_id.eq(tf::user_id)))
         .filter(rt::token_hash.eq(token_hash))
-        .select((rt::all_columns, FAM_COLS, users::all_columns.nullable()))
+        .select((RT_COLS, FAM_COLS, users::all_columns.nullable()))
         .get_result::<(RtRow, FamRow, Option<UserRow>)>(db))
     .optional()
 }
@@ -604,6 +633,7 @@ impl Store {
         let mut conn = self.conn()?;
         let Some(row) = on_backend!(&mut *conn, |db| rt::table
             .find(token_hash)
+            .select(RT_COLS)
             .get_result::<RtRow>(db))
         .optional()?
         else {

@@ -30,7 +30,9 @@ use std::collections::{HashMap, HashSet};
 use diesel::prelude::*;
 use tokio::sync::oneshot;
 
-use super::grants::{FAM_COLS, FamRow, Rotated, RtRow, fam_from_row, rotate_locked, rt_from_row};
+use super::grants::{
+    FAM_COLS, FamRow, RT_COLS, Rotated, RtRow, fam_from_row, rotate_locked, rt_from_row,
+};
 use super::schema::{refresh_tokens as rt, token_families as tf, users};
 use super::{Db, StoreError, StoreResult, UserRow};
 use crate::model::{RefreshToken, TokenFamily, User};
@@ -54,7 +56,7 @@ pub(super) enum Found<'a> {
 pub(super) enum Step<'a> {
     Answered,
     /// Rotate to this successor.
-    Write(Box<dyn Rotation + 'a>, RefreshToken),
+    Write(Box<dyn Rotation + 'a>, Box<RefreshToken>),
     /// Decide under the family lock.
     Locked(Box<dyn Rotation + 'a>),
 }
@@ -150,7 +152,7 @@ where
             Err(e) => (*self).answer(Ok(Rotated::Rejected(e))),
             Ok(next) => {
                 self.passed = Some((old.clone(), family.clone()));
-                Step::Write(self, next)
+                Step::Write(self, Box::new(next))
             }
         }
     }
@@ -233,7 +235,7 @@ pub(super) fn run_batch<'a>(
                 drop(next);
                 locked.push(r);
             }
-            Step::Write(r, next) => writes.push((r, next)),
+            Step::Write(r, next) => writes.push((r, *next)),
         }
     }
     if !writes.is_empty() {
@@ -269,7 +271,7 @@ fn read(pg: &mut PgConnection, hashes: &[&str]) -> QueryResult<HashMap<String, R
         .inner_join(tf::table)
         .left_join(users::table.on(users::user_id.eq(tf::user_id)))
         .filter(rt::token_hash.eq_any(hashes))
-        .select((rt::all_columns, FAM_COLS, users::all_columns.nullable()));
+        .select((RT_COLS, FAM_COLS, users::all_columns.nullable()));
     let rows = Planned(query).load::<(RtRow, FamRow, Option<UserRow>)>(pg)?;
     Ok(rows
         .into_iter()
@@ -331,6 +333,8 @@ struct RotateMany {
     created_at: Vec<i64>,
     expires_at: Vec<i64>,
     rotated_at: Vec<i64>,
+    client_ip: Vec<Option<String>>,
+    user_agent: Vec<Option<String>>,
 }
 
 impl RotateMany {
@@ -347,6 +351,8 @@ impl RotateMany {
             created_at: Vec::with_capacity(n),
             expires_at: Vec::with_capacity(n),
             rotated_at: Vec::with_capacity(n),
+            client_ip: Vec::with_capacity(n),
+            user_agent: Vec::with_capacity(n),
         };
         for (r, t) in writes {
             q.presented.push(r.token_hash().to_owned());
@@ -360,6 +366,8 @@ impl RotateMany {
             q.created_at.push(t.created_at);
             q.expires_at.push(t.expires_at);
             q.rotated_at.push(r.now());
+            q.client_ip.push(t.seen.ip.clone());
+            q.user_agent.push(t.seen.user_agent.clone());
         }
         q
     }
@@ -374,7 +382,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateMany {
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> QueryResult<()> {
-        use diesel::sql_types::{Array, BigInt, Text};
+        use diesel::sql_types::{Array, BigInt, Nullable, Text};
         out.push_sql("WITH req AS (SELECT * FROM unnest(");
         out.push_bind_param::<Array<Text>, _>(&self.presented)?;
         out.push_sql(", ");
@@ -395,9 +403,13 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateMany {
         out.push_bind_param::<Array<BigInt>, _>(&self.expires_at)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<BigInt>, _>(&self.rotated_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.client_ip)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.user_agent)?;
         out.push_sql(
             ") AS r(presented, token_hash, family_id, scope, audiences, auth_time, sid, \
-             created_at, expires_at, rotated_at)), \
+             created_at, expires_at, rotated_at, client_ip, user_agent)), \
              family AS (SELECT family_id FROM token_families \
              WHERE family_id IN (SELECT family_id FROM req) AND revoked_at IS NULL \
              ORDER BY family_id FOR UPDATE), \
@@ -406,11 +418,11 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateMany {
              WHERE t.token_hash = req.presented AND t.rotated_at IS NULL \
              AND t.family_id IN (SELECT family_id FROM family) \
              RETURNING req.token_hash, req.family_id, req.scope, req.audiences, req.auth_time, \
-             req.sid, req.created_at, req.expires_at) \
+             req.sid, req.created_at, req.expires_at, req.client_ip, req.user_agent) \
              INSERT INTO refresh_tokens (token_hash, family_id, scope, audiences, auth_time, \
-             sid, created_at, expires_at) \
+             sid, created_at, expires_at, client_ip, user_agent) \
              SELECT token_hash, family_id, scope, audiences, auth_time, sid, created_at, \
-             expires_at FROM marked RETURNING token_hash",
+             expires_at, client_ip, user_agent FROM marked RETURNING token_hash",
         );
         Ok(())
     }

@@ -28,6 +28,9 @@ pub struct SignedInApp {
     pub sid: String,
     /// RFC 9449: its refresh token works only with the device's DPoP key.
     pub dpop_bound: bool,
+    /// The address and User-Agent of its last use (the request that made its current token).
+    pub last_ip: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 /// What a user is signed in to.
@@ -57,14 +60,21 @@ impl Store {
         let ids: Vec<&str> = families.iter().map(|f| f.0.as_str()).collect();
         // The current (unrotated, unexpired) token of each family: an idle family whose last
         // token expired is signed out already.
-        let current: Vec<(String, i64, String)> = if ids.is_empty() {
+        type Current = (String, i64, String, Option<String>, Option<String>);
+        let current: Vec<Current> = if ids.is_empty() {
             vec![]
         } else {
             rt::table
                 .filter(rt::family_id.eq_any(&ids))
                 .filter(rt::rotated_at.is_null())
                 .filter(rt::expires_at.gt(now))
-                .select((rt::family_id, rt::created_at, rt::sid))
+                .select((
+                    rt::family_id,
+                    rt::created_at,
+                    rt::sid,
+                    rt::client_ip,
+                    rt::user_agent,
+                ))
                 .load(&mut *conn)?
         };
         let client_ids: Vec<&str> = families.iter().map(|f| f.1.as_str()).collect();
@@ -79,7 +89,8 @@ impl Store {
         let mut apps: Vec<SignedInApp> = families
             .iter()
             .filter_map(|(family_id, client_id, created_at, expires_at, jkt)| {
-                let (_, last_used_at, sid) = current.iter().find(|c| &c.0 == family_id)?;
+                let (_, last_used_at, sid, last_ip, user_agent) =
+                    current.iter().find(|c| &c.0 == family_id)?;
                 let client_name = names
                     .iter()
                     .find(|n| &n.0 == client_id)
@@ -93,6 +104,8 @@ impl Store {
                     expires_at: *expires_at,
                     sid: sid.clone(),
                     dpop_bound: jkt.is_some(),
+                    last_ip: last_ip.clone(),
+                    user_agent: user_agent.clone(),
                 })
             })
             .collect();

@@ -99,6 +99,7 @@ async fn the_account_page_lists_devices_and_signs_one_out() {
     let page = open_account(&app, &mut b, "alice", PASSWORD).await;
     let html = page.text();
     assert!(html.contains("alice"), "{html}");
+    assert!(html.contains("from 127.0.0.1"), "the last address: {html}");
     assert!(
         html.contains(">app<") && html.contains(">Watch app<"),
         "{html}"

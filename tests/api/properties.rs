@@ -241,6 +241,7 @@ fn token(hash: &str, now: i64) -> RefreshToken {
         expires_at: now + 86400,
         rotated_at: None,
         successor_hash: None,
+        seen: Default::default(),
     }
 }
 

@@ -101,11 +101,25 @@ async fn two_devices(database_url: Option<String>) {
     );
     let phone_family = p["family_id"].as_str().expect("family_id").to_owned();
 
-    // A refresh is the device's last use; the family stays the same device.
-    let r = refresh(
-        &app,
-        &m.client.client_id,
-        phone["refresh_token"].as_str().expect("rt"),
+    // A refresh is the device's last use; the family stays the same device, and its address
+    // and User-Agent are the refresh's (control characters dropped, at most 200 kept).
+    assert_eq!(p["last_ip"], "127.0.0.1", "{p}");
+    let agent = format!("Phone/2.0 (iOS 19)\t{}", "x".repeat(300));
+    let r = crate::helpers::Resp::read(
+        app.http
+            .post(app.url("/token"))
+            .header("user-agent", &agent)
+            .form(&[
+                ("grant_type", "refresh_token"),
+                (
+                    "refresh_token",
+                    phone["refresh_token"].as_str().expect("rt"),
+                ),
+                ("client_id", m.client.client_id.as_str()),
+            ])
+            .send()
+            .await
+            .expect("refresh"),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
@@ -113,8 +127,13 @@ async fn two_devices(database_url: Option<String>) {
     let s = call(&app, Method::GET, &sessions_path, Some(&admin), None)
         .await
         .json();
-    assert_eq!(app_named(&s, "app")["family_id"], phone_family.as_str());
-    assert!(app_named(&s, "app")["last_used_at"].as_i64() >= p["last_used_at"].as_i64());
+    let a = app_named(&s, "app");
+    assert_eq!(a["family_id"], phone_family.as_str());
+    assert!(a["last_used_at"].as_i64() >= p["last_used_at"].as_i64());
+    assert_eq!(a["last_ip"], "127.0.0.1");
+    let seen = a["user_agent"].as_str().expect("user_agent");
+    assert!(seen.starts_with("Phone/2.0 (iOS 19)x"), "{seen}");
+    assert_eq!(seen.chars().count(), 200);
 
     // Sign the phone out.
     let signout = format!("/admin/v1/users/{}/signout", m.sub);

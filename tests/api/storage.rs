@@ -205,6 +205,7 @@ fn refresh(hash: &str, family: &str) -> RefreshToken {
         expires_at: NOW + 3600,
         rotated_at: None,
         successor_hash: None,
+        seen: Default::default(),
     }
 }
 
@@ -1689,7 +1690,12 @@ fn a_change_between_a_batchs_read_and_write_is_decided_again_under_the_lock() {
                 if let Some(m) = meddle.take() {
                     m();
                 }
-                Ok(old.successor(format!("{tag}-1"), NOW + 100, fam.expires_at))
+                Ok(old.successor(
+                    format!("{tag}-1"),
+                    NOW + 100,
+                    fam.expires_at,
+                    Default::default(),
+                ))
             }),
         )
     }

@@ -16,6 +16,7 @@ pub async fn grant(
     client: &Client,
     params: &Params,
     dpop_jkt: Option<&str>,
+    seen: &crate::model::Seen,
     now: i64,
 ) -> OAuthResult<TokenResponse> {
     if !client.allows_grant(GrantType::AuthorizationCode) {
@@ -35,6 +36,7 @@ pub async fn grant(
     let cfg = ctx.config.clone();
     let client_id = client.client_id.clone();
     let client2 = client.clone();
+    let seen2 = seen.clone();
     let family_jkt = dpop::refresh_binding(client, dpop_jkt);
     let proof_jkt = dpop_jkt.map(str::to_owned);
     let outcome = ctx
@@ -76,7 +78,7 @@ pub async fn grant(
                 if user.is_none_or(|u| u.disabled) {
                     return Err(OAuthError::invalid_grant("the user is disabled"));
                 }
-                Ok(recorded.issuance(&client2, c, family_jkt.clone(), &cfg, now))
+                Ok(recorded.issuance(&client2, c, family_jkt.clone(), &seen2, &cfg, now))
             })
         })
         .await?;

@@ -22,6 +22,7 @@ pub async fn grant(
     client: &Client,
     params: &Params,
     dpop_jkt: Option<&str>,
+    seen: &crate::model::Seen,
     now: i64,
 ) -> OAuthResult<TokenResponse> {
     if !client.allows_grant(GrantType::DeviceCode) {
@@ -85,6 +86,7 @@ pub async fn grant(
     let recorded = pending.clone();
     let cfg = ctx.config.clone();
     let client2 = client.clone();
+    let seen2 = seen.clone();
     let family_jkt = dpop::refresh_binding(client, dpop_jkt);
     let outcome = ctx
         .store
@@ -93,7 +95,7 @@ pub async fn grant(
                 if user.is_none_or(|u| u.disabled) {
                     return Err(OAuthError::invalid_grant("the user is disabled"));
                 }
-                Ok(recorded.issuance(&client2, c, family_jkt.clone(), &cfg, now))
+                Ok(recorded.issuance(&client2, c, family_jkt.clone(), &seen2, &cfg, now))
             })
         })
         .await?;

@@ -18,6 +18,7 @@ pub async fn grant(
     client: &Client,
     params: &Params,
     dpop_jkt: Option<&str>,
+    seen: &crate::model::Seen,
     now: i64,
 ) -> OAuthResult<TokenResponse> {
     if !client.allows_grant(GrantType::RefreshToken) {
@@ -34,6 +35,7 @@ pub async fn grant(
     let client_id = client.client_id.clone();
     let proof_jkt = dpop_jkt.map(str::to_owned);
     let cfg = ctx.config.clone();
+    let seen2 = seen.clone();
     let grace = cfg.refresh_reuse_grace as i64;
     // The checks that must neither consume the token nor revoke the family (`precheck`),
     // then the reuse decision and the rotation, atomically (batched with concurrent requests
@@ -71,6 +73,7 @@ pub async fn grant(
                     next_hash.clone(),
                     now,
                     (now + cfg.refresh_token_ttl as i64).min(fam.expires_at),
+                    seen2.clone(),
                 ))
             },
         )

@@ -129,6 +129,7 @@ impl Pending {
         client: &Client,
         code: &AuthCode,
         family_jkt: Option<String>,
+        seen: &crate::model::Seen,
         cfg: &crate::config::Config,
         now: i64,
     ) -> Issuance {
@@ -154,6 +155,7 @@ impl Pending {
                 expires_at: (now + cfg.refresh_token_ttl as i64).min(fam.expires_at),
                 rotated_at: None,
                 successor_hash: None,
+                seen: seen.clone(),
             };
             (fam, first)
         });

@@ -1,0 +1,2 @@
+ALTER TABLE refresh_tokens DROP COLUMN user_agent;
+ALTER TABLE refresh_tokens DROP COLUMN client_ip;
