@@ -151,6 +151,8 @@ pub struct Session {
     pub auth_time: i64,
     pub created_at: i64,
     pub expires_at: i64,
+    /// Where the sign-in came from (the Devices page shows it).
+    pub seen: Seen,
 }
 
 /// An issued authorization code (stored by hash), bound to everything the token request must match.

@@ -181,7 +181,14 @@ async fn render(
     let sessions: Vec<minijinja::Value> = sign_ins
         .sessions
         .iter()
-        .map(|s| context! { sid => s.sid.clone(), signed_in_at => s.auth_time })
+        .map(|s| {
+            context! {
+                sid => s.sid.clone(),
+                signed_in_at => s.auth_time,
+                ip => s.seen.ip.clone(),
+                user_agent => s.seen.user_agent.clone(),
+            }
+        })
         .collect();
     let (csrf, cookie) = state.browser.csrf_token(req, None);
     let (kind, message) = notice.unwrap_or(("", ""));

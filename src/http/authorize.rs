@@ -322,6 +322,9 @@ pub(super) async fn sign_in(
         username,
         password,
         client_ip(req),
+        req.headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
         now,
     )
     .await

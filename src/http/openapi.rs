@@ -138,6 +138,9 @@ pub struct BrowserSessionDoc {
     pub signed_in_at: i64,
     pub created_at: i64,
     pub expires_at: i64,
+    /// Where the sign-in came from (proxy-aware address, User-Agent), if known.
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 #[derive(ToSchema)]

@@ -16,6 +16,8 @@ pub fn view(s: &SignIns) -> Value {
             "signed_in_at": x.auth_time,
             "created_at": x.created_at,
             "expires_at": x.expires_at,
+            "ip": x.seen.ip,
+            "user_agent": x.seen.user_agent,
         })).collect::<Vec<_>>(),
     })
 }

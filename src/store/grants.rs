@@ -417,6 +417,8 @@ impl Store {
                 sessions::auth_time.eq(s.auth_time),
                 sessions::created_at.eq(s.created_at),
                 sessions::expires_at.eq(s.expires_at),
+                sessions::client_ip.eq(&s.seen.ip),
+                sessions::user_agent.eq(&s.seen.user_agent),
             ))
             .execute(db))?;
         Ok(())
@@ -428,6 +430,14 @@ impl Store {
         let row = on_backend!(&mut *conn, |db| sessions::table
             .find(session_hash)
             .filter(sessions::expires_at.gt(now))
+            .select((
+                sessions::session_hash,
+                sessions::sid,
+                sessions::user_id,
+                sessions::auth_time,
+                sessions::created_at,
+                sessions::expires_at,
+            ))
             .get_result::<(String, String, String, i64, i64, i64)>(db))
         .optional()?;
         Ok(row.map(|r| Session {
@@ -437,6 +447,7 @@ impl Store {
             auth_time: r.3,
             created_at: r.4,
             expires_at: r.5,
+            seen: Default::default(),
         }))
     }
 

@@ -68,6 +68,8 @@ diesel::table! {
         auth_time -> BigInt,
         created_at -> BigInt,
         expires_at -> BigInt,
+        client_ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
     }
 }
 

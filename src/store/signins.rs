@@ -12,6 +12,17 @@ use super::schema::{clients, refresh_tokens as rt, sessions, token_families as t
 use super::{GrantsRevoked, Store, StoreResult, write_tx};
 use crate::model::Session;
 
+type SessionRow = (
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+);
+
 /// One app signed in on one device: a live refresh-token family.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SignedInApp {
@@ -124,17 +135,25 @@ impl Store {
                 sessions::auth_time,
                 sessions::created_at,
                 sessions::expires_at,
+                sessions::client_ip,
+                sessions::user_agent,
             ))
-            .load::<(String, String, String, i64, i64, i64)>(&mut *conn)?
+            .load::<SessionRow>(&mut *conn)?
             .into_iter()
             .map(
-                |(session_hash, sid, user_id, auth_time, created_at, expires_at)| Session {
-                    session_hash,
-                    sid,
-                    user_id,
-                    auth_time,
-                    created_at,
-                    expires_at,
+                |(session_hash, sid, user_id, auth_time, created_at, expires_at, ip, agent)| {
+                    Session {
+                        session_hash,
+                        sid,
+                        user_id,
+                        auth_time,
+                        created_at,
+                        expires_at,
+                        seen: crate::model::Seen {
+                            ip,
+                            user_agent: agent,
+                        },
+                    }
                 },
             )
             .collect();

@@ -91,6 +91,10 @@ async fn two_devices(database_url: Option<String>) {
     let s = r.json();
     assert_eq!(s["apps"].as_array().expect("apps").len(), 2, "{s}");
     assert_eq!(s["sessions"].as_array().expect("sessions").len(), 2, "{s}");
+    assert_eq!(
+        s["sessions"][0]["ip"], "127.0.0.1",
+        "where the sign-in came from: {s}"
+    );
     let p = app_named(&s, "app");
     assert_eq!(p["client_id"], m.client.client_id.as_str());
     assert_eq!(p["dpop_bound"], false);

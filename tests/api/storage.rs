@@ -327,6 +327,7 @@ fn sessions_expire_and_can_be_deleted(s: &Store) {
         auth_time: NOW,
         created_at: NOW,
         expires_at: NOW + 100,
+        seen: Default::default(),
     };
     s.insert_session(&sess).expect("insert");
     assert!(s.session("sh", NOW + 99).expect("get").is_some());
@@ -1147,6 +1148,7 @@ fn a_users_grants_are_revoked_in_bulk(s: &Store) {
         auth_time: NOW,
         created_at: NOW,
         expires_at: NOW + 3600,
+        seen: Default::default(),
     })
     .expect("session");
     let r = s.revoke_user_grants("u1", NOW + 2).expect("revoke");

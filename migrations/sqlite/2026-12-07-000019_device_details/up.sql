@@ -4,3 +4,6 @@
 -- same insert as the token itself: no extra write on the refresh path.
 ALTER TABLE refresh_tokens ADD COLUMN client_ip TEXT;
 ALTER TABLE refresh_tokens ADD COLUMN user_agent TEXT;
+-- And where each browser session signed in from.
+ALTER TABLE sessions ADD COLUMN client_ip TEXT;
+ALTER TABLE sessions ADD COLUMN user_agent TEXT;

@@ -77,6 +77,7 @@ pub async fn login(
     username: &str,
     password: &str,
     ip: Option<IpAddr>,
+    user_agent: Option<&str>,
     now: i64,
 ) -> Result<(User, Session, String), LoginError> {
     // A cheap answer first: a throttled attempt costs no database read and no hash.
@@ -126,6 +127,7 @@ pub async fn login(
         auth_time: now,
         created_at: now,
         expires_at: now + ctx.config.session_ttl as i64,
+        seen: crate::model::Seen::new(ip, user_agent),
     };
     let s2 = session.clone();
     ctx.store
