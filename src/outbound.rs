@@ -18,7 +18,7 @@
 //! (development against services on this machine, and the tests); never in production.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -39,10 +39,12 @@ pub enum FetchError {
     Transport(String),
 }
 
-/// A shared outbound HTTP client; cheap to clone.
+/// A shared outbound HTTP client; cheap to clone. The client itself (and the system's root
+/// certificates it loads, a few MiB) is built on first use: most servers never make an
+/// outbound request, and their idle footprint stays as it was.
 #[derive(Clone)]
 pub struct Fetcher {
-    client: reqwest::Client,
+    client: Arc<OnceLock<Result<reqwest::Client, String>>>,
     allow_private: bool,
 }
 
@@ -57,20 +59,33 @@ impl Fetcher {
         // config: aws-lc-rs, our one crypto backend (reqwest would otherwise panic, having
         // no ring). Already installed is fine.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .dns_resolver(Arc::new(Resolver { allow_private }))
-            .user_agent(concat!("latchkey/", env!("CARGO_PKG_VERSION")))
-            .use_preconfigured_tls(tls_config()?)
-            .build()
-            .map_err(|e| anyhow::anyhow!("outbound HTTP client: {e}"))?;
         Ok(Fetcher {
-            client,
+            client: Arc::new(OnceLock::new()),
             allow_private,
         })
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, FetchError> {
+        let allow_private = self.allow_private;
+        self.client
+            .get_or_init(|| {
+                let tls = tls_config().map_err(|e| e.to_string())?;
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .timeout(TIMEOUT)
+                    // Requests come from several actix workers (each its own runtime) and
+                    // are rare: a pooled connection would only go stale or outlive the
+                    // runtime it was opened on.
+                    .pool_max_idle_per_host(0)
+                    .dns_resolver(Arc::new(Resolver { allow_private }))
+                    .user_agent(concat!("latchkey/", env!("CARGO_PKG_VERSION")))
+                    .use_preconfigured_tls(tls)
+                    .build()
+                    .map_err(|e| format!("outbound HTTP client: {e}"))
+            })
+            .as_ref()
+            .map_err(|e| FetchError::Transport(e.clone()))
     }
 
     /// Checks `url` against the transport rules (scheme, credentials, IP literals). Also what
@@ -111,7 +126,7 @@ impl Fetcher {
     pub async fn get_json(&self, url: &str, max: usize) -> Result<Vec<u8>, FetchError> {
         let url = Self::check_url(url, self.allow_private)?;
         let resp = self
-            .client
+            .client()?
             .get(url)
             .header(header::ACCEPT, "application/json")
             .send()
@@ -132,7 +147,7 @@ impl Fetcher {
     ) -> Result<u16, FetchError> {
         let url = Self::check_url(url, self.allow_private)?;
         let mut resp = self
-            .client
+            .client()?
             .post(url)
             .form(form)
             .send()
