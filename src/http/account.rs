@@ -356,13 +356,25 @@ async fn password(req: HttpRequest, body: web::Payload, state: State) -> HttpRes
         &user,
         current,
         new,
+        // Only an explicit choice keeps the other devices: the safe answer is the default.
+        form.get("others") == Some("keep"),
         client_ip(&req),
         unix_now(),
     )
     .await;
     let refused = |m: String| (m, StatusCode::BAD_REQUEST);
     let (message, status) = match result {
-        Ok(Ok(())) => {
+        Ok(Ok(account::PasswordChanged::Kept)) => {
+            return render(
+                &req,
+                &state,
+                &user,
+                Some(("ok", "Password changed. Your other devices stay signed in.")),
+                StatusCode::OK,
+            )
+            .await;
+        }
+        Ok(Ok(account::PasswordChanged::SignedOutEverywhere)) => {
             // Every session and device is signed out, this page's included.
             return page(
                 &state.templates,

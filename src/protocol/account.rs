@@ -128,17 +128,29 @@ pub enum PasswordRefused {
     Weak(&'static str),
 }
 
+/// What a password change did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PasswordChanged {
+    /// Every session and device was signed out (the default, and the page's too).
+    SignedOutEverywhere,
+    /// Only the password changed: the user chose to keep the other devices signed in.
+    Kept,
+}
+
 /// Changes the password: the current one must be right (charged to the sign-in throttle when
-/// it is not). Then every session and device of the user is signed out, this one included.
+/// it is not). Then, unless `keep_others`, every session and device of the user is signed
+/// out, this one included.
+#[allow(clippy::too_many_arguments)]
 pub async fn change_password(
     ctx: &Ctx,
     throttle: &super::login::Throttle,
     user: &User,
     current: &str,
     new: &str,
+    keep_others: bool,
     ip: Option<std::net::IpAddr>,
     now: i64,
-) -> OAuthResult<Result<(), PasswordRefused>> {
+) -> OAuthResult<Result<PasswordChanged, PasswordRefused>> {
     let n = new.chars().count();
     if !(8..=1024).contains(&n) {
         return Ok(Err(PasswordRefused::Weak(
@@ -169,6 +181,11 @@ pub async fn change_password(
             }
             let new_hash = crate::secret::hash_password_with(&new_pw, cost)
                 .map_err(|e| StoreError::Other(e.to_string()))?;
+            if keep_others {
+                return Ok(s
+                    .set_user_password(&id, &new_hash, now)?
+                    .then(crate::store::GrantsRevoked::default));
+            }
             s.change_user_password(&id, &new_hash, now)
         })
         .await?;
@@ -179,20 +196,27 @@ pub async fn change_password(
         return Ok(Err(PasswordRefused::Wrong));
     };
     throttle.succeeded(attempt, now);
-    let what = crate::store::SignedOut::User {
-        user_id: user.user_id.clone(),
-    };
-    super::backchannel::signed_out(ctx, what, now).await;
+    if !keep_others {
+        let what = crate::store::SignedOut::User {
+            user_id: user.user_id.clone(),
+        };
+        super::backchannel::signed_out(ctx, what, now).await;
+    }
     super::audit::user_action(
         ctx,
         user,
         super::audit::event::USER_PASSWORD_CHANGED,
         serde_json::json!({
+            "signed_out_everywhere": !keep_others,
             "sessions_ended": ended.sessions,
             "token_families_revoked": ended.token_families,
         }),
         now,
     )
     .await;
-    Ok(Ok(()))
+    Ok(Ok(if keep_others {
+        PasswordChanged::Kept
+    } else {
+        PasswordChanged::SignedOutEverywhere
+    }))
 }

@@ -427,6 +427,17 @@ impl Store {
         })
     }
 
+    /// Sets a user's password hash only: sessions and devices stay signed in (the account
+    /// page's "keep my other devices signed in"). `false` if there is no such user.
+    pub fn set_user_password(&self, user_id: &str, hash: &str, now: i64) -> StoreResult<bool> {
+        use super::schema::users;
+        let mut conn = self.conn()?;
+        let n = diesel::update(users::table.find(user_id))
+            .set((users::password_hash.eq(hash), users::updated_at.eq(now)))
+            .execute(&mut *conn)?;
+        Ok(n == 1)
+    }
+
     /// Sets a user's password hash and, in the same transaction, ends what the old password
     /// may have opened: every browser session, every refresh family (and the access tokens
     /// descending from them) and every unused code. Consents stay: they are the user's

@@ -344,9 +344,49 @@ async fn a_password_change_needs_the_current_one_and_signs_out_everywhere() {
     // The account page itself is signed out: it starts a new sign-in.
     let r = b.get("/account").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    // The new password works; the old one does not.
+
+    // Keeping the other devices is an explicit choice: then only the password changes.
+    let mut keep = Browser::new(&app);
+    let page = open_account(&app, &mut keep, "alice", "a new long password").await;
+    let phone2 = login_tokens_with(&app, &m, "a new long password").await;
+    let r = keep
+        .post(
+            "/account/password",
+            &[
+                ("csrf", &hidden(&page, "csrf")),
+                ("current_password", "a new long password"),
+                ("new_password", "the third password"),
+                ("confirm_password", "the third password"),
+                ("others", "keep"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(
+        r.text().contains("other devices stay signed in"),
+        "{}",
+        r.text()
+    );
+    let r = refresh(
+        &app,
+        &m.client.client_id,
+        phone2["refresh_token"].as_str().expect("rt"),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "the phone stays signed in: {}",
+        r.text()
+    );
+    assert_eq!(
+        keep.get("/account").await.status,
+        StatusCode::OK,
+        "and this page"
+    );
+    // The newest password works; the old one does not.
     let mut again = Browser::new(&app);
-    open_account(&app, &mut again, "alice", "a new long password").await;
+    open_account(&app, &mut again, "alice", "the third password").await;
     let mut old = Browser::new(&app);
     let r = old.get("/account").await;
     let to = r.header("location").expect("location").to_owned();
@@ -388,4 +428,23 @@ async fn sign_out_everywhere_ends_apps_sessions_and_the_account_page() {
     let s: Value = serde_json::from_str(&out.stdout).expect("json");
     assert_eq!(s["apps"], serde_json::json!([]));
     assert_eq!(s["sessions"], serde_json::json!([]));
+}
+
+/// Signs in to `m`'s app with `password` from a fresh browser; the token response.
+async fn login_tokens_with(app: &TestApp, m: &Mobile, password: &str) -> Value {
+    let mut b = Browser::new(app);
+    let (verifier, challenge) = crate::browser::pkce();
+    let r = b
+        .get(&crate::browser::authorize_path(
+            &m.client.client_id,
+            &challenge,
+            &[],
+        ))
+        .await;
+    let r = b.login(&r, &m.username, password).await;
+    let (_, p) = crate::browser::location_params(&r);
+    let code = p.get("code").expect("code");
+    let r = crate::browser::exchange(app, &m.client.client_id, code, &verifier).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    r.json()
 }
