@@ -967,10 +967,10 @@ async fn chromium_connects_a_tv_through_the_device_page() {
     assert_eq!(claims["sub"], m.sub.as_str());
 }
 
-/// Issue 20: alice is signed in on two devices (a phone app and a watch app); in a real
-/// browser she opens her account page (signing in through `/authorize` as the account
-/// client), sees both, and signs the phone out: its refresh token stops working, the watch's
-/// goes on.
+/// Issue 20: alice signs in on two "devices" — two Chromium runs, so two browser contexts
+/// with their own cookies, one per app (the phone app and the watch app); then, in a third,
+/// she opens her account page (signing in through `/authorize` as the account client), sees
+/// both, and signs the phone out: its refresh token stops working, the watch's goes on.
 #[actix_web::test]
 async fn chromium_signs_a_lost_phone_out_from_the_account_page() {
     let Some(tools) = tools_or_skip("chromium_signs_a_lost_phone_out_from_the_account_page") else {
@@ -1000,9 +1000,40 @@ async fn chromium_signs_a_lost_phone_out_from_the_account_page() {
         username: m.username.clone(),
         sub: m.sub.clone(),
     };
-    let phone = crate::browser::login_tokens(&app, &m).await;
-    let wrist = crate::browser::login_tokens(&app, &w).await;
     let alice = json!([{ "username": m.username, "password": PASSWORD }]);
+    let lb = Loopback::start();
+    let redirect = lb.redirect_uri();
+    let mut tokens = vec![];
+    for (tag, client_id) in [
+        ("phone", &m.client.client_id),
+        ("watch", &w.client.client_id),
+    ] {
+        let f = flow(&app, client_id, &redirect, tag, &[]);
+        let plan = json!({
+            "redirect_prefix": redirect,
+            "context": { "viewport": { "width": 390, "height": 844 }, "isMobile": true, "hasTouch": true },
+            "steps": [ { "name": tag, "action": "authorize", "url": f.url, "logins": alice } ]
+        });
+        let report = run_plan(tools, plan).await;
+        let st = step(&report, tag);
+        assert_eq!(kinds(st), ["login"], "{st}");
+        let p = callback_params(&app, &f, &redirect, &final_url(st));
+        let r = app
+            .post_token(
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", p.get("code").expect("code")),
+                    ("redirect_uri", &redirect),
+                    ("client_id", client_id),
+                    ("code_verifier", &f.verifier),
+                ],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        tokens.push(r.json());
+    }
+    let (phone, wrist) = (&tokens[0], &tokens[1]);
     let plan = json!({
         "redirect_prefix": "http://127.0.0.1:9/never",
         "context": { "viewport": { "width": 390, "height": 844 }, "isMobile": true, "hasTouch": true },
