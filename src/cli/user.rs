@@ -256,7 +256,21 @@ pub fn run(
                     );
                 }
                 for x in &s.sessions {
-                    println!("browser  {}  signed in {}", x.sid, when(x.auth_time));
+                    println!(
+                        "browser  {}  signed in {}{}{}",
+                        x.sid,
+                        when(x.auth_time),
+                        x.seen
+                            .ip
+                            .as_deref()
+                            .map(|ip| format!(" from {ip}"))
+                            .unwrap_or_default(),
+                        x.seen
+                            .user_agent
+                            .as_deref()
+                            .map(|u| format!(" ({})", escape(u)))
+                            .unwrap_or_default(),
+                    );
                 }
             }
         }

@@ -199,6 +199,7 @@ async fn two_devices(database_url: Option<String>) {
     assert_eq!(s["apps"][0]["client_name"], "Watch app");
     let out = app.cli(&["user", "sessions", "alice"], None).await;
     assert!(out.stdout.contains("Watch app"), "{out:?}");
+    assert!(out.stdout.contains("from 127.0.0.1"), "{out:?}");
     let out = app.cli(&["user", "signout", "alice", "--json"], None).await;
     assert_eq!(out.code, Some(0), "{out:?}");
     let v: Value = serde_json::from_str(&out.stdout).expect("JSON");
