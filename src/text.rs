@@ -11,6 +11,17 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// A character that must not be shown raw: a control or bidi formatting character.
+/// How long ago unix time `t` was at `now`, in words ("3 min ago"): the account page and
+/// `latchkey user sessions`.
+pub fn ago(t: i64, now: i64) -> String {
+    match now - t {
+        i64::MIN..60 => "just now".into(),
+        d @ 60..3600 => format!("{} min ago", d / 60),
+        d @ 3600..86400 => format!("{} h ago", d / 3600),
+        d => format!("{} days ago", d / 86400),
+    }
+}
+
 pub fn is_unsafe(c: char) -> bool {
     c.is_control()
         || matches!(

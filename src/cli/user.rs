@@ -57,13 +57,7 @@ fn queue_logouts(store: &Store, what: SignedOut) {
 }
 
 fn when(t: i64) -> String {
-    let ago = now() - t;
-    match ago {
-        i64::MIN..60 => "just now".into(),
-        60..3600 => format!("{} min ago", ago / 60),
-        3600..86400 => format!("{} h ago", ago / 3600),
-        _ => format!("{} days ago", ago / 86400),
-    }
+    crate::text::ago(t, now())
 }
 
 fn view(u: &User) -> serde_json::Value {

@@ -251,12 +251,7 @@ async fn callback(req: HttpRequest, state: State) -> HttpResponse {
         Ok(p) => p,
         Err(_) => return refused("The sign-in did not finish. Open your account page again."),
     };
-    let seen = crate::model::Seen::new(
-        client_ip(&req),
-        req.headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let seen = super::client_ip::seen(&req);
     let tokens = match crate::protocol::token::exchange(
         &state.ctx,
         None,

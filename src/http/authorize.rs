@@ -322,9 +322,7 @@ pub(super) async fn sign_in(
         username,
         password,
         client_ip(req),
-        req.headers()
-            .get(actix_web::http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok()),
+        super::client_ip::user_agent(req),
         now,
     )
     .await

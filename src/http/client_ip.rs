@@ -114,6 +114,18 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .map(canonical)
 }
 
+/// The request's `User-Agent`, if it is visible ASCII.
+pub fn user_agent(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// Where this request came from, as devices and sessions record it.
+pub fn seen(req: &HttpRequest) -> crate::model::Seen {
+    crate::model::Seen::new(client_ip(req), user_agent(req))
+}
+
 /// The client address of this request (see the module documentation).
 pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
     let peer = req.peer_addr()?.ip();

@@ -8,7 +8,7 @@ use minijinja::Environment;
 
 pub fn templates() -> Environment<'static> {
     let mut env = Environment::new();
-    env.add_filter("ago", ago);
+    env.add_filter("ago", crate::text::ago);
     for (name, src) in [
         ("base.html", include_str!("../../templates/base.html")),
         ("login.html", include_str!("../../templates/login.html")),
@@ -43,16 +43,6 @@ pub fn templates() -> Environment<'static> {
         }
     }
     env
-}
-
-/// `{{ t | ago(now) }}`: how long ago unix time `t` was, in words.
-fn ago(t: i64, now: i64) -> String {
-    match now - t {
-        i64::MIN..60 => "just now".into(),
-        d @ 60..3600 => format!("{} min ago", d / 60),
-        d @ 3600..86400 => format!("{} h ago", d / 3600),
-        d => format!("{} days ago", d / 86400),
-    }
 }
 
 pub const CSP: &str =

@@ -65,12 +65,7 @@ pub async fn token(
     let now = unix_now();
     let result = async {
         let p = client_post(&req, body).await?;
-        let seen = crate::model::Seen::new(
-            super::client_ip::client_ip(&req),
-            req.headers()
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok()),
-        );
+        let seen = super::client_ip::seen(&req);
         token::exchange(&state.ctx, p.authorization, p.proof, p.params, &seen, now).await
     }
     .await;

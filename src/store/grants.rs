@@ -163,6 +163,33 @@ pub(super) const RT_COLS: (
     rt::successor_hash,
 );
 
+/// A `sessions` row, all columns in schema order.
+pub(super) type SessionRow = (
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+);
+
+pub(super) fn session_from_row(r: SessionRow) -> Session {
+    Session {
+        session_hash: r.0,
+        sid: r.1,
+        user_id: r.2,
+        auth_time: r.3,
+        created_at: r.4,
+        expires_at: r.5,
+        seen: crate::model::Seen {
+            ip: r.6,
+            user_agent: r.7,
+        },
+    }
+}
+
 pub(super) const FAM_COLS: (
     tf::family_id,
     tf::client_id,
@@ -430,25 +457,9 @@ impl Store {
         let row = on_backend!(&mut *conn, |db| sessions::table
             .find(session_hash)
             .filter(sessions::expires_at.gt(now))
-            .select((
-                sessions::session_hash,
-                sessions::sid,
-                sessions::user_id,
-                sessions::auth_time,
-                sessions::created_at,
-                sessions::expires_at,
-            ))
-            .get_result::<(String, String, String, i64, i64, i64)>(db))
+            .get_result::<SessionRow>(db))
         .optional()?;
-        Ok(row.map(|r| Session {
-            session_hash: r.0,
-            sid: r.1,
-            user_id: r.2,
-            auth_time: r.3,
-            created_at: r.4,
-            expires_at: r.5,
-            seen: Default::default(),
-        }))
+        Ok(row.map(session_from_row))
     }
 
     pub fn delete_session(&self, session_hash: &str) -> StoreResult<()> {

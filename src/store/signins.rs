@@ -8,20 +8,10 @@
 use diesel::prelude::*;
 
 use super::admin::sign_out_user;
+use super::grants::{SessionRow, session_from_row};
 use super::schema::{clients, refresh_tokens as rt, sessions, token_families as tf};
 use super::{GrantsRevoked, Store, StoreResult, write_tx};
 use crate::model::Session;
-
-type SessionRow = (
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    Option<String>,
-    Option<String>,
-);
 
 /// One app signed in on one device: a live refresh-token family.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -128,34 +118,9 @@ impl Store {
         let mut live: Vec<Session> = sessions::table
             .filter(sessions::user_id.eq(user_id))
             .filter(sessions::expires_at.gt(now))
-            .select((
-                sessions::session_hash,
-                sessions::sid,
-                sessions::user_id,
-                sessions::auth_time,
-                sessions::created_at,
-                sessions::expires_at,
-                sessions::client_ip,
-                sessions::user_agent,
-            ))
             .load::<SessionRow>(&mut *conn)?
             .into_iter()
-            .map(
-                |(session_hash, sid, user_id, auth_time, created_at, expires_at, ip, agent)| {
-                    Session {
-                        session_hash,
-                        sid,
-                        user_id,
-                        auth_time,
-                        created_at,
-                        expires_at,
-                        seen: crate::model::Seen {
-                            ip,
-                            user_agent: agent,
-                        },
-                    }
-                },
-            )
+            .map(session_from_row)
             .collect();
         live.sort_by_key(|s| std::cmp::Reverse(s.auth_time));
         Ok(SignIns {
