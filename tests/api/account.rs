@@ -448,3 +448,73 @@ async fn login_tokens_with(app: &TestApp, m: &Mobile, password: &str) -> Value {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     r.json()
 }
+
+#[actix_web::test]
+async fn another_apps_token_in_the_account_cookie_is_not_an_account_sign_in() {
+    let app = TestApp::spawn().await;
+    let m = setup(&app, true).await;
+    let phone = login_tokens(&app, &m).await;
+    // A valid access token of alice's, but issued to another app: the account page does not
+    // take it (it could be one an app leaked), it starts its own sign-in.
+    let mut b = Browser::new(&app);
+    b.cookies.insert(
+        "lk_account".into(),
+        phone["access_token"].as_str().expect("at").to_owned(),
+    );
+    let r = b.get("/account").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    assert!(
+        r.header("location")
+            .is_some_and(|l| l.starts_with("/authorize?")),
+        "{:?}",
+        r.header("location")
+    );
+    // A forged or garbage token: the same.
+    b.cookies
+        .insert("lk_account".into(), "eyJhbGciOiJub25lIn0.e30.".into());
+    assert_eq!(b.get("/account").await.status, StatusCode::SEE_OTHER);
+}
+
+#[actix_web::test]
+async fn guessing_the_current_password_is_throttled_like_sign_in() {
+    let app = TestApp::spawn_with(|c| c.login_burst_per_account_ip = 3).await;
+    setup(&app, true).await;
+    let mut b = Browser::new(&app);
+    let page = open_account(&app, &mut b, "alice", PASSWORD).await;
+    let csrf = hidden(&page, "csrf");
+    let mut statuses = vec![];
+    for i in 0..5 {
+        let guess = format!("guess number {i}");
+        let r = b
+            .post(
+                "/account/password",
+                &[
+                    ("csrf", &csrf),
+                    ("current_password", &guess),
+                    ("new_password", "a new long password"),
+                    ("confirm_password", "a new long password"),
+                ],
+            )
+            .await;
+        statuses.push(r.status.as_u16());
+    }
+    assert_eq!(statuses[..3], [400, 400, 400], "{statuses:?}");
+    assert!(statuses[3..].iter().all(|s| *s == 429), "{statuses:?}");
+    // Throttled, even the right password waits; and nothing changed.
+    let r = b
+        .post(
+            "/account/password",
+            &[
+                ("csrf", &csrf),
+                ("current_password", PASSWORD),
+                ("new_password", "a new long password"),
+                ("confirm_password", "a new long password"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
+    let out = app
+        .cli(&["audit", "--event", "login", "--json"], None)
+        .await;
+    assert!(out.stdout.contains("login.failed"), "{out:?}");
+}
