@@ -409,40 +409,23 @@ async fn sign_out_one(req: HttpRequest, body: web::Payload, state: State) -> Htt
         Err(r) => return r,
     };
     let now = unix_now();
-    let uid = user.user_id.clone();
-    let (family, sid) = (
-        form.get("family_id").map(str::to_owned),
-        form.get("sid").map(str::to_owned),
-    );
-    let done = state
-        .ctx
-        .store
-        .blocking(move |s| match (family, sid) {
-            (Some(f), _) => Ok(s.sign_out_family(&uid, &f, now)?.map(|client_id| {
-                crate::store::SignedOut::Family {
-                    user_id: uid.clone(),
-                    client_id,
-                    family_id: f,
-                }
-            })),
-            (None, Some(sid)) => {
-                Ok(s.end_user_session(&uid, &sid)?
-                    .then(|| crate::store::SignedOut::Session {
-                        user_id: uid.clone(),
-                        sid,
-                    }))
-            }
-            (None, None) => Ok(None),
-        })
-        .await;
+    let family = form.get("family_id").map(str::to_owned);
+    let which = match (&family, form.get("sid")) {
+        (Some(f), _) => Some(signins::Which::Family(f.clone())),
+        (None, Some(sid)) => Some(signins::Which::Session(sid.to_owned())),
+        (None, None) => None,
+    };
+    let done = match which {
+        Some(w) => signins::sign_out(&state.ctx, &user.user_id, w, now).await,
+        None => Ok(None),
+    };
     let notice = match done {
-        Ok(Some(what)) => {
-            crate::protocol::backchannel::signed_out(&state.ctx, what, now).await;
+        Ok(Some(r)) => {
             crate::protocol::audit::user_action(
                 &state.ctx,
                 &user,
                 crate::protocol::audit::event::USER_SIGNED_OUT,
-                serde_json::json!({ "token_families": 1 }),
+                signins::signed_out(family.as_deref(), r),
                 now,
             )
             .await;
@@ -450,7 +433,7 @@ async fn sign_out_one(req: HttpRequest, body: web::Payload, state: State) -> Htt
         }
         Ok(None) => ("error", "That device is not signed in any more."),
         Err(e) => {
-            tracing::error!(error = %e, "account: sign-out failed");
+            tracing::error!(error = %e.code.as_str(), "account: sign-out failed");
             ("error", "Could not sign that device out. Try again.")
         }
     };
@@ -467,18 +450,9 @@ async fn sign_out_everywhere(req: HttpRequest, body: web::Payload, state: State)
         Err(r) => return r,
     };
     let now = unix_now();
-    let uid = user.user_id.clone();
-    match state
-        .ctx
-        .store
-        .blocking(move |s| s.sign_out_everywhere(&uid, now))
-        .await
-    {
+    match signins::sign_out(&state.ctx, &user.user_id, signins::Which::Everywhere, now).await {
         Ok(r) => {
-            let what = crate::store::SignedOut::User {
-                user_id: user.user_id.clone(),
-            };
-            crate::protocol::backchannel::signed_out(&state.ctx, what, now).await;
+            let r = r.unwrap_or_default();
             crate::protocol::audit::user_action(
                 &state.ctx,
                 &user,
@@ -496,7 +470,7 @@ async fn sign_out_everywhere(req: HttpRequest, body: web::Payload, state: State)
             )
         }
         Err(e) => {
-            tracing::error!(error = %e, "account: sign out everywhere failed");
+            tracing::error!(error = %e.code.as_str(), "account: sign out everywhere failed");
             error_page(
                 &state.templates,
                 StatusCode::SERVICE_UNAVAILABLE,

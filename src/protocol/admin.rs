@@ -608,40 +608,13 @@ pub async fn sign_out_user(
         parse(body)?
     };
     load_user(ctx, user_id).await?;
-    let id = user_id.to_owned();
-    let r = match req.family_id.clone() {
-        Some(f) => {
-            let family_id = f.clone();
-            let found = ctx
-                .store
-                .blocking(move |s| s.sign_out_family(&id, &f, now))
-                .await?;
-            let Some(client_id) = found else {
-                return Err(not_found("no such signed-in device for this user"));
-            };
-            let what = SignedOut::Family {
-                user_id: user_id.to_owned(),
-                client_id,
-                family_id,
-            };
-            super::backchannel::signed_out(ctx, what, now).await;
-            crate::store::GrantsRevoked {
-                token_families: 1,
-                ..Default::default()
-            }
-        }
-        None => {
-            let r = ctx
-                .store
-                .blocking(move |s| s.sign_out_everywhere(&id, now))
-                .await?;
-            let what = SignedOut::User {
-                user_id: user_id.to_owned(),
-            };
-            super::backchannel::signed_out(ctx, what, now).await;
-            r
-        }
+    let which = match req.family_id.clone() {
+        Some(f) => super::signins::Which::Family(f),
+        None => super::signins::Which::Everywhere,
     };
+    let r = super::signins::sign_out(ctx, user_id, which, now)
+        .await?
+        .ok_or_else(|| not_found("no such signed-in device for this user"))?;
     let v = super::signins::signed_out(req.family_id.as_deref(), r);
     record(
         ctx,

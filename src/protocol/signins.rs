@@ -33,3 +33,73 @@ pub fn signed_out(family_id: Option<&str>, r: GrantsRevoked) -> Value {
         }),
     }
 }
+
+/// What to sign a user out of.
+#[derive(Debug, Clone)]
+pub enum Which {
+    /// One app on one device (a refresh family).
+    Family(String),
+    /// One browser session, by its `sid`.
+    Session(String),
+    /// Every family, unused code and browser session (consents stay).
+    Everywhere,
+}
+
+/// Signs `user_id` out of `which` and queues the back-channel logout notices it causes; the
+/// one path the admin API and the account pages take (the CLI, synchronous, calls the same
+/// store functions). `None` when `which` names nothing of this user's that is signed in.
+pub async fn sign_out(
+    ctx: &super::Ctx,
+    user_id: &str,
+    which: Which,
+    now: i64,
+) -> super::error::OAuthResult<Option<GrantsRevoked>> {
+    use crate::store::SignedOut;
+    let uid = user_id.to_owned();
+    let done = ctx
+        .store
+        .blocking(move |s| {
+            Ok(match which {
+                Which::Family(f) => s.sign_out_family(&uid, &f, now)?.map(|client_id| {
+                    let r = GrantsRevoked {
+                        token_families: 1,
+                        ..Default::default()
+                    };
+                    let what = SignedOut::Family {
+                        user_id: uid.clone(),
+                        client_id,
+                        family_id: f,
+                    };
+                    (r, what)
+                }),
+                Which::Session(sid) => s.end_user_session(&uid, &sid)?.then(|| {
+                    let r = GrantsRevoked {
+                        sessions: 1,
+                        ..Default::default()
+                    };
+                    (
+                        r,
+                        SignedOut::Session {
+                            user_id: uid.clone(),
+                            sid,
+                        },
+                    )
+                }),
+                Which::Everywhere => {
+                    let r = s.sign_out_everywhere(&uid, now)?;
+                    Some((
+                        r,
+                        SignedOut::User {
+                            user_id: uid.clone(),
+                        },
+                    ))
+                }
+            })
+        })
+        .await?;
+    let Some((revoked, what)) = done else {
+        return Ok(None);
+    };
+    super::backchannel::signed_out(ctx, what, now).await;
+    Ok(Some(revoked))
+}
