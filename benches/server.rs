@@ -168,6 +168,7 @@ fn main() {
             latchkey::outbound::Fetcher::new(false).unwrap(),
         )),
         outbound: latchkey::outbound::Fetcher::new(false).unwrap(),
+        mtls: Default::default(),
     };
 
     // ---- signing and verification ----------------------------------------------------------

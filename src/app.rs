@@ -34,6 +34,8 @@ pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
+    /// With native TLS: the certificate the listener serves, re-read when its files change.
+    tls: Option<Arc<crate::tls::ServerCert>>,
 }
 
 impl Application {
@@ -73,6 +75,13 @@ impl Application {
                 outbound.clone(),
             )),
             outbound,
+            mtls: match &config.tls_client_ca {
+                Some(path) => crate::protocol::mtls::Trust::new(crate::tls::read_certificates(
+                    "tls_client_ca",
+                    path,
+                )?)?,
+                None => crate::protocol::mtls::Trust::default(),
+            },
         };
         let state = web::Data::new(AppState::new(ctx.clone())?);
         let port = listener.local_addr()?.port();
@@ -86,6 +95,10 @@ impl Application {
         // RFC 6797: browsers that once reached an https issuer never use plain http for it
         // again (a year; this host only, since the issuer's parent domain is not ours).
         let hsts = config.issuer.starts_with("https://");
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(crate::tls::ServerCert::open(cert, key)?)),
+            _ => None,
+        };
         let server = HttpServer::new(move || {
             App::new()
                 .wrap_fn(http::cors::headers)
@@ -115,12 +128,19 @@ impl Application {
         // only park on the pool, each wake-up a context switch on the server's CPUs (actix's
         // default is 512 / CPUs threads per worker: 32 concurrent token requests made 32).
         .worker_max_blocking_threads(blocking_threads(config.db_pool_size, workers))
-        .listen(listener)?
+        // RFC 8705: the client certificate of a TLS connection, for its requests.
+        .on_connect(http::client_cert::on_connect);
+        let server = match &tls {
+            Some(cert) => server
+                .listen_rustls_0_23(listener, crate::tls::server_config(&config, cert.clone())?)?,
+            None => server.listen(listener)?,
+        }
         .run();
         Ok(Application {
             port,
             server,
             state,
+            tls,
         })
     }
 
@@ -133,10 +153,16 @@ impl Application {
         let refresher = actix_web::rt::spawn(housekeeping(self.state.clone()));
         let checkpointer = actix_web::rt::spawn(checkpoints(self.state.ctx.store.clone()));
         let logouts = actix_web::rt::spawn(logout_deliveries(self.state.ctx.clone()));
+        let certificates = self
+            .tls
+            .map(|cert| actix_web::rt::spawn(reload_certificate(cert)));
         let result = self.server.await;
         refresher.abort();
         checkpointer.abort();
         logouts.abort();
+        if let Some(c) = certificates {
+            c.abort();
+        }
         result
     }
 }
@@ -154,6 +180,19 @@ async fn checkpoints(store: crate::store::Store) {
             Ok(Some(_)) => {}
             Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry"),
         }
+    }
+}
+
+/// Native TLS: looks at the certificate and key files every `tls::RELOAD_INTERVAL` and serves a
+/// renewed pair to new connections (open ones keep theirs).
+async fn reload_certificate(cert: Arc<crate::tls::ServerCert>) {
+    let mut tick = tokio::time::interval(crate::tls::RELOAD_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let cert = cert.clone();
+        // A few stat calls, and a file read now and then: off the worker.
+        let _ = tokio::task::spawn_blocking(move || cert.reload_if_changed()).await;
     }
 }
 

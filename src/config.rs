@@ -117,6 +117,26 @@ pub struct Config {
     /// reserved addresses, and use plain http. For development and tests only: with it, anyone
     /// who can register a client can make the server call into its own network (SSRF).
     pub outbound_allow_private_addresses: bool,
+    /// HTTPS in the server itself (`src/tls.rs`): the PEM certificate chain and private key,
+    /// both or neither, re-read when either file changes. Without them the server speaks
+    /// plain HTTP, for a TLS proxy in front of it.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// RFC 8705 `tls_client_auth`: a PEM file of the CAs whose client certificates may
+    /// authenticate clients (by subject DN or SAN). Without it only
+    /// `self_signed_tls_client_auth` (certificates registered in the client's `jwks`) works.
+    pub tls_client_ca: Option<PathBuf>,
+    /// Behind a TLS proxy: the request header carrying the client certificate the proxy saw,
+    /// as URL-escaped PEM (nginx `$ssl_client_escaped_cert`). Read only from `trusted_proxies`.
+    pub tls_client_cert_header: Option<String>,
+    /// RFC 8705 §5 `mtls_endpoint_aliases`: the https origin where clients reach the token,
+    /// PAR, introspection, revocation, userinfo and device endpoints with a client
+    /// certificate (a proxy host that asks for one, so browsers on the issuer's host are never
+    /// asked). Default: the issuer itself, when certificates can reach the server.
+    pub mtls_endpoint_base: Option<String>,
+    /// Serve plain http on a non-loopback address with an http issuer (a private network
+    /// only: tokens and passwords then cross it in the clear).
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +184,12 @@ impl Default for Config {
             device_code_ttl: 600,
             device_poll_interval: 5,
             outbound_allow_private_addresses: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            tls_client_cert_header: None,
+            mtls_endpoint_base: None,
+            allow_insecure_http: false,
         }
     }
 }
@@ -206,6 +232,12 @@ const KEYS: &[&str] = &[
     "device_code_ttl",
     "device_poll_interval",
     "outbound_allow_private_addresses",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "tls_client_cert_header",
+    "mtls_endpoint_base",
+    "allow_insecure_http",
 ];
 
 impl Config {
@@ -357,7 +389,94 @@ impl Config {
         if self.db_pool_size == 0 || self.db_pool_size > 256 {
             return Err(bad("db_pool_size", "must be between 1 and 256"));
         }
+        self.validate_transport(&url)
+            .map_err(|(key, why)| bad(key, why))
+    }
+
+    /// TLS, client certificates and where plain http may be served.
+    fn validate_transport(&self, issuer: &url::Url) -> Result<(), (&'static str, String)> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(("tls_cert / tls_key", "set both or neither".into()));
+            }
+            _ => {}
+        }
+        let https_issuer = issuer.scheme() == "https";
+        if self.tls_cert.is_some() && !https_issuer {
+            return Err((
+                "issuer",
+                "must be an https URL when tls_cert is set (tokens name the issuer clients reach)"
+                    .into(),
+            ));
+        }
+        if self.tls_cert.is_none()
+            && !https_issuer
+            && !self.allow_insecure_http
+            && self.trusted_proxies.is_empty()
+            && !self.listens_on_loopback_only()
+        {
+            return Err((
+                "listen",
+                format!(
+                    "{} is reachable from other machines and the issuer is plain http: set tls_cert and tls_key with an https issuer, or put a TLS proxy in front and list it in trusted_proxies, or set allow_insecure_http = true (a private network only)",
+                    self.listen
+                ),
+            ));
+        }
+        if let Some(h) = &self.tls_client_cert_header {
+            if actix_web::http::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                return Err((
+                    "tls_client_cert_header",
+                    format!("{h:?} is not a header name"),
+                ));
+            }
+            if self.trusted_proxies.is_empty() {
+                return Err((
+                    "tls_client_cert_header",
+                    "is read only from trusted_proxies, and none is set".into(),
+                ));
+            }
+        }
+        if let Some(base) = &self.mtls_endpoint_base {
+            let ok = url::Url::parse(base).is_ok_and(|u| {
+                u.scheme() == "https"
+                    && u.host().is_some()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            });
+            if !ok || base.ends_with('/') {
+                return Err((
+                    "mtls_endpoint_base",
+                    "must be an https URL with no query, fragment or trailing slash".into(),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether every address `listen` names is a loopback address.
+    fn listens_on_loopback_only(&self) -> bool {
+        match std::net::ToSocketAddrs::to_socket_addrs(&self.listen) {
+            Ok(addrs) => {
+                let addrs: Vec<SocketAddr> = addrs.collect();
+                !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Whether client certificates can reach the server: its own TLS handshake, or a proxy's
+    /// header.
+    pub fn client_certificates(&self) -> bool {
+        self.tls_cert.is_some() || self.tls_client_cert_header.is_some()
+    }
+
+    /// The base URL of the RFC 8705 §5 mTLS endpoint aliases, when certificates can arrive.
+    pub fn mtls_base(&self) -> Option<&str> {
+        if !self.client_certificates() {
+            return None;
+        }
+        Some(self.mtls_endpoint_base.as_deref().unwrap_or(&self.issuer))
     }
 
     /// Values that are valid but risky, for start-up to log.
@@ -386,6 +505,12 @@ impl Config {
             || self.password_hash_iterations < crate::secret::OWASP_ARGON2_ITERATIONS
         {
             w.push("password_hash_memory_kib / password_hash_iterations are below OWASP's argon2id recommendation (19456 KiB, 2): new password hashes are cheaper to crack; use this only for test suites".into());
+        }
+        if self.allow_insecure_http && self.tls_cert.is_none() && !self.listens_on_loopback_only() {
+            w.push(format!("allow_insecure_http is on and {} is reachable from other machines: passwords, codes and tokens cross the network in the clear", self.listen));
+        }
+        if self.tls_client_ca.is_some() && !self.client_certificates() {
+            w.push("tls_client_ca is set but no client certificate can arrive: set tls_cert / tls_key, or tls_client_cert_header behind a proxy".into());
         }
         if self.outbound_allow_private_addresses {
             w.push("outbound_allow_private_addresses is on: a client's jwks_uri may point at this machine or its private network, over plain http; use this only for development and tests".into());

@@ -13,3 +13,4 @@ pub mod protocol;
 pub mod secret;
 pub mod store;
 pub mod text;
+pub mod tls;

@@ -99,6 +99,99 @@ pub struct Client {
     pub backchannel_logout_session_required: bool,
     /// RFC 9101 §10.5: authorization requests only as request objects signed with `jwks`.
     pub require_signed_request_object: bool,
+    /// RFC 8705 §2: the client authenticates with a TLS client certificate (and only so).
+    pub tls_client_auth: Option<TlsClientAuth>,
+    /// RFC 8705 §3.4 `tls_client_certificate_bound_access_tokens`: every token request must
+    /// present a certificate, and the access tokens are bound to it (`cnf.x5t#S256`).
+    pub tls_client_certificate_bound_access_tokens: bool,
+}
+
+/// RFC 8705 §2: how a client proves itself with its certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsClientAuth {
+    /// `tls_client_auth`: a certificate from a CA in `tls_client_ca` carrying this name.
+    Pki(CertName),
+    /// `self_signed_tls_client_auth`: a certificate registered in the client's `jwks` or
+    /// `jwks_uri` (`x5c`).
+    SelfSigned,
+}
+
+impl TlsClientAuth {
+    /// RFC 8705 §2.1 / §2.2 `token_endpoint_auth_method` values.
+    pub fn method(&self) -> &'static str {
+        match self {
+            TlsClientAuth::Pki(_) => "tls_client_auth",
+            TlsClientAuth::SelfSigned => "self_signed_tls_client_auth",
+        }
+    }
+
+    /// How it is stored: (kind, name).
+    pub fn to_columns(&self) -> (&'static str, Option<&str>) {
+        match self {
+            TlsClientAuth::Pki(n) => (n.kind(), Some(n.value())),
+            TlsClientAuth::SelfSigned => ("self_signed", None),
+        }
+    }
+
+    pub fn from_columns(kind: &str, name: Option<&str>) -> Option<TlsClientAuth> {
+        if kind == "self_signed" {
+            return Some(TlsClientAuth::SelfSigned);
+        }
+        CertName::from_kind(kind, name?.to_owned()).map(TlsClientAuth::Pki)
+    }
+}
+
+/// RFC 8705 §2.1.2: the one name a `tls_client_auth` client's certificate must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertName {
+    /// RFC 4514 string, e.g. `CN=payments,O=Example`.
+    SubjectDn(String),
+    SanDns(String),
+    SanUri(String),
+    SanIp(String),
+    SanEmail(String),
+}
+
+impl CertName {
+    /// The short kinds, as stored and as `latchkey client add --tls-client-auth KIND=VALUE`.
+    pub const KINDS: [&'static str; 5] =
+        ["subject_dn", "san_dns", "san_uri", "san_ip", "san_email"];
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CertName::SubjectDn(_) => "subject_dn",
+            CertName::SanDns(_) => "san_dns",
+            CertName::SanUri(_) => "san_uri",
+            CertName::SanIp(_) => "san_ip",
+            CertName::SanEmail(_) => "san_email",
+        }
+    }
+
+    pub fn value(&self) -> &str {
+        match self {
+            CertName::SubjectDn(v)
+            | CertName::SanDns(v)
+            | CertName::SanUri(v)
+            | CertName::SanIp(v)
+            | CertName::SanEmail(v) => v,
+        }
+    }
+
+    pub fn from_kind(kind: &str, value: String) -> Option<CertName> {
+        Some(match kind {
+            "subject_dn" => CertName::SubjectDn(value),
+            "san_dns" => CertName::SanDns(value),
+            "san_uri" => CertName::SanUri(value),
+            "san_ip" => CertName::SanIp(value),
+            "san_email" => CertName::SanEmail(value),
+            _ => return None,
+        })
+    }
+
+    /// The RFC 8705 §2.1.2 metadata name (`tls_client_auth_subject_dn`, ...).
+    pub fn metadata_name(&self) -> String {
+        format!("tls_client_auth_{}", self.kind())
+    }
 }
 
 impl Client {

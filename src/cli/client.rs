@@ -75,6 +75,16 @@ pub enum ClientCommand {
         /// (RFC 9101; metadata `require_signed_request_object`).
         #[arg(long)]
         require_signed_request: bool,
+        /// Authenticate with a TLS client certificate (RFC 8705) instead of a secret:
+        /// `subject_dn=CN=payments,O=Example` (or `san_dns=`, `san_uri=`, `san_ip=`,
+        /// `san_email=`) for a certificate from a CA in `tls_client_ca`, or `self_signed` for
+        /// one of the certificates (`x5c`) in `--jwks-file` / `--jwks-uri`.
+        #[arg(long, value_name = "KIND=NAME|self_signed")]
+        tls_client_auth: Option<String>,
+        /// Bind this client's access tokens to its TLS client certificate (`cnf.x5t#S256`;
+        /// metadata `tls_client_certificate_bound_access_tokens`).
+        #[arg(long)]
+        mtls_bound: bool,
     },
     /// List clients (never secrets).
     List,
@@ -106,7 +116,25 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
             backchannel_logout_uri,
             backchannel_logout_session_required,
             require_signed_request,
+            tls_client_auth,
+            mtls_bound,
         } => {
+            let tls_client_auth = match tls_client_auth.as_deref() {
+                None => None,
+                Some("self_signed") => Some(crate::model::TlsClientAuth::SelfSigned),
+                Some(v) => {
+                    let name = v.split_once('=').and_then(|(kind, name)| {
+                        crate::model::CertName::from_kind(kind, name.to_owned())
+                    });
+                    match name {
+                        Some(n) => Some(crate::model::TlsClientAuth::Pki(n)),
+                        None => anyhow::bail!(
+                            "--tls-client-auth: expected self_signed or KIND=NAME with KIND one of {}",
+                            crate::model::CertName::KINDS.join(", ")
+                        ),
+                    }
+                }
+            };
             let jwks = match jwks_file {
                 Some(p) => {
                     let text = std::fs::read_to_string(&p)
@@ -139,6 +167,8 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
                 backchannel_logout_uri,
                 backchannel_logout_session_required,
                 require_signed_request_object: require_signed_request,
+                tls_client_auth,
+                tls_client_certificate_bound_access_tokens: mtls_bound,
             };
             let new = clients::create(spec, now())
                 .map_err(|e| anyhow::anyhow!("{}: {}", e.code.as_str(), e.description))?;

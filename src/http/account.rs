@@ -68,6 +68,7 @@ async fn signed_in_with_token(req: &HttpRequest, state: &AppState) -> Option<(Us
     let (claims, user) = introspect::authenticate_resource(
         &state.ctx,
         introspect::Presented::Bearer(&token),
+        None,
         unix_now(),
         |_| true,
     )
@@ -254,7 +255,7 @@ async fn callback(req: HttpRequest, state: State) -> HttpResponse {
     let seen = super::client_ip::seen(&req);
     let tokens = match crate::protocol::token::exchange(
         &state.ctx,
-        None,
+        Default::default(),
         dpop::Header::Absent,
         params,
         &seen,

@@ -29,11 +29,8 @@ pub async fn device_authorization(
     let result = async {
         let body = read_form_body(&req, body).await?;
         let params = Params::parse(&body)?;
-        let authorization = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes);
-        device::authorize(&state.ctx, authorization, &params, now).await
+        let credentials = super::client_cert::ClientCredentials::of(&req);
+        device::authorize(&state.ctx, credentials.get(), &params, now).await
     }
     .await;
     match result {

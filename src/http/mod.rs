@@ -5,6 +5,7 @@
 mod account;
 pub mod admin;
 mod authorize;
+pub mod client_cert;
 pub mod client_ip;
 pub mod cors;
 mod csrf;

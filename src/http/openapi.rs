@@ -27,8 +27,9 @@ pub struct ClientMetadata {
     pub client_name: String,
     /// `public` or `confidential`.
     pub client_type: String,
-    /// `none` (public clients), `client_secret_basic` (`client_secret_post` works too), or
-    /// `private_key_jwt` (a confidential client with `jwks` or `jwks_uri`).
+    /// `none` (public clients), `client_secret_basic` (`client_secret_post` works too),
+    /// `private_key_jwt` (a confidential client with `jwks` or `jwks_uri`), or RFC 8705
+    /// `tls_client_auth` / `self_signed_tls_client_auth`.
     pub token_endpoint_auth_method: String,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
@@ -57,6 +58,11 @@ pub struct ClientMetadata {
     pub backchannel_logout_session_required: bool,
     /// RFC 9101 §10.5: authorization requests must be signed request objects.
     pub require_signed_request_object: bool,
+    /// RFC 8705 §3.4: access tokens are bound to the client's TLS certificate.
+    pub tls_client_certificate_bound_access_tokens: bool,
+    /// RFC 8705 §2.1.2 (`tls_client_auth` clients): the one certificate name registered, as
+    /// `tls_client_auth_subject_dn`, `_san_dns`, `_san_uri`, `_san_ip` or `_san_email`.
+    pub tls_client_auth_subject_dn: Option<String>,
     /// May obtain `latchkey:admin` (made only with `latchkey client add --admin`).
     pub admin: bool,
     pub disabled: bool,

@@ -16,7 +16,7 @@ pub async fn push(
     let now = unix_now();
     let result = async {
         let p = client_post(&req, body).await?;
-        par::push(&state.ctx, p.authorization, p.proof, p.params, now).await
+        par::push(&state.ctx, p.credentials.get(), p.proof, p.params, now).await
     }
     .await;
     // RFC 9126 §2.2: 201 Created.

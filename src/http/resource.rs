@@ -3,6 +3,7 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use super::client_cert::ClientCredentials;
 use super::{AppState, error, read_form_body, unix_now};
 use crate::protocol::discovery::USERINFO_PATH;
 use crate::protocol::dpop;
@@ -14,12 +15,6 @@ fn no_store(mut b: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBui
     b
 }
 
-fn authorization(req: &HttpRequest) -> Option<&[u8]> {
-    req.headers()
-        .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes)
-}
-
 pub async fn introspect(
     req: HttpRequest,
     body: web::Payload,
@@ -28,7 +23,8 @@ pub async fn introspect(
     let now = unix_now();
     let r = async {
         let params = Params::parse(&read_form_body(&req, body).await?)?;
-        introspect::introspect(&state.ctx, authorization(&req), params, now).await
+        let credentials = ClientCredentials::of(&req);
+        introspect::introspect(&state.ctx, credentials.get(), params, now).await
     }
     .await;
     match r {
@@ -45,7 +41,8 @@ pub async fn revoke(
     let now = unix_now();
     let r = async {
         let params = Params::parse(&read_form_body(&req, body).await?)?;
-        introspect::revoke(&state.ctx, authorization(&req), params, now).await
+        let credentials = ClientCredentials::of(&req);
+        introspect::revoke(&state.ctx, credentials.get(), params, now).await
     }
     .await;
     match r {
@@ -88,6 +85,11 @@ pub async fn userinfo(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         return r.finish();
     };
     let htu = format!("{}{USERINFO_PATH}", state.ctx.config.issuer);
+    let alias = state
+        .ctx
+        .config
+        .mtls_base()
+        .map(|b| format!("{b}{USERINFO_PATH}"));
     let presented = if dpop_scheme {
         Presented::Dpop {
             token: &token,
@@ -98,12 +100,14 @@ pub async fn userinfo(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
             ),
             method: req.method().as_str(),
             htu: &htu,
+            htu_alias: alias.as_deref(),
         }
     } else {
         Presented::Bearer(&token)
     };
     let nonce = dpop::current_nonce(&state.ctx, now);
-    match introspect::userinfo(&state.ctx, presented, now).await {
+    let certificate = super::client_cert::client_certificate(&req);
+    match introspect::userinfo(&state.ctx, presented, certificate.as_deref(), now).await {
         Ok(v) => {
             let mut r = no_store(HttpResponse::Ok());
             if dpop_scheme && let Some(n) = nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {

@@ -12,10 +12,10 @@ use crate::protocol::params::Params;
 use crate::protocol::token;
 
 /// A client's POST to the token or PAR endpoint: the form, the `Authorization` header value and
-/// the `DPoP` header(s).
+/// client certificate, and the `DPoP` header(s).
 pub(super) struct ClientPost<'r> {
     pub params: Params,
-    pub authorization: Option<&'r [u8]>,
+    pub credentials: super::client_cert::ClientCredentials<'r>,
     pub proof: dpop::Header<'r>,
 }
 
@@ -26,10 +26,7 @@ pub(super) async fn client_post(
     let body = read_form_body(req, body).await?;
     Ok(ClientPost {
         params: Params::parse(&body)?,
-        authorization: req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes),
+        credentials: super::client_cert::ClientCredentials::of(req),
         proof: dpop::Header::from_values(req.headers().get_all(DPOP).map(HeaderValue::as_bytes)),
     })
 }
@@ -66,7 +63,15 @@ pub async fn token(
     let result = async {
         let p = client_post(&req, body).await?;
         let seen = super::client_ip::seen(&req);
-        token::exchange(&state.ctx, p.authorization, p.proof, p.params, &seen, now).await
+        token::exchange(
+            &state.ctx,
+            p.credentials.get(),
+            p.proof,
+            p.params,
+            &seen,
+            now,
+        )
+        .await
     }
     .await;
     answer(&state, StatusCode::OK, result, now)

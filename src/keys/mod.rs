@@ -490,6 +490,16 @@ impl VerifiedAccessToken {
     pub fn has_scope(&self, s: &str) -> bool {
         self.scope.split(' ').any(|t| t == s)
     }
+
+    /// RFC 9449 `cnf.jkt`: the DPoP key the token is bound to.
+    pub fn dpop_jkt(&self) -> Option<&str> {
+        self.cnf.as_ref()?.get("jkt")?.as_str()
+    }
+
+    /// RFC 8705 `cnf.x5t#S256`: the client certificate the token is bound to.
+    pub fn cert_x5t(&self) -> Option<&str> {
+        self.cnf.as_ref()?.get("x5t#S256")?.as_str()
+    }
 }
 
 /// Generates a new key for `alg`, published now and signing after `config.key_publish_ahead`

@@ -1,6 +1,8 @@
 //! Client authentication at the token endpoint (RFC 6749 §2.3): `client_secret_basic`,
 //! `client_secret_post`, `private_key_jwt` (RFC 7523, checks in `client_assertion.rs`) and
-//! `none` (a public client naming itself with `client_id`).
+//! `none` (a public client naming itself with `client_id`), and RFC 8705 `tls_client_auth` /
+//! `self_signed_tls_client_auth` (a client naming itself with `client_id` over a connection
+//! with its certificate; checks in `mtls.rs`).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -47,6 +49,15 @@ impl Presented {
     pub fn scheme(&self) -> Option<AuthScheme> {
         matches!(self, Presented::Basic { .. }).then_some(AuthScheme::Basic)
     }
+}
+
+/// What a request carries that can authenticate its client.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Credentials<'a> {
+    /// The `Authorization` header value.
+    pub authorization: Option<&'a [u8]>,
+    /// The TLS client certificate (RFC 8705), from the handshake or a trusted proxy.
+    pub certificate: Option<&'a super::mtls::ClientCertificate>,
 }
 
 fn invalid_client(scheme: Option<AuthScheme>) -> OAuthError {
@@ -210,13 +221,50 @@ fn authenticate(
 /// every client-authenticated endpoint (token, introspection, revocation) takes.
 pub async fn authenticate_request(
     ctx: &Ctx,
-    authorization: Option<&[u8]>,
+    credentials: Credentials<'_>,
     params: &Params,
     now: i64,
 ) -> OAuthResult<Client> {
-    let presented = presented(authorization, params)?;
+    let presented = presented(credentials.authorization, params)?;
     let stored = ctx.store.request_client(presented.client_id()).await?;
-    check(ctx, &presented, stored, now).await
+    check(ctx, &presented, credentials.certificate, stored, now).await
+}
+
+/// RFC 8705 §2: a client that authenticates with its certificate does so with nothing else
+/// (`client_id` in the body names it) and with a certificate that passes its method's checks.
+async fn check_certificate(
+    ctx: &Ctx,
+    presented: &Presented,
+    certificate: Option<&super::mtls::ClientCertificate>,
+    client: Client,
+    now: i64,
+) -> OAuthResult<Client> {
+    let scheme = presented.scheme();
+    let Some(auth) = &client.tls_client_auth else {
+        return Err(invalid_client(scheme));
+    };
+    if !matches!(presented, Presented::None { .. }) {
+        return Err(invalid_client(scheme)
+            .with_cause("this client must authenticate with its TLS client certificate"));
+    }
+    if client.disabled {
+        return Err(invalid_client(scheme).with_cause("client disabled"));
+    }
+    let Some(cert) = certificate else {
+        return Err(invalid_client(scheme).with_cause("no TLS client certificate presented"));
+    };
+    let checked = match auth {
+        crate::model::TlsClientAuth::Pki(name) => {
+            ctx.mtls.check(cert, name, now).map_err(String::from)
+        }
+        crate::model::TlsClientAuth::SelfSigned => {
+            ctx.client_keys.has_certificate(&client, cert.leaf()).await
+        }
+    };
+    match checked {
+        Ok(()) => Ok(client),
+        Err(cause) => Err(invalid_client(scheme).with_cause(cause)),
+    }
 }
 
 /// Authenticates `presented` against the stored client; an assertion is then recorded so
@@ -224,9 +272,16 @@ pub async fn authenticate_request(
 pub async fn check(
     ctx: &Ctx,
     presented: &Presented,
+    certificate: Option<&super::mtls::ClientCertificate>,
     stored: Option<Client>,
     now: i64,
 ) -> OAuthResult<Client> {
+    let stored = match stored {
+        Some(client) if client.tls_client_auth.is_some() => {
+            return check_certificate(ctx, presented, certificate, client, now).await;
+        }
+        other => other,
+    };
     // The key an assertion must be signed with: registered, or from the client's jwks_uri.
     let assertion_key = match (presented, &stored) {
         (Presented::Assertion { jwt, .. }, Some(c)) if !c.disabled && c.has_keys() => {

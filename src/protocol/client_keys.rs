@@ -57,8 +57,27 @@ impl ClientKeys {
         client: &Client,
         jwt: &str,
     ) -> Result<(DecodingKey, Algorithm), String> {
+        self.find(client, |set| client_assertion::client_key(jwt, set))
+            .await
+    }
+
+    /// RFC 8705 §2.2 `self_signed_tls_client_auth`: whether `leaf` (DER) is one of the
+    /// certificates the client registered (`x5c` of a key in its `jwks` or `jwks_uri`).
+    pub async fn has_certificate(&self, client: &Client, leaf: &[u8]) -> Result<(), String> {
+        self.find(client, |set| super::mtls::registered_certificate(set, leaf))
+            .await
+    }
+
+    /// Applies `pick` to the client's key set: registered, or fetched from its `jwks_uri`
+    /// (cached; fetched again once, at most every [`MIN_REFETCH`], when `pick` finds nothing
+    /// in the cached set: perhaps the client added a key since).
+    async fn find<T>(
+        &self,
+        client: &Client,
+        pick: impl Fn(&str) -> Result<T, &'static str>,
+    ) -> Result<T, String> {
         if let Some(jwks) = &client.jwks {
-            return client_assertion::client_key(jwt, jwks).map_err(String::from);
+            return pick(jwks).map_err(String::from);
         }
         let Some(uri) = &client.jwks_uri else {
             return Err("the client has no registered keys".into());
@@ -80,7 +99,7 @@ impl ClientKeys {
             self.refetch(uri, &mut slot).await;
         }
         let first = match &slot.result {
-            Some(Ok(set)) => client_assertion::client_key(jwt, set),
+            Some(Ok(set)) => pick(set),
             Some(Err(cause)) => return Err(format!("jwks_uri: {cause}")),
             None => return Err("jwks_uri: not fetched".into()),
         };
@@ -91,10 +110,9 @@ impl ClientKeys {
                     .fetched_at
                     .is_some_and(|at| at.elapsed() >= MIN_REFETCH) =>
             {
-                // Perhaps a key the client added since: look once more.
                 self.refetch(uri, &mut slot).await;
                 match &slot.result {
-                    Some(Ok(set)) => client_assertion::client_key(jwt, set).map_err(String::from),
+                    Some(Ok(set)) => pick(set).map_err(String::from),
                     Some(Err(cause)) => Err(format!("jwks_uri: {cause}")),
                     None => Err(e.into()),
                 }

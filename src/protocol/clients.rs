@@ -3,7 +3,7 @@
 use super::error::{ErrorCode, OAuthError, OAuthResult};
 use super::redirect_uri;
 use super::scope::Scope;
-use crate::model::{Client, ClientType, GrantType};
+use crate::model::{Client, ClientType, GrantType, TlsClientAuth};
 use crate::secret;
 
 /// The scope only `--admin` clients may hold.
@@ -36,6 +36,11 @@ pub struct ClientSpec {
     pub backchannel_logout_session_required: bool,
     /// RFC 9101 §10.5 `require_signed_request_object` (needs `jwks` or `jwks_uri`).
     pub require_signed_request_object: bool,
+    /// RFC 8705 §2: authenticate with a TLS client certificate (`tls_client_auth` with the
+    /// name it must carry, or `self_signed_tls_client_auth` with certificates in `jwks`).
+    pub tls_client_auth: Option<TlsClientAuth>,
+    /// RFC 8705 §3.4 `tls_client_certificate_bound_access_tokens`.
+    pub tls_client_certificate_bound_access_tokens: bool,
 }
 
 /// A new client and, for a confidential one, its secret (shown once, stored only as a hash).
@@ -179,8 +184,11 @@ pub fn create(spec: ClientSpec, now: i64) -> OAuthResult<NewClient> {
             "require_signed_request_object needs jwks or jwks_uri (the keys request objects are signed with)",
         ));
     }
-    // A client with keys proves itself with them: no secret to leak.
-    let secret = (client_type == ClientType::Confidential && !has_keys).then(secret::new_secret);
+    check_tls_client_auth(&spec, client_type, has_keys)?;
+    // A client with keys or a certificate proves itself with them: no secret to leak.
+    let secret =
+        (client_type == ClientType::Confidential && !has_keys && spec.tls_client_auth.is_none())
+            .then(secret::new_secret);
     let client = Client {
         client_id: secret::random_id(),
         client_name: name.to_owned(),
@@ -204,8 +212,71 @@ pub fn create(spec: ClientSpec, now: i64) -> OAuthResult<NewClient> {
         backchannel_logout_uri,
         backchannel_logout_session_required: spec.backchannel_logout_session_required,
         require_signed_request_object: spec.require_signed_request_object,
+        tls_client_auth: spec.tls_client_auth,
+        tls_client_certificate_bound_access_tokens: spec.tls_client_certificate_bound_access_tokens,
     };
     Ok(NewClient { client, secret })
+}
+
+/// RFC 8705 §2 rules: certificate authentication is for confidential clients; a PKI client
+/// names one non-empty subject DN or SAN; a self-signed one registers its certificates (`x5c`)
+/// in `jwks` or `jwks_uri`. Bound tokens are for confidential clients here: a public client's
+/// refresh tokens would have to be bound too (§4), and DPoP does that already.
+fn check_tls_client_auth(
+    spec: &ClientSpec,
+    client_type: ClientType,
+    has_keys: bool,
+) -> OAuthResult<()> {
+    if spec.tls_client_certificate_bound_access_tokens && client_type != ClientType::Confidential {
+        return Err(metadata_error(
+            "tls_client_certificate_bound_access_tokens is for confidential clients; a public client binds its tokens with DPoP",
+        ));
+    }
+    let Some(auth) = &spec.tls_client_auth else {
+        return Ok(());
+    };
+    if client_type != ClientType::Confidential {
+        return Err(metadata_error(
+            "tls_client_auth and self_signed_tls_client_auth are for confidential clients",
+        ));
+    }
+    match auth {
+        TlsClientAuth::Pki(name) => {
+            let v = name.value();
+            if v.trim().is_empty() || v.len() > 500 || !crate::text::printable(v, 500) {
+                return Err(metadata_error(format!(
+                    "{} must be 1 to 500 printable characters",
+                    name.metadata_name()
+                )));
+            }
+            if let crate::model::CertName::SanIp(ip) = name
+                && ip.parse::<std::net::IpAddr>().is_err()
+            {
+                return Err(metadata_error(
+                    "tls_client_auth_san_ip must be an IPv4 or IPv6 address",
+                ));
+            }
+            if let crate::model::CertName::SubjectDn(dn) = name
+                && !super::mtls::valid_dn(dn)
+            {
+                return Err(metadata_error(
+                    "tls_client_auth_subject_dn must be an RFC 4514 distinguished name, like CN=payments,O=Example",
+                ));
+            }
+        }
+        TlsClientAuth::SelfSigned => {
+            let registered = match &spec.jwks {
+                Some(j) => super::mtls::has_registered_certificates(j),
+                None => has_keys,
+            };
+            if !registered {
+                return Err(metadata_error(
+                    "self_signed_tls_client_auth needs the client's certificates: jwks with x5c, or jwks_uri",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A CORS origin as a browser sends it (RFC 6454 §6.2 serialization): `https://host[:port]`,
@@ -267,6 +338,9 @@ fn check_backchannel_logout_uri(u: &str) -> OAuthResult<String> {
 
 /// RFC 7591 §2 `token_endpoint_auth_method` of a client.
 pub fn auth_method(c: &Client) -> &'static str {
+    if let Some(t) = &c.tls_client_auth {
+        return t.method();
+    }
     match (c.client_type, c.has_keys()) {
         (ClientType::Public, _) => "none",
         (ClientType::Confidential, true) => "private_key_jwt",
@@ -276,7 +350,7 @@ pub fn auth_method(c: &Client) -> &'static str {
 
 /// RFC 7591 §2 metadata view of a client (never the secret hash).
 pub fn metadata(c: &Client) -> serde_json::Value {
-    serde_json::json!({
+    let mut m = serde_json::json!({
         "client_id": c.client_id,
         "client_name": c.client_name,
         "client_type": c.client_type.as_str(),
@@ -299,7 +373,12 @@ pub fn metadata(c: &Client) -> serde_json::Value {
         "backchannel_logout_uri": c.backchannel_logout_uri,
         "backchannel_logout_session_required": c.backchannel_logout_session_required,
         "client_id_issued_at": c.created_at,
-    })
+        "tls_client_certificate_bound_access_tokens": c.tls_client_certificate_bound_access_tokens,
+    });
+    if let Some(TlsClientAuth::Pki(name)) = &c.tls_client_auth {
+        m[name.metadata_name()] = serde_json::json!(name.value());
+    }
+    m
 }
 
 #[cfg(test)]

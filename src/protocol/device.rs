@@ -78,11 +78,11 @@ pub fn normalize(typed: &str) -> Option<String> {
 /// `POST /device_authorization` (RFC 8628 §3.1).
 pub async fn authorize(
     ctx: &Ctx,
-    authorization: Option<&[u8]>,
+    credentials: client_auth::Credentials<'_>,
     params: &Params,
     now: i64,
 ) -> OAuthResult<DeviceAuthorization> {
-    let client = client_auth::authenticate_request(ctx, authorization, params, now).await?;
+    let client = client_auth::authenticate_request(ctx, credentials, params, now).await?;
     if !client.allows_grant(GrantType::DeviceCode) {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,

@@ -18,12 +18,22 @@ pub fn metadata(config: &Config) -> Value {
     if !id_token_algs.contains(&"RS256") {
         id_token_algs.push("RS256");
     }
-    let client_auth = [
+    let mut client_auth = vec![
         "client_secret_basic",
         "client_secret_post",
         "private_key_jwt",
     ];
-    json!({
+    // RFC 8705 §2: only where a client certificate can reach the server (its own TLS, or a
+    // trusted proxy's header); `tls_client_auth` also needs the CAs to check against.
+    if config.client_certificates() {
+        if config.tls_client_ca.is_some() {
+            client_auth.push("tls_client_auth");
+        }
+        client_auth.push("self_signed_tls_client_auth");
+    }
+    let mut with_none = client_auth.clone();
+    with_none.push("none");
+    let mut doc = json!({
         "issuer": iss,
         "authorization_endpoint": format!("{iss}{AUTHORIZE_PATH}"),
         "token_endpoint": format!("{iss}{TOKEN_PATH}"),
@@ -44,10 +54,10 @@ pub fn metadata(config: &Config) -> Value {
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:device_code"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "token_endpoint_auth_methods_supported": with_none,
         // RFC 7523 client assertions (OIDC Discovery §3).
         "token_endpoint_auth_signing_alg_values_supported": super::client_assertion::ALGS,
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "revocation_endpoint_auth_methods_supported": with_none,
         "revocation_endpoint_auth_signing_alg_values_supported": super::client_assertion::ALGS,
         "introspection_endpoint_auth_signing_alg_values_supported": super::client_assertion::ALGS,
         "introspection_endpoint_auth_methods_supported": client_auth,
@@ -65,5 +75,18 @@ pub fn metadata(config: &Config) -> Value {
         "access_token_signing_alg_values_supported": [config.access_token_alg.as_str()],
         // RFC 9449 §5.1.
         "dpop_signing_alg_values_supported": super::dpop::ALGS,
-    })
+    });
+    // RFC 8705 §3.3 and §5.
+    if let Some(base) = config.mtls_base() {
+        doc["tls_client_certificate_bound_access_tokens"] = json!(true);
+        doc["mtls_endpoint_aliases"] = json!({
+            "token_endpoint": format!("{base}{TOKEN_PATH}"),
+            "revocation_endpoint": format!("{base}{REVOKE_PATH}"),
+            "introspection_endpoint": format!("{base}{INTROSPECT_PATH}"),
+            "userinfo_endpoint": format!("{base}{USERINFO_PATH}"),
+            "pushed_authorization_request_endpoint": format!("{base}{}", super::par::PAR_PATH),
+            "device_authorization_endpoint": format!("{base}{}", super::device::DEVICE_AUTHORIZATION_PATH),
+        });
+    }
+    doc
 }

@@ -69,6 +69,8 @@ pub struct Expect<'a> {
     pub method: &'a str,
     /// The target URI without query and fragment (the issuer's endpoint URL).
     pub htu: &'a str,
+    /// The same endpoint's RFC 8705 §5 mTLS alias (`mtls_endpoint_base`), also accepted.
+    pub htu_alias: Option<&'a str>,
     /// The access token presented with the proof at a protected resource: the proof's `ath`
     /// must be its hash (§4.3 12).
     pub access_token: Option<&'a str>,
@@ -326,7 +328,8 @@ pub fn check(
     let htu = claims
         .htu
         .ok_or_else(|| invalid("the DPoP proof has no htu"))?;
-    if normalize_htu(&htu).is_none_or(|h| Some(h) != normalize_htu(expect.htu)) {
+    let matches = |want: &str| normalize_htu(&htu).is_some_and(|h| Some(h) == normalize_htu(want));
+    if !matches(expect.htu) && !expect.htu_alias.is_some_and(matches) {
         return Err(invalid("the DPoP proof is for another URL"));
     }
     let iat = claims
@@ -612,6 +615,7 @@ mod tests {
         Expect {
             method: "POST",
             htu: HTU,
+            htu_alias: None,
             access_token: None,
         }
     }

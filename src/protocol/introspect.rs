@@ -51,11 +51,11 @@ async fn live_access_token(
 /// RFC 7662: only authenticated confidential clients may introspect.
 pub async fn introspect(
     ctx: &Ctx,
-    authorization: Option<&[u8]>,
+    credentials: client_auth::Credentials<'_>,
     params: Params,
     now: i64,
 ) -> OAuthResult<Value> {
-    let presented = client_auth::presented(authorization, &params)?;
+    let presented = client_auth::presented(credentials.authorization, &params)?;
     // The signature is checked first (no I/O), so that the client and the token's revocation
     // state are read in one round trip; the answer waits for client authentication.
     // `token_type_hint` is only a hint (RFC 7662 §2.1): a token not found as the hinted type
@@ -109,19 +109,23 @@ pub async fn introspect(
                 .await?
         }
     };
-    let client = client_auth::check(ctx, &presented, stored, now).await?;
+    let client = client_auth::check(ctx, &presented, credentials.certificate, stored, now).await?;
     if client.client_type != ClientType::Confidential {
         return Err(OAuthError::new(
             ErrorCode::InvalidClient,
             "introspection requires a confidential client",
         )
-        .with_challenge(authorization.map(|_| AuthScheme::Basic)));
+        .with_challenge(credentials.authorization.map(|_| AuthScheme::Basic)));
     }
     let token = params.require("token")?;
     if let Some(c) = live {
         let mut v = serde_json::to_value(&c).map_err(OAuthError::server_error)?;
         v["active"] = json!(true);
-        v["token_type"] = json!(if c.cnf.is_some() { "DPoP" } else { "Bearer" });
+        v["token_type"] = json!(if c.dpop_jkt().is_some() {
+            "DPoP"
+        } else {
+            "Bearer"
+        });
         return Ok(v);
     }
     // Refresh tokens are introspectable by the client they were issued to.
@@ -155,11 +159,11 @@ pub async fn introspect(
 /// invalid or foreign tokens get the same 200 answer.
 pub async fn revoke(
     ctx: &Ctx,
-    authorization: Option<&[u8]>,
+    credentials: client_auth::Credentials<'_>,
     params: Params,
     now: i64,
 ) -> OAuthResult<()> {
-    let client = client_auth::authenticate_request(ctx, authorization, &params, now).await?;
+    let client = client_auth::authenticate_request(ctx, credentials, &params, now).await?;
     let token = params.require("token")?;
     match params.get("token_type_hint") {
         None | Some("access_token") | Some("refresh_token") => {}
@@ -204,6 +208,8 @@ pub enum Presented<'a> {
         proof: dpop::Header<'a>,
         method: &'a str,
         htu: &'a str,
+        /// The endpoint's RFC 8705 §5 mTLS alias, also accepted as `htu`.
+        htu_alias: Option<&'a str>,
     },
 }
 
@@ -216,7 +222,37 @@ fn dpop_error(code: ErrorCode, d: &'static str) -> OAuthError {
 /// `ath` (RFC 9449 §7); an unbound one only as a bearer token.
 /// The token's user is read with the revocation check (one statement) when `want_user` says
 /// so for its claims (`None` also when no such user exists).
+/// A token bound to a client certificate (RFC 8705 §3) also needs that certificate on the
+/// request's connection.
 pub async fn authenticate_resource(
+    ctx: &Ctx,
+    presented: Presented<'_>,
+    certificate: Option<&super::mtls::ClientCertificate>,
+    now: i64,
+    want_user: fn(&VerifiedAccessToken) -> bool,
+) -> OAuthResult<(VerifiedAccessToken, Option<User>)> {
+    let scheme = match presented {
+        Presented::Bearer(_) => AuthScheme::Bearer,
+        Presented::Dpop { .. } => AuthScheme::Dpop,
+    };
+    let (claims, user) = authenticate_sender(ctx, presented, now, want_user).await?;
+    if let Some(bound) = claims.cert_x5t() {
+        let same = certificate.is_some_and(|c| {
+            subtle::ConstantTimeEq::ct_eq(c.thumbprint().as_bytes(), bound.as_bytes()).into()
+        });
+        if !same {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidToken,
+                "the access token is bound to a client certificate: present it over a connection with that certificate",
+            )
+            .with_challenge(Some(scheme)));
+        }
+    }
+    Ok((claims, user))
+}
+
+/// The bearer / DPoP half of [`authenticate_resource`].
+async fn authenticate_sender(
     ctx: &Ctx,
     presented: Presented<'_>,
     now: i64,
@@ -228,7 +264,7 @@ pub async fn authenticate_resource(
             let (claims, extra) = live_access_token(ctx, token, now, want_user)
                 .await?
                 .ok_or_else(|| bearer_error(ErrorCode::InvalidToken, invalid))?;
-            if claims.cnf.is_some() {
+            if claims.dpop_jkt().is_some() {
                 // RFC 9449 §7.2: a DPoP-bound token is never accepted as a bearer token.
                 return Err(bearer_error(
                     ErrorCode::InvalidToken,
@@ -242,17 +278,12 @@ pub async fn authenticate_resource(
             proof,
             method,
             htu,
+            htu_alias,
         } => {
             let (claims, extra) = live_access_token(ctx, token, now, want_user)
                 .await?
                 .ok_or_else(|| dpop_error(ErrorCode::InvalidToken, invalid))?;
-            let Some(bound) = claims
-                .cnf
-                .as_ref()
-                .and_then(|c| c.get("jkt"))
-                .and_then(|j| j.as_str())
-                .map(str::to_owned)
-            else {
+            let Some(bound) = claims.dpop_jkt().map(str::to_owned) else {
                 return Err(dpop_error(
                     ErrorCode::InvalidToken,
                     "the access token is not DPoP-bound: present it as a bearer token",
@@ -270,6 +301,7 @@ pub async fn authenticate_resource(
                 dpop::Expect {
                     method,
                     htu,
+                    htu_alias,
                     access_token: Some(token),
                 },
                 now,
@@ -288,11 +320,16 @@ pub async fn authenticate_resource(
 }
 
 /// OIDC Core §5.3 userinfo: standard claims by scope.
-pub async fn userinfo(ctx: &Ctx, presented: Presented<'_>, now: i64) -> OAuthResult<Value> {
+pub async fn userinfo(
+    ctx: &Ctx,
+    presented: Presented<'_>,
+    certificate: Option<&super::mtls::ClientCertificate>,
+    now: i64,
+) -> OAuthResult<Value> {
     let dpop_scheme = matches!(presented, Presented::Dpop { .. });
     // The user is read with the revocation check (one statement) when the scope asks for it.
     let (claims, user) =
-        authenticate_resource(ctx, presented, now, |c| c.has_scope("openid")).await?;
+        authenticate_resource(ctx, presented, certificate, now, |c| c.has_scope("openid")).await?;
     let bearer_error = |code, d| {
         if dpop_scheme {
             dpop_error(code, d)

@@ -18,6 +18,7 @@ pub mod error;
 pub mod grants;
 pub mod introspect;
 pub mod login;
+pub mod mtls;
 pub mod par;
 pub mod params;
 pub mod pkce;
@@ -49,4 +50,7 @@ pub struct Ctx {
     pub outbound: crate::outbound::Fetcher,
     /// Clients' public keys fetched from their `jwks_uri`, cached.
     pub client_keys: Arc<client_keys::ClientKeys>,
+    /// RFC 8705 `tls_client_auth`: the CAs of `tls_client_ca` (none: no PKI client can
+    /// authenticate).
+    pub mtls: mtls::Trust,
 }

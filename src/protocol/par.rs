@@ -44,7 +44,7 @@ pub struct Pushed {
 /// store it.
 pub async fn push(
     ctx: &Ctx,
-    authorization: Option<&[u8]>,
+    credentials: client_auth::Credentials<'_>,
     dpop_header: dpop::Header<'_>,
     params: Params,
     now: i64,
@@ -52,14 +52,16 @@ pub async fn push(
     if params.get("request_uri").is_some() {
         return Err(OAuthError::invalid_request("request_uri cannot be pushed"));
     }
-    let client = client_auth::authenticate_request(ctx, authorization, &params, now).await?;
+    let client = client_auth::authenticate_request(ctx, credentials, &params, now).await?;
     let htu = format!("{}{PAR_PATH}", ctx.config.issuer);
+    let alias = ctx.config.mtls_base().map(|b| format!("{b}{PAR_PATH}"));
     let proof = dpop::verify(
         ctx,
         dpop_header,
         dpop::Expect {
             method: "POST",
             htu: &htu,
+            htu_alias: alias.as_deref(),
             access_token: None,
         },
         now,

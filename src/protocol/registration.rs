@@ -46,9 +46,23 @@ pub struct ClientMetadataRequest {
     pub grant_types: Option<Vec<String>>,
     /// `code`, or none; must agree with `grant_types`.
     pub response_types: Option<Vec<String>>,
-    /// `none` (a public client: PKCE, no secret), `client_secret_basic` (the default) or
-    /// `client_secret_post`.
+    /// `none` (a public client: PKCE, no secret), `client_secret_basic` (the default),
+    /// `client_secret_post`, `private_key_jwt` (with `jwks` or `jwks_uri`), or RFC 8705
+    /// `tls_client_auth` (with one `tls_client_auth_*` name) or
+    /// `self_signed_tls_client_auth` (certificates as `x5c` in `jwks` or `jwks_uri`).
     pub token_endpoint_auth_method: Option<String>,
+    /// RFC 8705 §2.1.2: the RFC 4514 subject DN a `tls_client_auth` client's certificate has.
+    pub tls_client_auth_subject_dn: Option<String>,
+    /// RFC 8705 §2.1.2: or a DNS name in its subjectAltName.
+    pub tls_client_auth_san_dns: Option<String>,
+    /// RFC 8705 §2.1.2: or a URI in its subjectAltName.
+    pub tls_client_auth_san_uri: Option<String>,
+    /// RFC 8705 §2.1.2: or an IP address in its subjectAltName.
+    pub tls_client_auth_san_ip: Option<String>,
+    /// RFC 8705 §2.1.2: or an email address in its subjectAltName.
+    pub tls_client_auth_san_email: Option<String>,
+    /// RFC 8705 §3.4: access tokens bound to the client's certificate; default false.
+    pub tls_client_certificate_bound_access_tokens: Option<bool>,
     /// Space-separated scopes the client may request.
     pub scope: Option<String>,
     /// Latchkey extension: RFC 8707 resource indicators the client may obtain tokens for.
@@ -295,7 +309,38 @@ impl ClientMetadataRequest {
             return Err(metadata_error("send jwks or jwks_uri, not both"));
         }
         let keys = self.jwks.is_some() || self.jwks_uri.is_some();
-        let client_type = match (self.token_endpoint_auth_method.as_deref(), keys) {
+        let names: Vec<crate::model::CertName> = [
+            ("subject_dn", &self.tls_client_auth_subject_dn),
+            ("san_dns", &self.tls_client_auth_san_dns),
+            ("san_uri", &self.tls_client_auth_san_uri),
+            ("san_ip", &self.tls_client_auth_san_ip),
+            ("san_email", &self.tls_client_auth_san_email),
+        ]
+        .into_iter()
+        .filter_map(|(kind, v)| crate::model::CertName::from_kind(kind, v.clone()?))
+        .collect();
+        let method = self.token_endpoint_auth_method.as_deref();
+        let tls_client_auth = match (method, names.as_slice()) {
+            (Some("tls_client_auth"), [one]) => Some(crate::model::TlsClientAuth::Pki(one.clone())),
+            (Some("tls_client_auth"), _) => {
+                return Err(metadata_error(
+                    "tls_client_auth needs exactly one of tls_client_auth_subject_dn, _san_dns, _san_uri, _san_ip, _san_email",
+                ));
+            }
+            (_, [_, ..]) => {
+                return Err(metadata_error(
+                    "tls_client_auth_* names are used only with token_endpoint_auth_method tls_client_auth",
+                ));
+            }
+            (Some("self_signed_tls_client_auth"), _) => {
+                Some(crate::model::TlsClientAuth::SelfSigned)
+            }
+            _ => None,
+        };
+        let client_type = match (method, keys) {
+            (Some("tls_client_auth" | "self_signed_tls_client_auth"), _) => {
+                ClientType::Confidential
+            }
             (Some("private_key_jwt"), true) => ClientType::Confidential,
             (Some("private_key_jwt"), false) => {
                 return Err(metadata_error("private_key_jwt needs jwks or jwks_uri"));
@@ -311,7 +356,7 @@ impl ClientMetadataRequest {
             (Some("none"), false) => ClientType::Public,
             (Some(_), false) => {
                 return Err(metadata_error(
-                    "token_endpoint_auth_method must be none, client_secret_basic, client_secret_post or private_key_jwt",
+                    "token_endpoint_auth_method must be none, client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth or self_signed_tls_client_auth",
                 ));
             }
         };
@@ -361,6 +406,10 @@ impl ClientMetadataRequest {
                 .backchannel_logout_session_required
                 .unwrap_or(false),
             require_signed_request_object: self.require_signed_request_object.unwrap_or(false),
+            tls_client_auth,
+            tls_client_certificate_bound_access_tokens: self
+                .tls_client_certificate_bound_access_tokens
+                .unwrap_or(false),
             ..Default::default()
         })
     }

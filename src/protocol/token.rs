@@ -13,7 +13,7 @@ use crate::model::GrantType;
 
 pub async fn exchange(
     ctx: &Ctx,
-    authorization: Option<&[u8]>,
+    credentials: client_auth::Credentials<'_>,
     dpop_header: dpop::Header<'_>,
     params: Params,
     seen: &crate::model::Seen,
@@ -26,7 +26,20 @@ pub async fn exchange(
             "unsupported grant_type",
         ));
     };
-    let client = client_auth::authenticate_request(ctx, authorization, &params, now).await?;
+    let client = client_auth::authenticate_request(ctx, credentials, &params, now).await?;
+    // RFC 8705 §3: such a client's access tokens are bound to its certificate.
+    let cert_x5t = match (
+        client.tls_client_certificate_bound_access_tokens,
+        credentials.certificate,
+    ) {
+        (false, _) => None,
+        (true, Some(c)) => Some(c.thumbprint()),
+        (true, None) => {
+            return Err(OAuthError::invalid_request(
+                "this client must present its TLS client certificate with every token request",
+            ));
+        }
+    };
     if client.dpop_bound_access_tokens && dpop_header.is_absent() {
         // RFC 9449 §5.2: such a client gets sender-constrained tokens or none.
         return Err(OAuthError::invalid_dpop_proof(
@@ -34,12 +47,14 @@ pub async fn exchange(
         ));
     }
     let htu = format!("{}{TOKEN_PATH}", ctx.config.issuer);
+    let alias = ctx.config.mtls_base().map(|b| format!("{b}{TOKEN_PATH}"));
     let proof = dpop::verify(
         ctx,
         dpop_header,
         dpop::Expect {
             method: "POST",
             htu: &htu,
+            htu_alias: alias.as_deref(),
             access_token: None,
         },
         now,
@@ -48,16 +63,16 @@ pub async fn exchange(
     let jkt = proof.as_ref().map(|p| p.jkt.as_str());
     let issued = match grant {
         GrantType::ClientCredentials => {
-            grants::client_credentials::grant(ctx, &client, &params, jkt, now)
+            grants::client_credentials::grant(ctx, &client, &params, jkt, cert_x5t, now)
         }
         GrantType::AuthorizationCode => {
-            grants::authorization_code::grant(ctx, &client, &params, jkt, seen, now).await
+            grants::authorization_code::grant(ctx, &client, &params, jkt, cert_x5t, seen, now).await
         }
         GrantType::RefreshToken => {
-            grants::refresh_token::grant(ctx, &client, &params, jkt, seen, now).await
+            grants::refresh_token::grant(ctx, &client, &params, jkt, cert_x5t, seen, now).await
         }
         GrantType::DeviceCode => {
-            grants::device_code::grant(ctx, &client, &params, jkt, seen, now).await
+            grants::device_code::grant(ctx, &client, &params, jkt, cert_x5t, seen, now).await
         }
     };
     if issued.is_ok() {

@@ -17,15 +17,23 @@ impl Serialize for Audience {
     }
 }
 
-/// RFC 7800 `cnf`; RFC 9449 §6.1 `jkt`: the thumbprint of the DPoP key the token is bound to.
+/// RFC 7800 `cnf`: RFC 9449 §6.1 `jkt`, the thumbprint of the DPoP key the token is bound to;
+/// RFC 8705 §3.1 `x5t#S256`, the thumbprint of the client certificate it is bound to.
 #[derive(Debug, Serialize)]
 pub struct Confirmation {
-    pub jkt: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
+    #[serde(rename = "x5t#S256", skip_serializing_if = "Option::is_none")]
+    pub x5t_s256: Option<String>,
 }
 
 impl Confirmation {
-    pub fn dpop(jkt: Option<&str>) -> Option<Confirmation> {
-        jkt.map(|j| Confirmation { jkt: j.to_owned() })
+    /// `None` when the token is bound to nothing (a bearer token).
+    pub fn new(jkt: Option<&str>, x5t_s256: Option<&str>) -> Option<Confirmation> {
+        (jkt.is_some() || x5t_s256.is_some()).then(|| Confirmation {
+            jkt: jkt.map(str::to_owned),
+            x5t_s256: x5t_s256.map(str::to_owned),
+        })
     }
 }
 

@@ -1375,6 +1375,9 @@ struct ClientRow {
     jwks_uri: Option<String>,
     backchannel_logout_uri: Option<String>,
     backchannel_logout_session_required: bool,
+    tls_client_auth: Option<String>,
+    tls_client_auth_name: Option<String>,
+    tls_bound_access_tokens: bool,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -1420,6 +1423,17 @@ impl ClientRow {
             backchannel_logout_uri: self.backchannel_logout_uri,
             backchannel_logout_session_required: self.backchannel_logout_session_required,
             require_signed_request_object: self.require_signed_request_object,
+            tls_client_auth: match &self.tls_client_auth {
+                Some(kind) => Some(
+                    crate::model::TlsClientAuth::from_columns(
+                        kind,
+                        self.tls_client_auth_name.as_deref(),
+                    )
+                    .ok_or_else(|| corrupt("tls_client_auth"))?,
+                ),
+                None => None,
+            },
+            tls_client_certificate_bound_access_tokens: self.tls_bound_access_tokens,
         })
     }
 
@@ -1448,6 +1462,15 @@ impl ClientRow {
             jwks_uri: c.jwks_uri.clone(),
             backchannel_logout_uri: c.backchannel_logout_uri.clone(),
             backchannel_logout_session_required: c.backchannel_logout_session_required,
+            tls_client_auth: c
+                .tls_client_auth
+                .as_ref()
+                .map(|t| t.to_columns().0.to_owned()),
+            tls_client_auth_name: c
+                .tls_client_auth
+                .as_ref()
+                .and_then(|t| t.to_columns().1.map(str::to_owned)),
+            tls_bound_access_tokens: c.tls_client_certificate_bound_access_tokens,
         })
     }
 }

@@ -24,6 +24,9 @@ diesel::table! {
         jwks_uri -> Nullable<Text>,
         backchannel_logout_uri -> Nullable<Text>,
         backchannel_logout_session_required -> Bool,
+        tls_client_auth -> Nullable<Text>,
+        tls_client_auth_name -> Nullable<Text>,
+        tls_bound_access_tokens -> Bool,
     }
 }
 

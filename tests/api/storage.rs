@@ -158,6 +158,8 @@ fn client(id: &str) -> Client {
         backchannel_logout_uri: None,
         backchannel_logout_session_required: false,
         require_signed_request_object: false,
+        tls_client_auth: None,
+        tls_client_certificate_bound_access_tokens: false,
     }
 }
 

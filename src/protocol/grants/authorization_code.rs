@@ -16,6 +16,7 @@ pub async fn grant(
     client: &Client,
     params: &Params,
     dpop_jkt: Option<&str>,
+    cert_x5t: Option<&str>,
     seen: &crate::model::Seen,
     now: i64,
 ) -> OAuthResult<TokenResponse> {
@@ -92,5 +93,5 @@ pub async fn grant(
         Redeemed::Rejected(e) => return Err(e),
         Redeemed::Issued(c) => c,
     };
-    pending.mint(ctx, client, &code, dpop_jkt, now)
+    pending.mint(ctx, client, &code, dpop_jkt, cert_x5t, now)
 }

@@ -11,12 +11,14 @@ use crate::protocol::tokens::{
     AccessTokenClaims, Audience, Confirmation, TokenResponse, new_jti, token_type,
 };
 
-/// `dpop_jkt`: the thumbprint of a checked DPoP proof's key (RFC 9449): the token is bound to it.
+/// `dpop_jkt`: the thumbprint of a checked DPoP proof's key (RFC 9449); `cert_x5t`: of the
+/// client certificate (RFC 8705 §3): the token is bound to them.
 pub fn grant(
     ctx: &Ctx,
     client: &Client,
     params: &Params,
     dpop_jkt: Option<&str>,
+    cert_x5t: Option<&str>,
     now: i64,
 ) -> OAuthResult<TokenResponse> {
     if client.client_type != ClientType::Confidential
@@ -52,7 +54,7 @@ pub fn grant(
         client_id: &client.client_id,
         scope: scope.to_string(),
         auth_time: None,
-        cnf: Confirmation::dpop(dpop_jkt),
+        cnf: Confirmation::new(dpop_jkt, cert_x5t),
         gty: Some(crate::protocol::tokens::CLIENT_TOKEN_GTY),
     };
     let access_token =

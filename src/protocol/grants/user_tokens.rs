@@ -28,6 +28,8 @@ pub struct UserGrant<'a> {
     pub refresh_token: Option<String>,
     /// RFC 9449: the access token is bound to this DPoP key thumbprint (`cnf.jkt`).
     pub dpop_jkt: Option<&'a str>,
+    /// RFC 8705 §3: and to this client certificate thumbprint (`cnf.x5t#S256`).
+    pub cert_x5t: Option<&'a str>,
 }
 
 /// OIDC Core §2 ID token claims.
@@ -66,7 +68,7 @@ pub fn mint(ctx: &Ctx, g: UserGrant<'_>, now: i64) -> OAuthResult<TokenResponse>
         client_id: g.client_id,
         scope: g.scope,
         auth_time: Some(g.auth_time),
-        cnf: Confirmation::dpop(g.dpop_jkt),
+        cnf: Confirmation::new(g.dpop_jkt, g.cert_x5t),
         gty: None,
     };
     let access_token = ctx
@@ -177,6 +179,7 @@ impl Pending {
         client: &Client,
         code: &AuthCode,
         dpop_jkt: Option<&str>,
+        cert_x5t: Option<&str>,
         now: i64,
     ) -> OAuthResult<TokenResponse> {
         let refresh = wants_refresh(client, &Scope::parse(&code.scope).unwrap_or_default());
@@ -193,6 +196,7 @@ impl Pending {
                 jti: if refresh { self.jti } else { self.plain_jti },
                 refresh_token: refresh.then_some(self.refresh),
                 dpop_jkt,
+                cert_x5t,
             },
             now,
         )
