@@ -29,6 +29,7 @@ mod keys;
 mod login;
 mod logout;
 mod metrics;
+mod mtls;
 mod native_app;
 mod native_sso;
 mod oidc_client;

@@ -56,6 +56,12 @@ pub enum VerifyError {
     /// A token presented with the `DPoP` scheme is not DPoP-bound (no `cnf.jkt`). 401
     /// `invalid_token`.
     NotDpopBound,
+    /// RFC 8705 §3: [`Verifier::verify_mtls`](crate::Verifier::verify_mtls) was given a token
+    /// that is not bound to a client certificate (no `cnf.x5t#S256`). 401 `invalid_token`.
+    NotMtlsBound,
+    /// RFC 8705 §3: the token is bound to another client certificate than the one this
+    /// request's TLS connection presented. 401 `invalid_token`.
+    CertificateMismatch,
     /// The DPoP replay cache has no room for this proof (more live proofs than it was sized
     /// for): refused rather than unchecked. 503, retry later.
     DpopReplayCacheFull,
@@ -131,6 +137,10 @@ impl VerifyError {
             }
             VerifyError::DpopReplayCacheFull => {
                 "too many DPoP proofs to check for replay right now; retry shortly"
+            }
+            VerifyError::NotMtlsBound => "the access token is not bound to a client certificate",
+            VerifyError::CertificateMismatch => {
+                "the access token is bound to another client certificate"
             }
         }
     }

@@ -489,6 +489,43 @@ impl Verifier {
         result
     }
 
+    /// Verifies an access token bound to a TLS client certificate (RFC 8705 §3), presented as
+    /// a bearer token over a connection whose client certificate is `certificate_der` (the
+    /// end-entity certificate, DER, as the API's TLS stack or its trusted proxy saw it): the
+    /// token as [`verify`](Self::verify) checks it, and its `cnf.x5t#S256` must be
+    /// base64url(SHA-256(`certificate_der`)). A token with no certificate binding is refused
+    /// ([`VerifyError::NotMtlsBound`]), as is one also bound to a DPoP key
+    /// ([`VerifyError::SenderConstrained`]: use [`verify_dpop`](Self::verify_dpop) and check
+    /// the certificate with [`Claims::cnf`](crate::Claims)).
+    pub async fn verify_mtls(
+        &self,
+        token: &str,
+        certificate_der: &[u8],
+    ) -> Result<Claims, VerifyError> {
+        let seen = self.inner.attempts.load(Ordering::Acquire);
+        let first = self.inner.verify_mtls_snapshot(token, certificate_der);
+        match first {
+            Err(VerifyError::UnknownKeyId) if self.inner.source.is_some() => {
+                self.inner.refresh_after(seen).await;
+                self.inner.verify_mtls_snapshot(token, certificate_der)
+            }
+            other => other,
+        }
+    }
+
+    /// [`verify_mtls`](Self::verify_mtls) with the keys already known, never waiting.
+    pub fn verify_mtls_cached(
+        &self,
+        token: &str,
+        certificate_der: &[u8],
+    ) -> Result<Claims, VerifyError> {
+        let result = self.inner.verify_mtls_snapshot(token, certificate_der);
+        if matches!(result, Err(VerifyError::UnknownKeyId)) {
+            Inner::schedule_background_refresh(&self.inner);
+        }
+        result
+    }
+
     /// The accepted DPoP proof algorithms, space-separated (the `algs` of a `DPoP` challenge).
     pub fn dpop_algorithms(&self) -> &str {
         &self.inner.dpop_algs_str
@@ -629,6 +666,31 @@ impl Inner {
             )),
             Seen::Full => Err(VerifyError::DpopReplayCacheFull),
         }
+    }
+
+    fn verify_mtls_snapshot(
+        self: &Arc<Self>,
+        token: &str,
+        certificate_der: &[u8],
+    ) -> Result<Claims, VerifyError> {
+        let keys = self.keys.load();
+        if self.source.is_some() && self.now_ms() >= keys.stale_at_ms {
+            Self::schedule_background_refresh(self);
+        }
+        let claims = self.check_token(&keys, token)?;
+        let cnf = claims.cnf.as_ref().ok_or(VerifyError::NotMtlsBound)?;
+        if cnf.jkt.is_some() {
+            return Err(VerifyError::SenderConstrained);
+        }
+        let bound = cnf.x5t_s256.as_deref().ok_or(VerifyError::NotMtlsBound)?;
+        let seen = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            certificate_der,
+        ));
+        if seen != bound {
+            return Err(VerifyError::CertificateMismatch);
+        }
+        Ok(claims)
     }
 
     fn check(&self, keys: &KeySet, token: &str) -> Result<Claims, VerifyError> {
