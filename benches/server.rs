@@ -242,7 +242,10 @@ fn main() {
         runtime
             .block_on(latchkey::protocol::token::exchange(
                 &ctx,
-                Some(basic.as_bytes()),
+                latchkey::protocol::client_auth::Credentials {
+                    authorization: Some(basic.as_bytes()),
+                    certificate: None,
+                },
                 dpop::Header::Absent,
                 params,
                 &Default::default(),

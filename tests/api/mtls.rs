@@ -868,3 +868,172 @@ async fn plain_http_on_a_reachable_address_refuses_to_start_and_names_the_keys()
     assert_ne!(out.code, Some(0), "{out:?}");
     assert!(out.stderr.contains("tls_cert / tls_key"), "{}", out.stderr);
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The docker-compose mTLS example for real: `deploy/mtls/make-certs.sh` makes the
+/// certificates, nginx runs `deploy/nginx.conf` (upstreams and ports pointed at this test),
+/// and Latchkey trusts it as a proxy. A client certificate through the TLS listener gets a
+/// bound token; a forged certificate header sent to the plain listener is dropped by nginx.
+#[actix_web::test]
+async fn the_nginx_example_passes_the_client_certificate_and_drops_a_forged_header() {
+    let have = |cmd: &str, arg: &str| {
+        std::process::Command::new(cmd)
+            .arg(arg)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("nginx", "-v") || !have("openssl", "version") {
+        eprintln!(
+            "SKIPPED the nginx mTLS example: nginx or openssl is not installed (.ci/run installs them)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = dir.path().join("certs");
+    let script = std::process::Command::new("sh")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/mtls/make-certs.sh"
+        ))
+        .env("OUT", &certs)
+        .output()
+        .expect("run make-certs.sh");
+    assert!(
+        script.status.success(),
+        "{}",
+        String::from_utf8_lossy(&script.stderr)
+    );
+    let (plain_port, tls_port) = (free_port(), free_port());
+    let ca = certs.join("ca.pem");
+    let app = TestApp::spawn_with(move |c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".into()];
+        c.tls_client_cert_header = Some("X-SSL-Client-Cert".into());
+        c.tls_client_ca = Some(ca);
+        c.mtls_endpoint_base = Some(format!("https://localhost:{tls_port}"));
+    })
+    .await;
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx.conf"))
+            .expect("read deploy/nginx.conf");
+    let upstream = format!("server 127.0.0.1:{};", app.port);
+    let site = example
+        .replace(
+            "server latchkey-a:8080 max_fails=2 fail_timeout=5s;",
+            &upstream,
+        )
+        .replace("server latchkey-b:8080 max_fails=2 fail_timeout=5s;", "")
+        .replace("listen 8080;", &format!("listen 127.0.0.1:{plain_port};"))
+        .replace(
+            "listen 8443 ssl;",
+            &format!("listen 127.0.0.1:{tls_port} ssl;"),
+        )
+        .replace("/etc/nginx/mtls/", &format!("{}/", certs.display()));
+    assert!(
+        !site.contains("latchkey-a") && !site.contains(":8443"),
+        "{site}"
+    );
+    let d = dir.path().display();
+    let conf = format!(
+        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{}}\nhttp {{\naccess_log off;\nclient_body_temp_path {d}/body;\n\
+         proxy_temp_path {d}/proxy;\nfastcgi_temp_path {d}/fastcgi;\nuwsgi_temp_path {d}/uwsgi;\n\
+         scgi_temp_path {d}/scgi;\n{site}\n}}\n"
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).expect("write nginx.conf");
+    let mut nginx = std::process::Command::new("nginx")
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(dir.path().join("nginx.conf"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start nginx");
+    /// SIGTERM to the master, which stops its workers too (SIGKILL would orphan them).
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            if let Ok(pid) = i32::try_from(self.0.id()) {
+                // SAFETY: kill(2) on our own child's pid; no memory is involved.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = {
+        let _ = &mut nginx;
+        Kill(nginx)
+    };
+    let svc = app
+        .add_client(&[
+            "--name",
+            "payments",
+            "--type",
+            "confidential",
+            "--grant",
+            "client_credentials",
+            "--audience",
+            API,
+            "--tls-client-auth",
+            "subject_dn=CN=payments,O=Example",
+            "--mtls-bound",
+        ])
+        .await;
+    let read = |name: &str| std::fs::read_to_string(certs.join(name)).expect("read cert");
+    let client = Cert {
+        der: CertificateDer::from_pem_slice(read("client.pem").as_bytes())
+            .expect("client PEM")
+            .to_vec(),
+        pem: read("client.pem"),
+        key_pem: read("client.key"),
+    };
+    let ca_pem = read("ca.pem");
+    let tls_token = format!("https://localhost:{tls_port}/token");
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", svc.client_id.as_str()),
+    ];
+    let r = crate::helpers::eventually("nginx to listen", Duration::from_secs(10), || {
+        let http = https(&ca_pem, Some(&client), false);
+        let url = tls_token.clone();
+        async move {
+            let r = http.post(&url).form(&form).send().await.ok()?;
+            Some(Resp::read(r).await)
+        }
+    })
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let (_, c) = jwt_parts(r.json()["access_token"].as_str().expect("token"));
+    assert_eq!(c["cnf"]["x5t#S256"], json!(client.x5t()));
+    // No certificate at the TLS listener.
+    post_form(&https(&ca_pem, None, false), &tls_token, &form)
+        .await
+        .assert_oauth_error(401, "invalid_client");
+    // A client that sends the proxy's header itself, to the plain listener: nginx drops it.
+    let escaped: String =
+        percent_encoding::utf8_percent_encode(&client.pem, percent_encoding::NON_ALPHANUMERIC)
+            .collect();
+    let r = Resp::read(
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{plain_port}/token"))
+            .header("X-SSL-Client-Cert", escaped)
+            .form(&form)
+            .send()
+            .await
+            .expect("POST"),
+    )
+    .await;
+    r.assert_oauth_error(401, "invalid_client");
+    // Discovery points mTLS clients at the alias.
+    let meta = app.discovery().await.json();
+    assert_eq!(
+        meta["mtls_endpoint_aliases"]["token_endpoint"],
+        json!(tls_token)
+    );
+}
