@@ -663,4 +663,113 @@ mod tests {
                 .contains("password_hash_memory_kib")
         );
     }
+
+    #[test]
+    fn plain_http_is_served_only_on_loopback_unless_the_operator_says_why() {
+        let reachable = Config {
+            listen: "0.0.0.0:8080".into(),
+            ..Config::default()
+        };
+        let e = reachable.validate().unwrap_err().to_string();
+        for key in [
+            "listen",
+            "tls_cert",
+            "trusted_proxies",
+            "allow_insecure_http",
+        ] {
+            assert!(e.contains(key), "{key}: {e}");
+        }
+        for ok in [
+            Config {
+                allow_insecure_http: true,
+                ..reachable.clone()
+            },
+            Config {
+                trusted_proxies: vec!["10.0.0.0/8".into()],
+                ..reachable.clone()
+            },
+            Config {
+                issuer: "https://id.example.com".into(),
+                ..reachable.clone()
+            },
+            Config {
+                listen: "[::1]:8080".into(),
+                ..Config::default()
+            },
+            Config {
+                listen: "localhost:8080".into(),
+                ..Config::default()
+            },
+        ] {
+            assert!(ok.validate().is_ok(), "{}: {:?}", ok.listen, ok.validate());
+        }
+        let insecure = Config {
+            allow_insecure_http: true,
+            ..reachable
+        };
+        assert!(insecure.warnings().join(" ").contains("in the clear"));
+    }
+
+    #[test]
+    fn tls_settings_are_checked_together() {
+        let half = Config {
+            tls_cert: Some("cert.pem".into()),
+            issuer: "https://id.example.com".into(),
+            ..Config::default()
+        };
+        assert!(
+            half.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("tls_cert / tls_key")
+        );
+        let http_issuer = Config {
+            tls_cert: Some("cert.pem".into()),
+            tls_key: Some("key.pem".into()),
+            ..Config::default()
+        };
+        assert!(
+            http_issuer
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("issuer")
+        );
+        let header_alone = Config {
+            tls_client_cert_header: Some("X-SSL-Client-Cert".into()),
+            ..Config::default()
+        };
+        assert!(
+            header_alone
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("trusted_proxies")
+        );
+        for bad in [
+            "http://mtls.example.com",
+            "https://mtls.example.com/",
+            "https://x?y",
+        ] {
+            let c = Config {
+                mtls_endpoint_base: Some(bad.into()),
+                ..Config::default()
+            };
+            assert!(
+                c.validate()
+                    .unwrap_err()
+                    .to_string()
+                    .contains("mtls_endpoint_base"),
+                "{bad}"
+            );
+        }
+        // Without a way for certificates to arrive, no mTLS aliases are advertised.
+        assert_eq!(Config::default().mtls_base(), None);
+        let proxied = Config {
+            tls_client_cert_header: Some("X-SSL-Client-Cert".into()),
+            trusted_proxies: vec!["10.0.0.1".into()],
+            ..Config::default()
+        };
+        assert_eq!(proxied.mtls_base(), Some(proxied.issuer.as_str()));
+    }
 }
