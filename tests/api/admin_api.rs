@@ -328,9 +328,24 @@ async fn client_metadata_errors_are_rfc_7591_errors_with_exact_bodies() {
             "private_key_jwt needs jwks or jwks_uri",
         ),
         (
+            json!({"client_name": "a", "token_endpoint_auth_method": "client_secret_jwt"}),
+            "invalid_client_metadata",
+            "token_endpoint_auth_method must be none, client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth or self_signed_tls_client_auth",
+        ),
+        (
             json!({"client_name": "a", "token_endpoint_auth_method": "tls_client_auth"}),
             "invalid_client_metadata",
-            "token_endpoint_auth_method must be none, client_secret_basic, client_secret_post or private_key_jwt",
+            "tls_client_auth needs exactly one of tls_client_auth_subject_dn, _san_dns, _san_uri, _san_ip, _san_email",
+        ),
+        (
+            json!({"client_name": "a", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_san_dns": "a.example", "tls_client_auth_san_uri": "https://a.example"}),
+            "invalid_client_metadata",
+            "tls_client_auth needs exactly one of tls_client_auth_subject_dn, _san_dns, _san_uri, _san_ip, _san_email",
+        ),
+        (
+            json!({"client_name": "a", "tls_client_auth_san_dns": "a.example"}),
+            "invalid_client_metadata",
+            "tls_client_auth_* names are used only with token_endpoint_auth_method tls_client_auth",
         ),
         (
             json!({"client_name": "a", "grant_types": ["password"]}),

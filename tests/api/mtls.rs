@@ -1037,3 +1037,99 @@ async fn the_nginx_example_passes_the_client_certificate_and_drops_a_forged_head
         json!(tls_token)
     );
 }
+
+/// RFC 7591 registration with the RFC 8705 metadata names, then a token with the certificate.
+#[actix_web::test]
+async fn a_client_registered_with_rfc_8705_metadata_authenticates_with_its_certificate() {
+    let pki = Pki::new();
+    let app = spawn_tls(&pki, |_| {}).await;
+    let t = crate::registration::initial_token(
+        &app,
+        &["--grant", "client_credentials", "--audience", API],
+    )
+    .await;
+    let r = crate::registration::register(
+        &app,
+        t["initial_access_token"].as_str(),
+        &json!({
+            "client_name": "ledger",
+            "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": "CN=ledger,O=Example",
+            "tls_client_certificate_bound_access_tokens": true,
+            "grant_types": ["client_credentials"],
+            "audience": [API],
+        }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let meta = r.json();
+    assert!(
+        meta.get("client_secret").is_none_or(Value::is_null),
+        "{meta}"
+    );
+    assert_eq!(meta["token_endpoint_auth_method"], json!("tls_client_auth"));
+    assert_eq!(
+        meta["tls_client_auth_subject_dn"],
+        json!("CN=ledger,O=Example")
+    );
+    assert_eq!(
+        meta["tls_client_certificate_bound_access_tokens"],
+        json!(true)
+    );
+    let id = meta["client_id"].as_str().expect("client_id");
+    // The certificate's subject is O=Example then CN=ledger; its RFC 4514 string (last RDN
+    // first) is what was registered.
+    let mine = pki.client("ledger", vec![]);
+    let r = post_form(
+        &https(&pki.ca_pem(), Some(&mine), false),
+        &app.url("/token"),
+        &[("grant_type", "client_credentials"), ("client_id", id)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let (_, c) = jwt_parts(r.json()["access_token"].as_str().expect("token"));
+    assert_eq!(c["cnf"]["x5t#S256"], json!(mine.x5t()));
+}
+
+/// A subject DN registered in the order `openssl x509 -subject` prints it (first RDN first)
+/// names the certificate too; a DN with one RDN more or less does not.
+#[actix_web::test]
+async fn a_subject_dn_matches_in_either_rdn_order_and_only_exactly() {
+    let pki = Pki::new();
+    let app = spawn_tls(&pki, |_| {}).await;
+    let cert = pki.client("ledger", vec![]);
+    for (dn, accepted) in [
+        ("O=Example, CN=ledger", true),
+        ("cn=LEDGER,o=example", true),
+        ("CN=ledger", false),
+        ("CN=ledger,O=Example,C=DE", false),
+        ("CN=ledger+O=Example", false),
+    ] {
+        let name = format!("subject_dn={dn}");
+        let c = app
+            .add_client(&[
+                "--name",
+                "ledger",
+                "--type",
+                "confidential",
+                "--grant",
+                "client_credentials",
+                "--audience",
+                API,
+                "--tls-client-auth",
+                &name,
+            ])
+            .await;
+        let r = client_credentials(
+            &app,
+            &https(&pki.ca_pem(), Some(&cert), false),
+            &c.client_id,
+        )
+        .await;
+        if accepted {
+            assert_eq!(r.status, StatusCode::OK, "{dn}: {}", r.text());
+        } else {
+            r.assert_oauth_error(401, "invalid_client");
+        }
+    }
+}

@@ -405,9 +405,24 @@ async fn bad_metadata_is_invalid_redirect_uri_or_invalid_client_metadata() {
             "the authorization_code grant needs at least one redirect URI",
         ),
         (
+            json!({"token_endpoint_auth_method": "client_secret_jwt"}),
+            "invalid_client_metadata",
+            "token_endpoint_auth_method must be none, client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth or self_signed_tls_client_auth",
+        ),
+        (
             json!({"token_endpoint_auth_method": "tls_client_auth"}),
             "invalid_client_metadata",
-            "token_endpoint_auth_method must be none, client_secret_basic, client_secret_post or private_key_jwt",
+            "tls_client_auth needs exactly one of tls_client_auth_subject_dn, _san_dns, _san_uri, _san_ip, _san_email",
+        ),
+        (
+            json!({"token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_san_dns": "a.example", "tls_client_auth_san_uri": "https://a.example"}),
+            "invalid_client_metadata",
+            "tls_client_auth needs exactly one of tls_client_auth_subject_dn, _san_dns, _san_uri, _san_ip, _san_email",
+        ),
+        (
+            json!({"tls_client_auth_san_dns": "a.example"}),
+            "invalid_client_metadata",
+            "tls_client_auth_* names are used only with token_endpoint_auth_method tls_client_auth",
         ),
         (
             json!({"grant_types": ["implicit"], "redirect_uris": [REDIRECT]}),
