@@ -15,6 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let expect = Expect {
         method: "POST",
         htu: "http://127.0.0.1:8080/token",
+        htu_alias: None,
         access_token: None,
     };
     if let Ok(proof) = check(s, &expect, 60, None, NOW) {
@@ -26,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
     let with_token = Expect {
         method: "GET",
         htu: "http://127.0.0.1:8080/userinfo",
+        htu_alias: Some("https://mtls.example.com/userinfo"),
         access_token: Some("token"),
     };
     let _ = check(s, &with_token, 60, None, NOW);

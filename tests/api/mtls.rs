@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::browser::{self, Browser, PASSWORD, REDIRECT_PORT};
-use crate::helpers::{API, Resp, TestApp, jwt_parts};
+use crate::helpers::{API, Resp, TestApp, TestClient, jwt_parts};
 
 /// A certificate and its private key.
 struct Cert {
@@ -372,23 +372,7 @@ async fn tls_client_auth_binds_the_token_to_the_certificate_and_refuses_any_othe
         meta["mtls_endpoint_aliases"]["token_endpoint"],
         json!(app.url("/token"))
     );
-    let svc = app
-        .add_client(&[
-            "--name",
-            "payments",
-            "--type",
-            "confidential",
-            "--grant",
-            "client_credentials",
-            "--scope",
-            "api:read",
-            "--audience",
-            API,
-            "--tls-client-auth",
-            "subject_dn=CN=payments,O=Example",
-            "--mtls-bound",
-        ])
-        .await;
+    let svc = add_cert_client(&app, "payments", "subject_dn=CN=payments,O=Example", true).await;
     assert!(svc.client_secret.is_none(), "no secret: {:?}", svc.metadata);
     assert_eq!(
         svc.metadata["token_endpoint_auth_method"],
@@ -527,20 +511,7 @@ async fn tls_client_auth_binds_the_token_to_the_certificate_and_refuses_any_othe
 async fn a_san_name_or_a_registered_self_signed_certificate_authenticates_too() {
     let pki = Pki::new();
     let app = spawn_tls(&pki, |_| {}).await;
-    let by_san = app
-        .add_client(&[
-            "--name",
-            "edge",
-            "--type",
-            "confidential",
-            "--grant",
-            "client_credentials",
-            "--audience",
-            API,
-            "--tls-client-auth",
-            "san_dns=edge.example.test",
-        ])
-        .await;
+    let by_san = add_cert_client(&app, "edge", "san_dns=edge.example.test", false).await;
     let named = pki.client(
         "whatever",
         vec![SanType::DnsName(
@@ -802,21 +773,7 @@ async fn the_proxy_certificate_header_counts_only_from_trusted_proxies() {
             .collect();
     for (trusted, accepted) in [("127.0.0.1/32", true), ("10.0.0.0/8", false)] {
         let app = TestApp::spawn_with(behind(trusted)).await;
-        let svc = app
-            .add_client(&[
-                "--name",
-                "payments",
-                "--type",
-                "confidential",
-                "--grant",
-                "client_credentials",
-                "--audience",
-                API,
-                "--tls-client-auth",
-                "subject_dn=CN=payments,O=Example",
-                "--mtls-bound",
-            ])
-            .await;
+        let svc = add_cert_client(&app, "payments", "subject_dn=CN=payments,O=Example", true).await;
         let r = Resp::read(
             app.http
                 .post(app.url("/token"))
@@ -867,6 +824,29 @@ async fn plain_http_on_a_reachable_address_refuses_to_start_and_names_the_keys()
         .await;
     assert_ne!(out.code, Some(0), "{out:?}");
     assert!(out.stderr.contains("tls_cert / tls_key"), "{}", out.stderr);
+}
+
+/// A client_credentials client for [`API`] that authenticates with its certificate
+/// (`--tls-client-auth auth`), its tokens bound to it when `bound`.
+async fn add_cert_client(app: &TestApp, name: &str, auth: &str, bound: bool) -> TestClient {
+    let mut args = vec![
+        "--name",
+        name,
+        "--type",
+        "confidential",
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "api:read",
+        "--audience",
+        API,
+        "--tls-client-auth",
+        auth,
+    ];
+    if bound {
+        args.push("--mtls-bound");
+    }
+    app.add_client(&args).await
 }
 
 fn free_port() -> u16 {
@@ -970,21 +950,7 @@ async fn the_nginx_example_passes_the_client_certificate_and_drops_a_forged_head
         let _ = &mut nginx;
         Kill(nginx)
     };
-    let svc = app
-        .add_client(&[
-            "--name",
-            "payments",
-            "--type",
-            "confidential",
-            "--grant",
-            "client_credentials",
-            "--audience",
-            API,
-            "--tls-client-auth",
-            "subject_dn=CN=payments,O=Example",
-            "--mtls-bound",
-        ])
-        .await;
+    let svc = add_cert_client(&app, "payments", "subject_dn=CN=payments,O=Example", true).await;
     let read = |name: &str| std::fs::read_to_string(certs.join(name)).expect("read cert");
     let client = Cert {
         der: CertificateDer::from_pem_slice(read("client.pem").as_bytes())
@@ -1106,20 +1072,7 @@ async fn a_subject_dn_matches_in_either_rdn_order_and_only_exactly() {
         ("CN=ledger+O=Example", false),
     ] {
         let name = format!("subject_dn={dn}");
-        let c = app
-            .add_client(&[
-                "--name",
-                "ledger",
-                "--type",
-                "confidential",
-                "--grant",
-                "client_credentials",
-                "--audience",
-                API,
-                "--tls-client-auth",
-                &name,
-            ])
-            .await;
+        let c = add_cert_client(&app, "ledger", &name, false).await;
         let r = client_credentials(
             &app,
             &https(&pki.ca_pem(), Some(&cert), false),
