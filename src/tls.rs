@@ -55,12 +55,7 @@ fn stamp(cert: &Path, key: &Path) -> Option<Stamp> {
 }
 
 fn load(cert_path: &Path, key_path: &Path) -> anyhow::Result<CertifiedKey> {
-    let certs = CertificateDer::pem_file_iter(cert_path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| anyhow::anyhow!("tls_cert: cannot read {}: {e}", cert_path.display()))?;
-    if certs.is_empty() {
-        anyhow::bail!("tls_cert: {} holds no PEM certificate", cert_path.display());
-    }
+    let certs = read_certificates("tls_cert", cert_path)?;
     let key = PrivateKeyDer::from_pem_file(key_path)
         .map_err(|e| anyhow::anyhow!("tls_key: cannot read {}: {e}", key_path.display()))?;
     CertifiedKey::from_der(certs, key, &provider()).map_err(|e| {

@@ -675,6 +675,39 @@ mod tests {
         }
     }
 
+    /// RFC 8705 §5: a proof for the endpoint's mTLS alias is accepted only when that alias is
+    /// configured, and names that endpoint, not another.
+    #[test]
+    fn the_mtls_alias_url_is_accepted_only_when_configured() {
+        let k = Key::new();
+        let alias = "https://mtls.example.com/token";
+        let mut c = claims();
+        c["htu"] = json!(alias);
+        let proof = k.proof(c);
+        assert_eq!(
+            err(check(&proof, &expect(), 60, None, NOW)).0,
+            ErrorCode::InvalidDpopProof
+        );
+        let with_alias = Expect {
+            htu_alias: Some(alias),
+            ..expect()
+        };
+        assert!(check(&proof, &with_alias, 60, None, NOW).is_ok());
+        assert!(check(&k.proof(claims()), &with_alias, 60, None, NOW).is_ok());
+        for other in [
+            "https://mtls.example.com/userinfo",
+            "https://mtls.example.org/token",
+        ] {
+            let mut c = claims();
+            c["htu"] = json!(other);
+            assert_eq!(
+                err(check(&k.proof(c), &with_alias, 60, None, NOW)).0,
+                ErrorCode::InvalidDpopProof,
+                "{other}"
+            );
+        }
+    }
+
     #[test]
     fn header_rules() {
         let k = Key::new();

@@ -418,10 +418,38 @@ async fn tls_client_auth_binds_the_token_to_the_certificate_and_refuses_any_othe
         vec![],
         ExtendedKeyUsagePurpose::ClientAuth,
     );
+    // The right name and CA, but expired, or made for servers (no clientAuth usage).
+    let expired = {
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+        p.distinguished_name
+            .push(DnType::OrganizationName, "Example");
+        p.distinguished_name.push(DnType::CommonName, "payments");
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        let key = KeyPair::generate().expect("key");
+        let cert = p.signed_by(&key, &pki.ca).expect("sign");
+        Cert {
+            der: cert.der().to_vec(),
+            pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    };
+    let (server_only, _) = leaf(
+        Some(&pki.ca),
+        &[
+            (DnType::OrganizationName, "Example"),
+            (DnType::CommonName, "payments"),
+        ],
+        vec![],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
     for (what, cert) in [
         ("another client's certificate", Some(&other)),
         ("an untrusted CA", Some(&rogue)),
         ("a self-signed copy of the name", Some(&self_made)),
+        ("an expired certificate", Some(&expired)),
+        ("a server certificate", Some(&server_only)),
         ("no certificate", None),
     ] {
         let r = client_credentials(&app, &https(&pki.ca_pem(), cert, false), &svc.client_id).await;
@@ -477,6 +505,24 @@ async fn tls_client_auth_binds_the_token_to_the_certificate_and_refuses_any_othe
         verifier.verify_mtls(&unbound, &mine.der).await.err(),
         Some(latchkey_verify::VerifyError::NotMtlsBound)
     );
+
+    // A disabled certificate client is refused like any other.
+    let disabled = add_cert_client(&app, "gone", "subject_dn=CN=gone,O=Example", false).await;
+    let gone = pki.client("gone", vec![]);
+    let gone_http = https(&pki.ca_pem(), Some(&gone), false);
+    assert_eq!(
+        client_credentials(&app, &gone_http, &disabled.client_id)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let out = app
+        .cli(&["client", "disable", &disabled.client_id], None)
+        .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    client_credentials(&app, &gone_http, &disabled.client_id)
+        .await
+        .assert_oauth_error(401, "invalid_client");
 
     // curl --cert, the way an operator would try it.
     if let Some(curl) = curl() {
@@ -791,6 +837,35 @@ async fn the_proxy_certificate_header_counts_only_from_trusted_proxies() {
             assert_eq!(r.status, StatusCode::OK, "{}", r.text());
             let (_, c) = jwt_parts(r.json()["access_token"].as_str().expect("token"));
             assert_eq!(c["cnf"]["x5t#S256"], json!(mine.x5t()));
+            // Garbage, a truncated certificate or an oversized header from the trusted proxy:
+            // no certificate, so invalid_client (never a 500).
+            let truncated: String = escaped.chars().take(escaped.len() / 2).collect();
+            for junk in ["not a certificate", truncated.as_str(), &"A".repeat(70_000)] {
+                let r = Resp::read(
+                    app.http
+                        .post(app.url("/token"))
+                        .header("X-SSL-Client-Cert", junk)
+                        .form(&[
+                            ("grant_type", "client_credentials"),
+                            ("client_id", svc.client_id.as_str()),
+                        ])
+                        .send()
+                        .await
+                        .expect("POST"),
+                )
+                .await;
+                assert!(
+                    r.status == StatusCode::UNAUTHORIZED
+                        || r.status == StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+                        || r.status == StatusCode::BAD_REQUEST,
+                    "{}: {}",
+                    junk.len(),
+                    r.text()
+                );
+                if r.status == StatusCode::UNAUTHORIZED {
+                    r.assert_oauth_error(401, "invalid_client");
+                }
+            }
         } else {
             r.assert_oauth_error(401, "invalid_client");
         }
