@@ -169,6 +169,9 @@ fn main() {
         )),
         outbound: latchkey::outbound::Fetcher::new(false).unwrap(),
         mtls: Default::default(),
+        passkeys: std::sync::Arc::new(
+            latchkey::protocol::login::passkey::Passkeys::new(&config).unwrap(),
+        ),
     };
 
     // ---- signing and verification ----------------------------------------------------------
@@ -184,6 +187,8 @@ fn main() {
         client_id: "0123456789abcdef0123456789abcdef",
         scope: "openid offline_access".into(),
         auth_time: Some(t),
+        acr: None,
+        amr: None,
         cnf: None,
         gty: None,
     };

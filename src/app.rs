@@ -82,6 +82,7 @@ impl Application {
                 )?)?,
                 None => crate::protocol::mtls::Trust::default(),
             },
+            passkeys: Arc::new(crate::protocol::login::passkey::Passkeys::new(&config)?),
         };
         let state = web::Data::new(AppState::new(ctx.clone())?);
         let port = listener.local_addr()?.port();

@@ -137,6 +137,26 @@ pub struct Config {
     /// Serve plain http on a non-loopback address with an http issuer (a private network
     /// only: tokens and passwords then cross it in the clear).
     pub allow_insecure_http: bool,
+    /// Passkeys: origins accepted besides the issuer's, for native apps that use the platform
+    /// passkey APIs (an Android app's `android:apk-key-hash:...`). The RP ID is always the
+    /// issuer's host.
+    #[serde(deserialize_with = "string_or_list")]
+    pub webauthn_origins: Vec<String>,
+    /// Every app needs more than a password (a passkey, or a password and an authenticator
+    /// code), as if each client had `require_mfa`. The account pages are exempt, so that users
+    /// can enrol a factor.
+    pub require_mfa: bool,
+    /// iOS apps (`TEAMID.bundle.id`) associated with the issuer's domain: served in
+    /// `/.well-known/apple-app-site-association` for passkeys (`webcredentials`) and claimed
+    /// https redirects (`applinks`).
+    #[serde(deserialize_with = "string_or_list")]
+    pub apple_app_ids: Vec<String>,
+    /// Android apps (`package.name:SHA256_FINGERPRINT`, the signing certificate's colon-hex
+    /// SHA-256) served in `/.well-known/assetlinks.json` (passkeys and app links).
+    #[serde(deserialize_with = "string_or_list")]
+    pub android_apps: Vec<String>,
+    /// How long an enrolment link from `latchkey user invite` stays valid, in seconds.
+    pub invitation_ttl: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,6 +210,11 @@ impl Default for Config {
             tls_client_cert_header: None,
             mtls_endpoint_base: None,
             allow_insecure_http: false,
+            webauthn_origins: Vec::new(),
+            require_mfa: false,
+            apple_app_ids: Vec::new(),
+            android_apps: Vec::new(),
+            invitation_ttl: 7 * 24 * 3600,
         }
     }
 }
@@ -238,6 +263,11 @@ const KEYS: &[&str] = &[
     "tls_client_cert_header",
     "mtls_endpoint_base",
     "allow_insecure_http",
+    "webauthn_origins",
+    "require_mfa",
+    "apple_app_ids",
+    "android_apps",
+    "invitation_ttl",
 ];
 
 impl Config {

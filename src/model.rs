@@ -104,6 +104,9 @@ pub struct Client {
     /// RFC 8705 §3.4 `tls_client_certificate_bound_access_tokens`: every token request must
     /// present a certificate, and the access tokens are bound to it (`cnf.x5t#S256`).
     pub tls_client_certificate_bound_access_tokens: bool,
+    /// A password alone is not enough to sign in to this client: a passkey, or a password and
+    /// a second factor (issue 19; `require_mfa` in the admin API, `--require-mfa` in the CLI).
+    pub require_mfa: bool,
 }
 
 /// RFC 8705 §2: how a client proves itself with its certificate.
@@ -246,6 +249,8 @@ pub struct Session {
     pub expires_at: i64,
     /// Where the sign-in came from (the Devices page shows it).
     pub seen: Seen,
+    /// RFC 8176 methods this sign-in used, space-separated (`protocol::login::Amr`).
+    pub amr: String,
 }
 
 /// An issued authorization code (stored by hash), bound to everything the token request must match.
@@ -267,6 +272,8 @@ pub struct AuthCode {
     /// RFC 9449 §10: the `dpop_jkt` of the authorization request; the code is redeemed only
     /// with a DPoP proof by that key.
     pub dpop_jkt: Option<String>,
+    /// The session's RFC 8176 methods, space-separated.
+    pub amr: String,
 }
 
 #[derive(Debug, Clone)]
@@ -281,6 +288,8 @@ pub struct TokenFamily {
     /// RFC 9449 §5: the thumbprint of the DPoP key every refresh of this family must prove
     /// possession of (public clients that used DPoP); `None`: not bound.
     pub dpop_jkt: Option<String>,
+    /// The RFC 8176 methods of the sign-in that started the family, space-separated.
+    pub amr: String,
 }
 
 #[derive(Debug, Clone)]

@@ -85,6 +85,10 @@ pub enum ClientCommand {
         /// metadata `tls_client_certificate_bound_access_tokens`).
         #[arg(long)]
         mtls_bound: bool,
+        /// A password alone is not enough to sign in to this app: users need a passkey, or a
+        /// password and an authenticator app code.
+        #[arg(long)]
+        require_mfa: bool,
     },
     /// List clients (never secrets).
     List,
@@ -118,6 +122,7 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
             require_signed_request,
             tls_client_auth,
             mtls_bound,
+            require_mfa,
         } => {
             let tls_client_auth = match tls_client_auth.as_deref() {
                 None => None,
@@ -169,6 +174,7 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
                 require_signed_request_object: require_signed_request,
                 tls_client_auth,
                 tls_client_certificate_bound_access_tokens: mtls_bound,
+                require_mfa,
             };
             let new = clients::create(spec, now())
                 .map_err(|e| anyhow::anyhow!("{}: {}", e.code.as_str(), e.description))?;

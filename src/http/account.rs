@@ -37,10 +37,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/account/signout-everywhere",
             web::post().to(sign_out_everywhere),
-        );
+        )
+        .configure(super::account_factors::routes);
 }
 
-fn redirect(to: &str, cookies: Vec<actix_web::cookie::Cookie<'static>>) -> HttpResponse {
+pub(super) fn redirect(to: &str, cookies: Vec<actix_web::cookie::Cookie<'static>>) -> HttpResponse {
     let mut b = HttpResponse::SeeOther();
     super::pages::secure_headers(&mut b);
     b.insert_header((header::LOCATION, to.to_owned()));
@@ -52,13 +53,13 @@ fn redirect(to: &str, cookies: Vec<actix_web::cookie::Cookie<'static>>) -> HttpR
 
 /// The account page's own access token: revoked when the user signs out everywhere or
 /// changes the password (it belongs to no refresh family those revoke).
-struct PageToken {
+pub(super) struct PageToken {
     jti: String,
     exp: i64,
 }
 
 /// The signed-in user, from the account cookie's access token (checked like at userinfo).
-async fn signed_in(req: &HttpRequest, state: &AppState) -> Option<User> {
+pub(super) async fn signed_in(req: &HttpRequest, state: &AppState) -> Option<User> {
     signed_in_with_token(req, state).await.map(|(u, _)| u)
 }
 
@@ -106,7 +107,7 @@ async fn end_page(state: &AppState, token: PageToken) -> Vec<actix_web::cookie::
 }
 
 /// Starts the account sign-in: an authorization request of the built-in client.
-fn start_sign_in(state: &AppState) -> HttpResponse {
+pub(super) fn start_sign_in(state: &AppState) -> HttpResponse {
     let issuer = &state.ctx.config.issuer;
     let flow_state = secret::random_token(16);
     let verifier = secret::new_secret();
@@ -138,7 +139,7 @@ async fn show(req: HttpRequest, state: State) -> HttpResponse {
 }
 
 /// The account page, with `notice` (a message after an action) if any.
-async fn render(
+pub(super) async fn render(
     req: &HttpRequest,
     state: &AppState,
     user: &User,
@@ -191,6 +192,7 @@ async fn render(
             }
         })
         .collect();
+    let factors = super::account_factors::view(state, user, now).await;
     let (csrf, cookie) = state.browser.csrf_token(req, None);
     let (kind, message) = notice.unwrap_or(("", ""));
     page(
@@ -207,6 +209,7 @@ async fn render(
             kind,
             message,
             now,
+            ..factors
         },
         cookie.into_iter().collect(),
     )
@@ -282,7 +285,7 @@ async fn callback(req: HttpRequest, state: State) -> HttpResponse {
 }
 
 /// The signed-in user and the CSRF-checked form of an account action, or the response.
-async fn action(
+pub(super) async fn action(
     req: &HttpRequest,
     body: web::Payload,
     state: &AppState,

@@ -8,12 +8,14 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use minijinja::context;
 
+pub(super) use super::login::{SignedIn, passkey_context, sign_in};
 use super::pages::{error_page, page};
 use super::{AppState, read_form_body, unix_now};
 use crate::model::{Session, User};
 use crate::protocol::authorize::{self, AuthorizeError, AuthorizeRequest, Step};
 use crate::protocol::error::ErrorCode;
-use crate::protocol::login::{self, LoginError};
+use crate::protocol::login;
+use crate::protocol::login::amr::Acr;
 use crate::protocol::params::Params;
 
 pub const LOGIN_PATH: &str = "/authorize/login";
@@ -49,10 +51,6 @@ fn authorize_error(state: &AppState, e: AuthorizeError) -> HttpResponse {
         }
         AuthorizeError::Redirect(r) => redirect(&r.location(&state.ctx.config.issuer), vec![]),
     }
-}
-
-fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
-    super::client_ip::client_ip(req)
 }
 
 pub async fn authorize_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -161,6 +159,25 @@ async fn proceed(
                 cookies,
             )
         }
+        Ok(Step::StrongerSignIn) => {
+            let message = match areq.acr {
+                Acr::Phr => {
+                    "This app needs a passkey sign-in. Sign in with a passkey, or add one on your account page first."
+                }
+                _ => {
+                    "This app needs more than a password. Add a passkey or an authenticator app on your account page (/account), then sign in again."
+                }
+            };
+            login_page(
+                req,
+                state,
+                areq,
+                raw,
+                Some(message.into()),
+                StatusCode::FORBIDDEN,
+                "",
+            )
+        }
         Ok(Step::Issue) => {
             let Some((s, _)) = &session else {
                 return authorize_error(
@@ -198,11 +215,18 @@ fn login_page(
     username: &str,
 ) -> HttpResponse {
     let (csrf, set) = state.browser.csrf_token(req, None);
+    let requirement = match areq.acr {
+        Acr::Pwd => None,
+        Acr::Mfa => Some(
+            "This app asks for two-step sign-in: a passkey, or your password and a code from your authenticator app.",
+        ),
+        Acr::Phr => Some("This app asks you to sign in with a passkey."),
+    };
     page(
         &state.templates,
         status,
         "login.html",
-        context! { client_name => areq.client.client_name.clone(), csrf, request => raw, action => LOGIN_PATH, error, username },
+        context! { client_name => areq.client.client_name.clone(), csrf, request => raw, action => LOGIN_PATH, error, username, requirement, ..passkey_context(state, unix_now()) },
         set.into_iter().collect(),
     )
 }
@@ -284,91 +308,6 @@ pub async fn login_post(
             .await
         }
         Err(resp) => resp,
-    }
-}
-
-/// A password sign-in that worked: the user, their new session and its cookie value, and the
-/// cookies that start it.
-pub(super) struct SignedIn {
-    pub user: User,
-    pub session: Session,
-    pub value: String,
-    pub cookies: Vec<Cookie<'static>>,
-}
-
-/// The password from a login form (the authorization one or the device one), checked and
-/// throttled by `login::login`. A refusal is the form again, drawn by `login_form(error,
-/// status, username)`, with `Retry-After` when throttled.
-pub(super) async fn sign_in(
-    req: &HttpRequest,
-    state: &AppState,
-    form: &Params,
-    client_id: &str,
-    now: i64,
-    login_form: impl Fn(Option<String>, StatusCode, &str) -> HttpResponse,
-) -> Result<SignedIn, HttpResponse> {
-    let username = form.get("username").unwrap_or("");
-    let password = form.get("password").unwrap_or("");
-    if username.is_empty() || password.is_empty() || username.len() > 200 || password.len() > 1024 {
-        return Err(login_form(
-            Some("Enter your username and password.".into()),
-            StatusCode::BAD_REQUEST,
-            username,
-        ));
-    }
-    match login::login(
-        &state.ctx,
-        &state.throttle,
-        username,
-        password,
-        client_ip(req),
-        super::client_ip::user_agent(req),
-        now,
-    )
-    .await
-    {
-        Ok((user, session, value)) => {
-            let c = state
-                .browser
-                .session_cookie(value.clone(), state.ctx.config.session_ttl as i64);
-            // Signing in rotates the CSRF binding: forms from now on carry a token bound to
-            // the new session, and the pre-session cookie is replaced too.
-            let pre = state.browser.fresh_pre_session();
-            Ok(SignedIn {
-                user,
-                session,
-                value,
-                cookies: vec![c, pre],
-            })
-        }
-        Err(LoginError::Invalid) => {
-            tracing::info!(client_id = %client_id, "login failed");
-            Err(login_form(
-                Some("Invalid username or password.".into()),
-                StatusCode::UNAUTHORIZED,
-                username,
-            ))
-        }
-        Err(LoginError::Throttled(secs)) => {
-            tracing::warn!(client_id = %client_id, "login throttled");
-            let mut resp = login_form(
-                Some(format!(
-                    "Too many sign-in attempts. Wait {secs} seconds and try again."
-                )),
-                StatusCode::TOO_MANY_REQUESTS,
-                username,
-            );
-            // RFC 9110 §10.2.3 (delay-seconds), for scripts and clients that back off.
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            Err(resp)
-        }
-        Err(LoginError::Unavailable) => Err(error_page(
-            &state.templates,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "The service is temporarily unavailable. Try again shortly.",
-        )),
     }
 }
 

@@ -162,7 +162,7 @@ fn login_page(
         &state.templates,
         status,
         "login.html",
-        context! { client_name => client.client_name.clone(), csrf, request => device::display(&grant.user_code), action => LOGIN_PATH, error, username },
+        context! { client_name => client.client_name.clone(), csrf, request => device::display(&grant.user_code), action => LOGIN_PATH, error, username, ..super::login::passkey_context(state, super::unix_now()) },
         set.into_iter().collect(),
     )
 }

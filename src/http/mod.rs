@@ -3,6 +3,7 @@
 //! render.
 
 mod account;
+mod account_factors;
 pub mod admin;
 mod authorize;
 pub mod client_cert;
@@ -11,6 +12,7 @@ pub mod cors;
 mod csrf;
 mod device;
 pub mod error;
+mod login;
 mod logout;
 pub mod metrics;
 pub mod openapi;
@@ -124,6 +126,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route(INTROSPECT_PATH, web::post().to(resource::introspect))
     .route(REVOKE_PATH, web::post().to(resource::revoke))
     .route("/healthz", web::get().to(well_known::healthz))
+    .route("/assets/passkey.js", web::get().to(well_known::passkey_js))
+    .route(
+        "/.well-known/apple-app-site-association",
+        web::get().to(well_known::apple_app_site_association),
+    )
+    .route(
+        "/.well-known/assetlinks.json",
+        web::get().to(well_known::assetlinks),
+    )
     .route("/readyz", web::get().to(well_known::readyz))
     .route("/metrics", web::get().to(metrics::metrics))
     .route(REGISTRATION_PATH, web::post().to(registration::register))

@@ -12,6 +12,12 @@ pub fn templates() -> Environment<'static> {
     for (name, src) in [
         ("base.html", include_str!("../../templates/base.html")),
         ("login.html", include_str!("../../templates/login.html")),
+        ("otp.html", include_str!("../../templates/otp.html")),
+        ("invite.html", include_str!("../../templates/invite.html")),
+        (
+            "totp_enrol.html",
+            include_str!("../../templates/totp_enrol.html"),
+        ),
         ("consent.html", include_str!("../../templates/consent.html")),
         (
             "continue.html",
@@ -45,8 +51,9 @@ pub fn templates() -> Environment<'static> {
     env
 }
 
-pub const CSP: &str =
-    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
+/// Scripts only from this origin (the passkey script), never inline. (No `form-action`: the
+/// sign-in forms end in a redirect to the app, which it would block.)
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
 
 pub fn secure_headers(resp: &mut actix_web::HttpResponseBuilder) {
     resp.insert_header((

@@ -47,6 +47,7 @@ pub fn client(issuer: &str, now: i64) -> Client {
         require_signed_request_object: false,
         tls_client_auth: None,
         tls_client_certificate_bound_access_tokens: false,
+        require_mfa: false,
     }
 }
 

@@ -40,6 +40,18 @@ pub mod event {
     pub const REGISTRATION_TOKEN_CREATED: &str = "registration_token.created";
     pub const REGISTRATION_TOKEN_REVOKED: &str = "registration_token.revoked";
     pub const LOGIN_FAILED: &str = "login.failed";
+    /// A passkey, authenticator code or recovery code used at sign-in, or refused
+    /// (`outcome`; `details.factor`, `details.reason`).
+    pub const LOGIN_FACTOR: &str = "login.factor";
+    pub const PASSKEY_ADDED: &str = "passkey.added";
+    pub const PASSKEY_REMOVED: &str = "passkey.removed";
+    pub const TOTP_ENROLLED: &str = "totp.enrolled";
+    pub const TOTP_REMOVED: &str = "totp.removed";
+    pub const RECOVERY_CODES_RENEWED: &str = "recovery_codes.renewed";
+    /// An admin removed every passkey, the authenticator and the recovery codes of a user.
+    pub const USER_FACTORS_RESET: &str = "user.factors_reset";
+    /// An enrolment link was made (`latchkey user invite`).
+    pub const USER_INVITED: &str = "user.invited";
     pub const LOGIN_THROTTLED: &str = "login.throttled";
     pub const REFRESH_TOKEN_REUSE: &str = "refresh_token.reuse_detected";
     pub const CODE_REPLAY: &str = "authorization_code.replay_detected";
@@ -276,6 +288,34 @@ pub async fn login_failure(
         None,
         FAILURE,
         json!({ "reason": reason }),
+        now,
+    );
+    record(ctx, e).await;
+}
+
+/// Hook for the sign-in pages: a second factor (or a passkey) used or refused. `who`: the
+/// account's username when known (a refused passkey may name no account).
+#[allow(clippy::too_many_arguments)]
+pub async fn login_factor(
+    ctx: &Ctx,
+    who: Option<&crate::model::User>,
+    factor: &'static str,
+    ok: bool,
+    reason: &'static str,
+    ip: Option<IpAddr>,
+    now: i64,
+) {
+    let actor = match who {
+        Some(u) => Actor::User(u.username.clone()),
+        None => Actor::Anonymous,
+    };
+    let e = entry(
+        event::LOGIN_FACTOR,
+        &actor,
+        ip,
+        who.map(|u| format!("user:{}", u.user_id)),
+        if ok { SUCCESS } else { FAILURE },
+        json!({ "factor": factor, "reason": reason }),
         now,
     );
     record(ctx, e).await;

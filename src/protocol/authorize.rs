@@ -8,6 +8,7 @@
 use super::Ctx;
 use super::audience;
 use super::error::{ErrorCode, OAuthError, OAuthResult};
+use super::login::amr::Acr;
 use super::params::Params;
 use super::pkce;
 use super::redirect_uri;
@@ -63,6 +64,9 @@ pub struct AuthorizeRequest {
     pub prompt: Prompt,
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
+    /// The least sign-in level this request needs: the client's (or the server's)
+    /// `require_mfa` and the request's `acr_values` (`login::second_factor::required`).
+    pub acr: Acr,
     /// RFC 9449 §10: bind the code to this DPoP key thumbprint.
     pub dpop_jkt: Option<String>,
     /// RFC 9126: the hash of the `request_uri` this request came from; issuing the code uses
@@ -315,6 +319,11 @@ async fn check(ctx: &Ctx, params: &Params) -> Result<AuthorizeRequest, Authorize
             prompt,
             max_age,
             login_hint: params.get("login_hint").map(str::to_owned),
+            acr: super::login::second_factor::required(
+                &ctx.config,
+                &client,
+                params.get("acr_values"),
+            ),
             dpop_jkt,
             pushed: None,
         })
@@ -331,6 +340,9 @@ pub enum Step {
     /// behind the redirect: the user confirms with one press ("Continue as alice").
     Confirm,
     Issue,
+    /// The user has just signed in, but not as strongly as this request needs (`req.acr`):
+    /// a password where a second factor is required, or no passkey where `phr` is asked.
+    StrongerSignIn,
 }
 
 /// Decides between login, consent and issuing a code. `fresh_login`: the user has just entered
@@ -347,9 +359,17 @@ pub fn decide(
         Some(s) => {
             !fresh_login
                 && (req.prompt.login
-                    || req.max_age.is_some_and(|m| m == 0 || now - s.auth_time > m))
+                    || req.max_age.is_some_and(|m| m == 0 || now - s.auth_time > m)
+                    // OIDC Core §3.1.2.1 `acr_values`, RFC 9470 step-up, `require_mfa`.
+                    || Acr::of(&s.amr) < req.acr)
         }
     };
+    if let Some(s) = session
+        && fresh_login
+        && Acr::of(&s.amr) < req.acr
+    {
+        return Ok(Step::StrongerSignIn);
+    }
     if need_login {
         return if req.prompt.none {
             Err(req.error(OAuthError::new(
@@ -449,6 +469,7 @@ pub async fn issue_code(
         created_at: now,
         expires_at: now + ctx.config.code_ttl as i64,
         dpop_jkt: req.dpop_jkt.clone(),
+        amr: session.amr.clone(),
     };
     let pushed = req.pushed.clone();
     let issued = ctx

@@ -41,6 +41,8 @@ pub struct ClientSpec {
     pub tls_client_auth: Option<TlsClientAuth>,
     /// RFC 8705 §3.4 `tls_client_certificate_bound_access_tokens`.
     pub tls_client_certificate_bound_access_tokens: bool,
+    /// A password alone is not enough to sign in to this client (`Client::require_mfa`).
+    pub require_mfa: bool,
 }
 
 /// A new client and, for a confidential one, its secret (shown once, stored only as a hash).
@@ -214,6 +216,7 @@ pub fn create(spec: ClientSpec, now: i64) -> OAuthResult<NewClient> {
         require_signed_request_object: spec.require_signed_request_object,
         tls_client_auth: spec.tls_client_auth,
         tls_client_certificate_bound_access_tokens: spec.tls_client_certificate_bound_access_tokens,
+        require_mfa: spec.require_mfa,
     };
     Ok(NewClient { client, secret })
 }
@@ -374,6 +377,7 @@ pub fn metadata(c: &Client) -> serde_json::Value {
         "backchannel_logout_session_required": c.backchannel_logout_session_required,
         "client_id_issued_at": c.created_at,
         "tls_client_certificate_bound_access_tokens": c.tls_client_certificate_bound_access_tokens,
+        "require_mfa": c.require_mfa,
     });
     if let Some(TlsClientAuth::Pki(name)) = &c.tls_client_auth {
         m[name.metadata_name()] = serde_json::json!(name.value());

@@ -180,6 +180,7 @@ pub async fn approve(
         created_at: now,
         expires_at: grant.expires_at,
         dpop_jkt: None,
+        amr: session.amr.clone(),
     };
     let user_code = grant.user_code.clone();
     Ok(ctx

@@ -53,4 +53,6 @@ pub struct Ctx {
     /// RFC 8705 `tls_client_auth`: the CAs of `tls_client_ca` (none: no PKI client can
     /// authenticate).
     pub mtls: mtls::Trust,
+    /// The WebAuthn relying party (off when the issuer's host is an IP address).
+    pub passkeys: Arc<login::passkey::Passkeys>,
 }

@@ -28,6 +28,7 @@ const KNOWN: &[&str] = &[
     "prompt",
     "max_age",
     "login_hint",
+    "acr_values",
     "request",
     "request_uri",
     "username",

@@ -63,6 +63,8 @@ pub struct ClientMetadataRequest {
     pub tls_client_auth_san_email: Option<String>,
     /// RFC 8705 §3.4: access tokens bound to the client's certificate; default false.
     pub tls_client_certificate_bound_access_tokens: Option<bool>,
+    /// Latchkey: a password alone is not enough to sign in to this client.
+    pub require_mfa: Option<bool>,
     /// Space-separated scopes the client may request.
     pub scope: Option<String>,
     /// Latchkey extension: RFC 8707 resource indicators the client may obtain tokens for.
@@ -410,6 +412,7 @@ impl ClientMetadataRequest {
             tls_client_certificate_bound_access_tokens: self
                 .tls_client_certificate_bound_access_tokens
                 .unwrap_or(false),
+            require_mfa: self.require_mfa.unwrap_or(false),
             ..Default::default()
         })
     }

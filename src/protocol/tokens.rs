@@ -55,6 +55,12 @@ pub struct AccessTokenClaims<'a> {
     pub scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// RFC 9068 §2.2.1 / RFC 9470 §3: how the user signed in (`login::amr`), so a resource
+    /// server can ask for more (`insufficient_user_authentication`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acr: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
     /// [`CLIENT_TOKEN_GTY`] on tokens a client obtained for itself (client_credentials),

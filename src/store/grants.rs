@@ -65,6 +65,7 @@ type CodeRow = (
     i64,
     i64,
     Option<String>,
+    String,
 );
 
 fn code_from_row(r: CodeRow) -> StoreResult<AuthCode> {
@@ -83,6 +84,7 @@ fn code_from_row(r: CodeRow) -> StoreResult<AuthCode> {
         created_at: r.11,
         expires_at: r.12,
         dpop_jkt: r.13,
+        amr: r.14,
     })
 }
 
@@ -123,6 +125,7 @@ pub(super) type FamRow = (
     i64,
     Option<i64>,
     Option<String>,
+    String,
 );
 
 pub(super) fn fam_from_row(r: FamRow) -> TokenFamily {
@@ -134,6 +137,7 @@ pub(super) fn fam_from_row(r: FamRow) -> TokenFamily {
         expires_at: r.4,
         revoked_at: r.5,
         dpop_jkt: r.6,
+        amr: r.7,
     }
 }
 
@@ -173,6 +177,7 @@ pub(super) type SessionRow = (
     i64,
     Option<String>,
     Option<String>,
+    String,
 );
 
 pub(super) fn session_from_row(r: SessionRow) -> Session {
@@ -187,6 +192,7 @@ pub(super) fn session_from_row(r: SessionRow) -> Session {
             ip: r.6,
             user_agent: r.7,
         },
+        amr: r.8,
     }
 }
 
@@ -198,6 +204,7 @@ pub(super) const FAM_COLS: (
     tf::expires_at,
     tf::revoked_at,
     tf::dpop_jkt,
+    tf::amr,
 ) = (
     tf::family_id,
     tf::client_id,
@@ -206,6 +213,7 @@ pub(super) const FAM_COLS: (
     tf::expires_at,
     tf::revoked_at,
     tf::dpop_jkt,
+    tf::amr,
 );
 
 fn insert_refresh(conn: &mut Db, t: &RefreshToken) -> Result<(), diesel::result::Error> {
@@ -446,6 +454,7 @@ impl Store {
                 sessions::expires_at.eq(s.expires_at),
                 sessions::client_ip.eq(&s.seen.ip),
                 sessions::user_agent.eq(&s.seen.user_agent),
+                sessions::amr.eq(&s.amr),
             ))
             .execute(db))?;
         Ok(())
@@ -532,6 +541,7 @@ impl Store {
                 ac::created_at.eq(c.created_at),
                 ac::expires_at.eq(c.expires_at),
                 ac::dpop_jkt.eq(&c.dpop_jkt),
+                ac::amr.eq(&c.amr),
             ))
             .execute(db))?;
         Ok(())
@@ -578,6 +588,7 @@ impl Store {
                         ac::created_at,
                         ac::expires_at,
                         ac::dpop_jkt,
+                        ac::amr,
                     ),
                     ac::used_at,
                     ac::family_id,
@@ -630,6 +641,7 @@ impl Store {
                         tf::created_at.eq(fam.created_at),
                         tf::expires_at.eq(fam.expires_at),
                         tf::dpop_jkt.eq(&fam.dpop_jkt),
+                        tf::amr.eq(&fam.amr),
                     ))
                     .execute(db))?;
                 insert_refresh(conn, first)?;

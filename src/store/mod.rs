@@ -9,6 +9,7 @@
 mod admin;
 mod client_cache;
 mod device;
+mod factors;
 mod grants;
 mod logout_notices;
 mod rotation;
@@ -17,6 +18,7 @@ mod signins;
 
 pub use admin::{AuditQuery, GrantsRevoked, Registered};
 pub use client_cache::Ticket;
+pub use factors::{Factors, PasskeyRow, TotpRow};
 pub use grants::{Redeemed, Rotated};
 pub use logout_notices::{LogoutNotice, SignedOut};
 pub use signins::{SignIns, SignedInApp};
@@ -1378,6 +1380,7 @@ struct ClientRow {
     tls_client_auth: Option<String>,
     tls_client_auth_name: Option<String>,
     tls_bound_access_tokens: bool,
+    require_mfa: bool,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -1434,6 +1437,7 @@ impl ClientRow {
                 None => None,
             },
             tls_client_certificate_bound_access_tokens: self.tls_bound_access_tokens,
+            require_mfa: self.require_mfa,
         })
     }
 
@@ -1471,6 +1475,7 @@ impl ClientRow {
                 .as_ref()
                 .and_then(|t| t.to_columns().1.map(str::to_owned)),
             tls_bound_access_tokens: c.tls_client_certificate_bound_access_tokens,
+            require_mfa: c.require_mfa,
         })
     }
 }

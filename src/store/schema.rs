@@ -27,6 +27,7 @@ diesel::table! {
         tls_client_auth -> Nullable<Text>,
         tls_client_auth_name -> Nullable<Text>,
         tls_bound_access_tokens -> Bool,
+        require_mfa -> Bool,
     }
 }
 
@@ -73,6 +74,7 @@ diesel::table! {
         expires_at -> BigInt,
         client_ip -> Nullable<Text>,
         user_agent -> Nullable<Text>,
+        amr -> Text,
     }
 }
 
@@ -106,6 +108,7 @@ diesel::table! {
         access_jti -> Nullable<Text>,
         access_expires_at -> Nullable<BigInt>,
         dpop_jkt -> Nullable<Text>,
+        amr -> Text,
     }
 }
 
@@ -119,6 +122,7 @@ diesel::table! {
         revoked_at -> Nullable<BigInt>,
         revoked_reason -> Nullable<Text>,
         dpop_jkt -> Nullable<Text>,
+        amr -> Text,
     }
 }
 
@@ -234,3 +238,48 @@ diesel::allow_tables_to_appear_in_same_query!(
     users,
     revoked_access_tokens
 );
+
+diesel::table! {
+    passkeys (credential_id) {
+        credential_id -> Text,
+        user_id -> Text,
+        user_handle -> Text,
+        name -> Text,
+        passkey -> Text,
+        created_at -> BigInt,
+        last_used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    webauthn_used_challenges (challenge_hash) {
+        challenge_hash -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    totp_factors (user_id) {
+        user_id -> Text,
+        sealed_secret -> Text,
+        last_step -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    recovery_codes (code_hash) {
+        code_hash -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    invitations (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}

@@ -54,6 +54,8 @@ pub fn grant(
         client_id: &client.client_id,
         scope: scope.to_string(),
         auth_time: None,
+        acr: None,
+        amr: None,
         cnf: Confirmation::new(dpop_jkt, cert_x5t),
         gty: Some(crate::protocol::tokens::CLIENT_TOKEN_GTY),
     };

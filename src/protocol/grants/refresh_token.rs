@@ -120,6 +120,7 @@ pub async fn grant(
             scope: scope.to_string(),
             audiences: old.audiences.clone(),
             auth_time: old.auth_time,
+            amr: &family.amr,
             sid: &old.sid,
             nonce: None,
             jti: format!("{}.{}", family.family_id, secret::random_token(12)),

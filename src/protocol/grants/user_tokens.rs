@@ -10,6 +10,7 @@ use crate::keys::{TYP_ACCESS_TOKEN, TYP_JWT};
 use crate::model::{AuthCode, Client, Issuance, RefreshToken, TokenFamily};
 use crate::protocol::Ctx;
 use crate::protocol::error::OAuthResult;
+use crate::protocol::login::amr::{self, Acr};
 use crate::protocol::scope::Scope;
 use crate::protocol::tokens::{
     AccessTokenClaims, Audience, Confirmation, TokenResponse, token_type,
@@ -21,6 +22,8 @@ pub struct UserGrant<'a> {
     pub scope: String,
     pub audiences: Vec<String>,
     pub auth_time: i64,
+    /// The sign-in's RFC 8176 methods, space-separated (`amr` and `acr` claims).
+    pub amr: &'a str,
     pub sid: &'a str,
     pub nonce: Option<&'a str>,
     /// Pre-generated so the store can record it with the grant.
@@ -41,6 +44,9 @@ struct IdTokenClaims<'a> {
     exp: i64,
     iat: i64,
     auth_time: i64,
+    /// OIDC Core §2: the level reached (`login::amr::Acr`) and RFC 8176 methods used.
+    acr: &'static str,
+    amr: Vec<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     nonce: Option<&'a str>,
     at_hash: String,
@@ -68,6 +74,8 @@ pub fn mint(ctx: &Ctx, g: UserGrant<'_>, now: i64) -> OAuthResult<TokenResponse>
         client_id: g.client_id,
         scope: g.scope,
         auth_time: Some(g.auth_time),
+        acr: Some(Acr::of(g.amr).as_str()),
+        amr: Some(amr::claim(g.amr)),
         cnf: Confirmation::new(g.dpop_jkt, g.cert_x5t),
         gty: None,
     };
@@ -82,6 +90,8 @@ pub fn mint(ctx: &Ctx, g: UserGrant<'_>, now: i64) -> OAuthResult<TokenResponse>
             exp: now + cfg.id_token_ttl as i64,
             iat: now,
             auth_time: g.auth_time,
+            acr: Acr::of(g.amr).as_str(),
+            amr: amr::claim(g.amr),
             nonce: g.nonce,
             at_hash: at_hash(&access_token),
             azp: g.client_id,
@@ -145,6 +155,7 @@ impl Pending {
                 expires_at: now + cfg.refresh_token_absolute_ttl as i64,
                 revoked_at: None,
                 dpop_jkt: family_jkt,
+                amr: code.amr.clone(),
             };
             let first = RefreshToken {
                 token_hash: crate::secret::hash_token(&self.refresh),
@@ -191,6 +202,7 @@ impl Pending {
                 scope: code.scope.clone(),
                 audiences: code.audiences.clone(),
                 auth_time: code.auth_time,
+                amr: &code.amr,
                 sid: &code.sid,
                 nonce: code.nonce.as_deref(),
                 jti: if refresh { self.jti } else { self.plain_jti },

@@ -2,7 +2,12 @@
 //! successes (`throttle.rs`), and no account enumeration: an unknown user costs one argon2id
 //! verification, like a wrong password, and is throttled like a known one.
 
+pub mod amr;
+pub mod invite;
+pub mod passkey;
+pub mod second_factor;
 pub mod throttle;
+pub mod totp;
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -70,16 +75,16 @@ pub enum LoginError {
     Unavailable,
 }
 
-/// Checks the password; on success creates a session and returns it with its cookie value.
-pub async fn login(
+/// Checks the password; on success returns the user (the caller decides whether a second
+/// factor follows before [`start_session`]).
+pub async fn check_password(
     ctx: &Ctx,
     throttle: &Throttle,
     username: &str,
     password: &str,
     ip: Option<IpAddr>,
-    user_agent: Option<&str>,
     now: i64,
-) -> Result<(User, Session, String), LoginError> {
+) -> Result<User, LoginError> {
     // A cheap answer first: a throttled attempt costs no database read and no hash.
     if let Err(wait) = throttle.buckets.check(username, ip, now) {
         return Err(throttled(ctx, throttle, username, ip, wait, now).await);
@@ -119,6 +124,19 @@ pub async fn login(
         return Err(LoginError::Invalid);
     };
     throttle.buckets.succeeded(attempt, now);
+    Ok(user)
+}
+
+/// Starts a browser session for `user`, signed in `now` with the RFC 8176 methods `amr`;
+/// returns it with its cookie value.
+pub async fn start_session(
+    ctx: &Ctx,
+    user: &User,
+    amr: &str,
+    ip: Option<IpAddr>,
+    user_agent: Option<&str>,
+    now: i64,
+) -> Result<(Session, String), LoginError> {
     let cookie = secret::new_secret();
     let session = Session {
         session_hash: secret::hash_token(&cookie),
@@ -128,13 +146,14 @@ pub async fn login(
         created_at: now,
         expires_at: now + ctx.config.session_ttl as i64,
         seen: crate::model::Seen::new(ip, user_agent),
+        amr: amr.to_owned(),
     };
     let s2 = session.clone();
     ctx.store
         .write(move |s| s.insert_session(&s2))
         .await
         .map_err(|_| LoginError::Unavailable)?;
-    Ok((user, session, cookie))
+    Ok((session, cookie))
 }
 
 /// Counts and (at most once a minute per account) audits a refused attempt.
