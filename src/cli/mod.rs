@@ -4,6 +4,7 @@
 
 mod audit;
 mod client;
+mod factors;
 mod keys;
 mod registration;
 mod serve;
@@ -75,8 +76,9 @@ pub fn main() -> ExitCode {
     init_logging(&config, serving);
     let result = match cli.command {
         Command::Serve => serve::run(config),
-        Command::User { command } => with_store(&config)
-            .and_then(|s| user::run(&s, command, cli.json, config.password_cost())),
+        Command::User { command } => {
+            with_store(&config).and_then(|s| user::run(&s, &config, command, cli.json))
+        }
         Command::Client { command } => {
             with_store(&config).and_then(|s| client::run(&s, command, cli.json))
         }

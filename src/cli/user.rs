@@ -47,6 +47,28 @@ pub enum UserCommand {
         #[arg(long, value_name = "ID", allow_hyphen_values = true)]
         family: Option<String>,
     },
+    /// Print a single-use link (valid `invitation_ttl`) where the user creates a passkey.
+    /// With `--create`, a new user with no password: a passkey-only account.
+    Invite {
+        username: String,
+        #[arg(long)]
+        create: bool,
+        /// The new user's email (with --create).
+        #[arg(long, requires = "create")]
+        email: Option<String>,
+    },
+    /// A user's sign-in factors: password or not, passkeys (with their ids), the
+    /// authenticator app and how many recovery codes are left.
+    Factors { username: String },
+    /// Remove one passkey (an id from `user factors`).
+    RemovePasskey {
+        username: String,
+        #[arg(allow_hyphen_values = true)]
+        credential_id: String,
+    },
+    /// Remove every passkey, the authenticator app and the recovery codes (a lost phone);
+    /// then `user invite` for a new passkey.
+    ResetFactors { username: String },
 }
 
 /// Queues the back-channel logout notices of a sign-out; a running server delivers them.
@@ -69,11 +91,23 @@ fn view(u: &User) -> serde_json::Value {
 
 pub fn run(
     store: &Store,
+    config: &crate::config::Config,
     cmd: UserCommand,
     as_json: bool,
-    cost: secret::PasswordCost,
 ) -> anyhow::Result<()> {
+    let cost = config.password_cost();
     match cmd {
+        UserCommand::Invite {
+            username,
+            create,
+            email,
+        } => super::factors::invite(store, config, &username, create, email, as_json)?,
+        UserCommand::Factors { username } => super::factors::list(store, &username, as_json)?,
+        UserCommand::RemovePasskey {
+            username,
+            credential_id,
+        } => super::factors::remove_passkey(store, &username, &credential_id)?,
+        UserCommand::ResetFactors { username } => super::factors::reset(store, &username)?,
         UserCommand::Add {
             username,
             email,

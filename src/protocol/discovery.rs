@@ -62,8 +62,10 @@ pub fn metadata(config: &Config) -> Value {
         "introspection_endpoint_auth_signing_alg_values_supported": super::client_assertion::ALGS,
         "introspection_endpoint_auth_methods_supported": client_auth,
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "sid", "name", "preferred_username", "email", "email_verified", "updated_at"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "acr", "amr", "nonce", "at_hash", "azp", "sid", "name", "preferred_username", "email", "email_verified", "updated_at"],
         "prompt_values_supported": ["none", "login", "consent"],
+        // OIDC Core §3.1.2.1 `acr_values` (weakest first; `login::amr`), RFC 9470 step-up.
+        "acr_values_supported": super::login::amr::ACR_VALUES,
         "authorization_response_iss_parameter_supported": true,
         // RFC 9101: signed request objects by value; by reference only through PAR.
         "request_parameter_supported": true,

@@ -35,6 +35,7 @@ mod native_sso;
 mod oidc_client;
 mod openid_client;
 mod par;
+mod passkeys;
 mod password_change;
 mod pg;
 mod private_key_jwt;

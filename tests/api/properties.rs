@@ -203,6 +203,7 @@ fn family_store() -> (tempfile::TempDir, Store) {
             created_at: T0,
             expires_at: T0 + 60,
             dpop_jkt: None,
+            amr: "pwd".into(),
         })
         .expect("code");
     let issued = store
@@ -219,6 +220,7 @@ fn family_store() -> (tempfile::TempDir, Store) {
                         expires_at: T0 + 86400,
                         revoked_at: None,
                         dpop_jkt: None,
+                        amr: "pwd".into(),
                     },
                     token("t0", T0),
                 )),

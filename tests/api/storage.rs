@@ -160,6 +160,7 @@ fn client(id: &str) -> Client {
         require_signed_request_object: false,
         tls_client_auth: None,
         tls_client_certificate_bound_access_tokens: false,
+        require_mfa: false,
     }
 }
 
@@ -192,6 +193,7 @@ fn code(hash: &str) -> AuthCode {
         created_at: NOW,
         expires_at: NOW + 60,
         dpop_jkt: Some("jkt-code".into()),
+        amr: "pwd".into(),
     }
 }
 
@@ -224,6 +226,7 @@ fn issuance(family_id: &str, first_refresh: &str, jti: &str) -> Issuance {
                 expires_at: NOW + 86400,
                 revoked_at: None,
                 dpop_jkt: Some(format!("jkt-{family_id}")),
+                amr: "pwd".into(),
             },
             refresh(first_refresh, family_id),
         )),
@@ -330,6 +333,7 @@ fn sessions_expire_and_can_be_deleted(s: &Store) {
         created_at: NOW,
         expires_at: NOW + 100,
         seen: Default::default(),
+        amr: "pwd".into(),
     };
     s.insert_session(&sess).expect("insert");
     assert!(s.session("sh", NOW + 99).expect("get").is_some());
@@ -1151,6 +1155,7 @@ fn a_users_grants_are_revoked_in_bulk(s: &Store) {
         created_at: NOW,
         expires_at: NOW + 3600,
         seen: Default::default(),
+        amr: "pwd".into(),
     })
     .expect("session");
     let r = s.revoke_user_grants("u1", NOW + 2).expect("revoke");
