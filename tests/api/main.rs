@@ -48,4 +48,5 @@ mod signins;
 mod storage;
 mod throttling;
 mod token_readback;
+mod totp;
 mod verify_live;
