@@ -127,6 +127,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route(REVOKE_PATH, web::post().to(resource::revoke))
     .route("/healthz", web::get().to(well_known::healthz))
     .route("/assets/passkey.js", web::get().to(well_known::passkey_js))
+    .route("/favicon.ico", web::get().to(well_known::favicon))
     .route(
         "/.well-known/apple-app-site-association",
         web::get().to(well_known::apple_app_site_association),

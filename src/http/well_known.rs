@@ -43,6 +43,13 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+/// No icon: browsers ask for one on every origin, and a 404 is noise in their consoles.
+pub async fn favicon() -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .finish()
+}
+
 /// The passkey script of the login, account and invitation pages (the pages carry no inline
 /// script).
 pub async fn passkey_js() -> HttpResponse {

@@ -1073,3 +1073,87 @@ async fn chromium_signs_a_lost_phone_out_from_the_account_page() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 }
+
+/// Issue 19's "done when": a new user without a password opens an invitation link in
+/// Chromium, creates a passkey (a CDP virtual authenticator: internal, resident keys, user
+/// verification), and then signs in to a native app through the whole code + PKCE flow with
+/// the passkey alone, once with the "Sign in with a passkey" button and once through passkey
+/// autofill (conditional mediation) with no click at all; the ID token says how (`amr`,
+/// `acr`). The issuer is `http://localhost:PORT`: WebAuthn needs a domain name.
+#[actix_web::test]
+async fn chromium_signs_up_with_a_passkey_invitation_and_logs_into_a_native_app() {
+    let Some(tools) =
+        tools_or_skip("chromium_signs_up_with_a_passkey_invitation_and_logs_into_a_native_app")
+    else {
+        return;
+    };
+    let app = crate::passkeys::spawn_localhost().await;
+    let m = setup(&app, true).await;
+    let lb = Loopback::start();
+    let redirect = lb.redirect_uri();
+    for (username, conditional) in [("dana", false), ("erin", true)] {
+        let out = app
+            .cli(&["user", "invite", username, "--create", "--json"], None)
+            .await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let invite: Value = serde_json::from_str(&out.stdout).expect("invite JSON");
+        let sub = invite["sub"].as_str().expect("sub").to_owned();
+        let f = flow(&app, &m.client.client_id, &redirect, username, &[]);
+        // The browser talks to the issuer's origin (localhost), as a phone would.
+        let url = f.url.replacen(&app.address, &app.issuer, 1);
+        let sign_in = if conditional {
+            json!({ "name": "app", "action": "conditional", "url": url })
+        } else {
+            json!({ "name": "app", "action": "authorize", "url": url, "logins": [{ "passkey": true }] })
+        };
+        let report = run_plan(
+            tools,
+            json!({
+                "redirect_prefix": redirect,
+                "virtual_authenticator": true,
+                "disable_conditional_ui": !conditional,
+                "steps": [
+                    { "name": "invite", "action": "invite", "url": invite["url"], "passkey_name": "My phone" },
+                    sign_in,
+                ],
+            }),
+        )
+        .await;
+        let inv = step(&report, "invite");
+        assert_eq!(inv["before"]["heading"], "Create your passkey", "{inv}");
+        assert_eq!(inv["heading"], "Your passkey is ready", "{inv}");
+        let errors = console_errors(inv);
+        assert!(errors.is_empty(), "errors in the console: {errors:?}");
+        let creds = report["credentials"].as_array().expect("credentials");
+        assert_eq!(creds.len(), 1, "one passkey on the authenticator: {report}");
+        assert_eq!(creds[0]["rp_id"], "localhost");
+        assert_eq!(creds[0]["resident"], true, "a discoverable credential");
+        let s = step(&report, "app");
+        if !conditional {
+            assert_eq!(kinds(s), vec!["login"], "{s}");
+            assert_eq!(s["pages"][0]["passkey_button"], 1);
+            assert_eq!(s["pages"][0]["webauthn_autofill"], "username webauthn");
+        }
+        let errors = console_errors(s);
+        assert!(errors.is_empty(), "errors in the console: {errors:?}");
+        let p = callback_params(&app, &f, &redirect, &final_url(s));
+        let code = p.get("code").expect("code");
+        let claims = redeem(&app, &m.client.client_id, &sub, &redirect, &f, code).await;
+        assert_eq!(claims["acr"], "phr", "{claims}");
+        let amr = claims["amr"].as_array().expect("amr");
+        assert!(
+            amr.contains(&json!("user")) && amr.contains(&json!("mfa")),
+            "{claims}"
+        );
+        assert!(
+            amr.contains(&json!("hwk")) || amr.contains(&json!("swk")),
+            "{claims}"
+        );
+        // The server recorded the passkey's use.
+        let out = app
+            .cli(&["user", "factors", username, "--json"], None)
+            .await;
+        let fx: Value = serde_json::from_str(&out.stdout).expect("factors");
+        assert!(fx["passkeys"][0]["last_used_at"].is_i64(), "{fx}");
+    }
+}

@@ -7,7 +7,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use totp_rs::{Algorithm, Builder, Secret};
 
-use crate::browser::{Browser, Mobile, PASSWORD, authorize_path, exchange, hidden, location_params, pkce, setup};
+use crate::browser::{
+    Browser, Mobile, PASSWORD, authorize_path, exchange, hidden, location_params, pkce, setup,
+};
 use crate::helpers::{Resp, TestApp, jwt_parts, now};
 use crate::passkeys::account_page;
 
@@ -29,7 +31,10 @@ fn code_at(secret_b32: &str, t: i64) -> String {
 fn text_of(page: &Resp, id: &str) -> String {
     let html = page.text();
     let marker = format!("id=\"{id}\">");
-    let start = html.find(&marker).unwrap_or_else(|| panic!("no {id}: {html}")) + marker.len();
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {id}: {html}"))
+        + marker.len();
     let end = start + html[start..].find('<').expect("end");
     html[start..end].to_owned()
 }
@@ -83,7 +88,9 @@ async fn after_password<'a>(
     extra: &[(&str, &str)],
 ) -> (Browser<'a>, Resp) {
     let mut b = Browser::new(app);
-    let r = b.get(&authorize_path(&m.client.client_id, challenge, extra)).await;
+    let r = b
+        .get(&authorize_path(&m.client.client_id, challenge, extra))
+        .await;
     let r = b.login(&r, &m.username, PASSWORD).await;
     (b, r)
 }
@@ -107,7 +114,9 @@ async fn tokens(app: &TestApp, m: &Mobile, b: &mut Browser<'_>, r: Resp, verifie
         r = b.consent(&r, "allow").await;
     }
     let (_, p) = location_params(&r);
-    let code = p.get("code").unwrap_or_else(|| panic!("no code: {} {}", r.status, r.text()));
+    let code = p
+        .get("code")
+        .unwrap_or_else(|| panic!("no code: {} {}", r.status, r.text()));
     let t = exchange(app, &m.client.client_id, code, verifier).await;
     assert_eq!(t.status, StatusCode::OK, "{}", t.text());
     t.json()
@@ -116,7 +125,10 @@ async fn tokens(app: &TestApp, m: &Mobile, b: &mut Browser<'_>, r: Resp, verifie
 #[track_caller]
 fn assert_otp_refused(r: &Resp, what: &str) {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}: {}", r.text());
-    assert!(r.text().contains("name=\"ticket\""), "{what}: the code page again");
+    assert!(
+        r.text().contains("name=\"ticket\""),
+        "{what}: the code page again"
+    );
 }
 
 #[actix_web::test]
@@ -127,7 +139,11 @@ async fn password_and_code_sign_in_with_replays_and_recovery_codes() {
     account_page(&app, &mut acct, "alice").await;
     let (secret, recovery) = enrol(&mut acct).await;
     let page = acct.get("/account").await;
-    assert!(page.text().contains("10 recovery codes left"), "{}", page.text());
+    assert!(
+        page.text().contains("10 recovery codes left"),
+        "{}",
+        page.text()
+    );
 
     // The password alone no longer signs in: the code page comes, with no session yet.
     let (verifier, challenge) = pkce();
@@ -178,9 +194,16 @@ async fn password_and_code_sign_in_with_replays_and_recovery_codes() {
     assert_eq!(id["acr"], "mfa");
     let (_, challenge) = pkce();
     let (mut b, r) = after_password(&app, &m, &challenge, &[]).await;
-    assert_otp_refused(&send_code(&mut b, &r, &recovery[0]).await, "a used recovery code");
+    assert_otp_refused(
+        &send_code(&mut b, &r, &recovery[0]).await,
+        "a used recovery code",
+    );
     let page = acct.get("/account").await;
-    assert!(page.text().contains("9 recovery codes left"), "{}", page.text());
+    assert!(
+        page.text().contains("9 recovery codes left"),
+        "{}",
+        page.text()
+    );
 
     // Wrong codes are throttled like passwords: the account's budget runs out.
     let (_, challenge) = pkce();
@@ -200,7 +223,10 @@ async fn password_and_code_sign_in_with_replays_and_recovery_codes() {
     for ev in ["totp.enrolled", "login.factor"] {
         assert!(log.contains(ev), "audit has {ev}");
     }
-    assert!(log.contains("\"replayed\""), "a replayed code is audited: {log}");
+    assert!(
+        log.contains("\"replayed\""),
+        "a replayed code is audited: {log}"
+    );
 }
 
 #[actix_web::test]
@@ -232,7 +258,11 @@ async fn require_mfa_acr_values_and_step_up_are_enforced() {
     let (_, challenge) = pkce();
     let (_, r) = after_password(&app, &bank, &challenge, &[]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
-    assert!(r.text().contains("needs more than a password"), "{}", r.text());
+    assert!(
+        r.text().contains("needs more than a password"),
+        "{}",
+        r.text()
+    );
     assert!(r.header("location").is_none(), "no code");
 
     // The relaxed app, with a password: acr pwd. A resource server wanting `mfa` answers
@@ -246,10 +276,18 @@ async fn require_mfa_acr_values_and_step_up_are_enforced() {
     // Same browser (signed in with a password): acr_values=mfa does not pass silently.
     let (_, challenge) = pkce();
     let r = b
-        .get(&authorize_path(&m.client.client_id, &challenge, &[("acr_values", "mfa")]))
+        .get(&authorize_path(
+            &m.client.client_id,
+            &challenge,
+            &[("acr_values", "mfa")],
+        ))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    assert!(r.text().contains("name=\"password\""), "sign in again: {}", r.text());
+    assert!(
+        r.text().contains("name=\"password\""),
+        "sign in again: {}",
+        r.text()
+    );
     assert!(r.text().contains("two-step sign-in"), "{}", r.text());
     // prompt=none cannot step up silently.
     let r = b
@@ -274,7 +312,9 @@ async fn require_mfa_acr_values_and_step_up_are_enforced() {
     assert_eq!(at["acr"], "mfa");
     // The session now satisfies the strict app without another sign-in.
     let (verifier, challenge) = pkce();
-    let r = b.get(&authorize_path(&bank.client.client_id, &challenge, &[])).await;
+    let r = b
+        .get(&authorize_path(&bank.client.client_id, &challenge, &[]))
+        .await;
     let t = tokens(&app, &bank, &mut b, r, &verifier).await;
     let (_, id) = jwt_parts(t["id_token"].as_str().expect("id"));
     assert_eq!(id["acr"], "mfa");
@@ -287,5 +327,10 @@ async fn require_mfa_acr_values_and_step_up_are_enforced() {
 
     let d = app.discovery().await.json();
     assert_eq!(d["acr_values_supported"], json!(["pwd", "mfa", "phr"]));
-    assert!(d["claims_supported"].as_array().expect("claims").contains(&json!("amr")));
+    assert!(
+        d["claims_supported"]
+            .as_array()
+            .expect("claims")
+            .contains(&json!("amr"))
+    );
 }

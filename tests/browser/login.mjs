@@ -29,6 +29,17 @@
 //        opens url (/account), signs in with `logins` (answering a "Continue as" page with
 //        `continue`), reports the devices listed on the account page, and if `sign_out` names
 //        one, presses its "Sign out this device" and reports the page after.
+//     { name, action: "invite", url, passkey_name }
+//        opens an invitation link, names the passkey, presses "Create passkey" (the virtual
+//        authenticator answers) and reports the page after.
+//     A `logins` entry { passkey: true } presses "Sign in with a passkey" instead of typing.
+//   disable_conditional_ui  if true, pages see no conditional mediation (passkey autofill),
+//        so the "Sign in with a passkey" button is what signs in.
+//     { name, action: "conditional", url }
+//        opens url and waits, touching nothing, until the redirect: passkey autofill
+//        (conditional mediation, answered by the virtual authenticator) signs in.
+//   virtual_authenticator  if true, a CDP WebAuthn virtual authenticator (internal, resident
+//        keys, user verification) is added to the page: passkeys work without a person.
 //     { name, action: "framed", url, frame_timeout_ms }
 //        opens url (a page of the test's own that frames the login page) and reports what the
 //        frame ended up showing.
@@ -198,6 +209,12 @@ async function authorizeStep(step) {
       pages.push(seen);
       const login = logins.shift();
       if (!login) throw new StepError('a login page was shown, but the step has no login left for it');
+      if (login.passkey) {
+        seen.passkey_button = await page.locator('#passkey-button').count();
+        seen.webauthn_autofill = await page.getAttribute('input[name="username"]', 'autocomplete');
+        await submitWith('#passkey-button');
+        continue;
+      }
       await fillField('input[name="username"]', login.username);
       await fillField('input[name="password"]', login.password);
       await submitWith('form button[type="submit"]');
@@ -221,6 +238,29 @@ async function authorizeStep(step) {
     }
   }
   throw new StepError('too many pages without reaching the redirect URI');
+}
+
+// Conditional mediation: the login page's passkey autofill signs in with no click.
+async function conditionalStep(step) {
+  await page.goto(step.url, { waitUntil: 'commit' });
+  await page.waitForURL((u) => u.toString().startsWith(plan.redirect_prefix), { timeout: 15000 });
+  return { final_url: page.url() };
+}
+
+// An invitation link: create the passkey with the virtual authenticator.
+async function inviteStep(step) {
+  await page.goto(step.url, { waitUntil: 'domcontentloaded' });
+  await screenshot('invite');
+  const before = { heading: (await page.locator('h1').textContent())?.trim() ?? null };
+  if (step.passkey_name) await fillField('input[name="name"]', step.passkey_name);
+  await submitWith('form.passkey-register button[type="submit"]');
+  await screenshot('invite-done');
+  return {
+    before,
+    heading: (await page.locator('h1').textContent())?.trim() ?? null,
+    content: await snippet(),
+    final_url: page.url(),
+  };
 }
 
 // RFC 8628 verification at /device: the code page (prefilled or `step.user_code` typed), the
@@ -361,6 +401,29 @@ async function main() {
   context.setDefaultTimeout(10000);
   page = await context.newPage();
   watch(page);
+  if (plan.disable_conditional_ui) {
+    await page.addInitScript(() => {
+      if (window.PublicKeyCredential) {
+        Object.defineProperty(PublicKeyCredential, 'isConditionalMediationAvailable', { value: undefined });
+      }
+    });
+  }
+  let authenticator = null;
+  if (plan.virtual_authenticator) {
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('WebAuthn.enable');
+    const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+      options: {
+        protocol: 'ctap2',
+        transport: 'internal',
+        hasResidentKey: true,
+        hasUserVerification: true,
+        isUserVerified: true,
+        automaticPresenceSimulation: true,
+      },
+    });
+    authenticator = { cdp, authenticatorId };
+  }
   const results = [];
   for (const step of plan.steps) {
     current = step.name;
@@ -371,6 +434,8 @@ async function main() {
     else if (step.action === 'framed') r = await framedStep(step);
     else if (step.action === 'device') r = await deviceStep(step);
     else if (step.action === 'account') r = await accountStep(step);
+    else if (step.action === 'invite') r = await inviteStep(step);
+    else if (step.action === 'conditional') r = await conditionalStep(step);
     else throw new StepError(`unknown action ${step.action}`);
     results.push({
       name: step.name,
@@ -381,7 +446,16 @@ async function main() {
     });
   }
   current = null;
-  return { ok: true, version: browser.version(), steps: results };
+  let credentials = null;
+  if (authenticator) {
+    const c = await authenticator.cdp.send('WebAuthn.getCredentials', {
+      authenticatorId: authenticator.authenticatorId,
+    });
+    credentials = c.credentials.map((x) => ({
+      id: x.credentialId, rp_id: x.rpId, resident: x.isResidentCredential, sign_count: x.signCount,
+    }));
+  }
+  return { ok: true, version: browser.version(), steps: results, credentials };
 }
 
 let code = 0;
