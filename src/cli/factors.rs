@@ -12,14 +12,7 @@ use crate::store::{Factors, Store};
 use crate::text::escape;
 
 pub fn view(f: &Factors) -> serde_json::Value {
-    json!({
-        "passkeys": f.passkeys.iter().map(|p| json!({
-            "credential_id": p.credential_id, "name": p.name,
-            "created_at": p.created_at, "last_used_at": p.last_used_at,
-        })).collect::<Vec<_>>(),
-        "totp": f.totp.as_ref().map(|t| json!({ "enrolled_at": t.created_at })),
-        "recovery_codes_left": f.recovery_codes_left,
-    })
+    crate::protocol::admin::factors_view(f)
 }
 
 fn find(store: &Store, username: &str) -> anyhow::Result<User> {

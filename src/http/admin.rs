@@ -10,6 +10,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::Value;
 
 use super::openapi::{
+    FactorsDoc, FactorsResetDoc, InvitationDoc, PasskeyRemovedDoc,
     AuditPage, ClientList, ClientMetadata, ErrorResponse, GrantsRevokedDoc, InitialAccessToken,
     KeyList, RegistrationTokenList, RegistrationTokenView, RotatedKeys, SecretRotated, SignInsDoc,
     SignedOutDoc, UserList, UserView,
@@ -337,6 +338,67 @@ pub async fn user_sessions(req: HttpRequest, id: Path, state: State) -> HttpResp
     .await
 }
 
+/// A user's sign-in factors: passkeys (ids, names, added, last used), the authenticator app,
+/// recovery codes left. Never a secret.
+#[utoipa::path(get, path = "/admin/v1/users/{user_id}/factors", tag = "users",
+    params(("user_id" = String, Path, description = "The user's `sub`")),
+    responses((status = 200, body = FactorsDoc), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse)),
+    security(("bearer" = ["latchkey:admin"])))]
+pub async fn user_factors(req: HttpRequest, id: Path, state: State) -> HttpResponse {
+    let ctx = &state.ctx;
+    guarded(&req, &state, StatusCode::OK, |_| async move {
+        admin::user_factors(ctx, &id).await
+    })
+    .await
+}
+
+/// Remove every passkey, the authenticator app and the recovery codes of a user (a lost
+/// phone). Audited.
+#[utoipa::path(post, path = "/admin/v1/users/{user_id}/factors/reset", tag = "users",
+    params(("user_id" = String, Path, description = "The user's `sub`")),
+    responses((status = 200, body = FactorsResetDoc), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse)),
+    security(("bearer" = ["latchkey:admin"])))]
+pub async fn reset_factors(req: HttpRequest, id: Path, state: State) -> HttpResponse {
+    let ctx = &state.ctx;
+    guarded(&req, &state, StatusCode::OK, |a| async move {
+        admin::reset_factors(ctx, &a, &id, unix_now()).await
+    })
+    .await
+}
+
+/// Remove one passkey of a user. Audited.
+#[utoipa::path(delete, path = "/admin/v1/users/{user_id}/passkeys/{credential_id}", tag = "users",
+    params(("user_id" = String, Path, description = "The user's `sub`"),
+           ("credential_id" = String, Path, description = "From the user's factors")),
+    responses((status = 200, body = PasskeyRemovedDoc), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse)),
+    security(("bearer" = ["latchkey:admin"])))]
+pub async fn remove_passkey(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: State,
+) -> HttpResponse {
+    let ctx = &state.ctx;
+    let (id, cred) = path.into_inner();
+    guarded(&req, &state, StatusCode::OK, |a| async move {
+        admin::remove_passkey(ctx, &a, &id, &cred, unix_now()).await
+    })
+    .await
+}
+
+/// A single-use link (valid `invitation_ttl`) where the user creates a passkey: a new user
+/// with no password, or after a reset. Audited (not the link).
+#[utoipa::path(post, path = "/admin/v1/users/{user_id}/invitation", tag = "users",
+    params(("user_id" = String, Path, description = "The user's `sub`")),
+    responses((status = 201, body = InvitationDoc), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse)),
+    security(("bearer" = ["latchkey:admin"])))]
+pub async fn invite_user(req: HttpRequest, id: Path, state: State) -> HttpResponse {
+    let ctx = &state.ctx;
+    guarded(&req, &state, StatusCode::CREATED, |a| async move {
+        admin::invite_user(ctx, &a, &id, unix_now()).await
+    })
+    .await
+}
+
 /// Sign a user out: `{"family_id": "..."}` signs one app on one device out (its refresh token,
 /// and its access tokens at introspection and userinfo); no body signs the user out
 /// everywhere (every family, unused code and browser session; consents stay). Audited.
@@ -524,6 +586,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(r("/users/{user_id}/revoke-grants").route(web::post().to(revoke_user_grants)))
             .service(r("/users/{user_id}/sessions").route(web::get().to(user_sessions)))
             .service(r("/users/{user_id}/signout").route(web::post().to(sign_out_user)))
+            .service(r("/users/{user_id}/factors").route(web::get().to(user_factors)))
+            .service(r("/users/{user_id}/factors/reset").route(web::post().to(reset_factors)))
+            .service(
+                r("/users/{user_id}/passkeys/{credential_id}")
+                    .route(web::delete().to(remove_passkey)),
+            )
+            .service(r("/users/{user_id}/invitation").route(web::post().to(invite_user)))
             .service(r("/keys").route(web::get().to(list_keys)))
             .service(r("/keys/rotate").route(web::post().to(rotate_keys)))
             .service(

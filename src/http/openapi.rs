@@ -60,6 +60,9 @@ pub struct ClientMetadata {
     pub require_signed_request_object: bool,
     /// RFC 8705 §3.4: access tokens are bound to the client's TLS certificate.
     pub tls_client_certificate_bound_access_tokens: bool,
+    /// A password alone is not enough to sign in to this client (a passkey, or a password and
+    /// an authenticator code).
+    pub require_mfa: bool,
     /// RFC 8705 §2.1.2 (`tls_client_auth` clients): the one certificate name registered, as
     /// `tls_client_auth_subject_dn`, `_san_dns`, `_san_uri`, `_san_ip` or `_san_email`.
     pub tls_client_auth_subject_dn: Option<String>,
@@ -153,6 +156,48 @@ pub struct BrowserSessionDoc {
 pub struct SignInsDoc {
     pub apps: Vec<SignedInAppDoc>,
     pub sessions: Vec<BrowserSessionDoc>,
+}
+
+/// A registered passkey (never its key).
+#[derive(ToSchema)]
+pub struct PasskeyDoc {
+    /// base64url WebAuthn credential id.
+    pub credential_id: String,
+    pub name: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+#[derive(ToSchema)]
+pub struct TotpDoc {
+    pub enrolled_at: i64,
+}
+
+/// A user's sign-in factors besides the password.
+#[derive(ToSchema)]
+pub struct FactorsDoc {
+    pub passkeys: Vec<PasskeyDoc>,
+    /// The authenticator app (RFC 6238), if enrolled.
+    pub totp: Option<TotpDoc>,
+    pub recovery_codes_left: i64,
+}
+
+#[derive(ToSchema)]
+pub struct FactorsResetDoc {
+    /// Passkeys and authenticators removed.
+    pub removed: u64,
+}
+
+#[derive(ToSchema)]
+pub struct PasskeyRemovedDoc {
+    pub removed: bool,
+}
+
+/// A passkey enrolment link: give it to the user over a channel you trust.
+#[derive(ToSchema)]
+pub struct InvitationDoc {
+    pub url: String,
+    pub expires_at: i64,
 }
 
 /// What a sign-out revoked (`family_id` when one device was signed out).
@@ -282,6 +327,7 @@ impl Modify for BearerAuth {
         h::disable_client, h::enable_client, h::rotate_secret, h::revoke_client_grants,
         h::create_user, h::list_users, h::get_user, h::disable_user, h::enable_user,
         h::reset_password, h::revoke_user_grants, h::user_sessions, h::sign_out_user,
+        h::user_factors, h::reset_factors, h::remove_passkey, h::invite_user,
         h::list_keys, h::rotate_keys,
         h::create_registration_token, h::list_registration_tokens, h::revoke_registration_token,
         h::audit,
@@ -294,6 +340,7 @@ impl Modify for BearerAuth {
         crate::protocol::admin::RegistrationTokenRequest,
         ErrorResponse, ClientMetadata, ClientList, SecretRotated, UserView, UserList,
         GrantsRevokedDoc, SignedInAppDoc, BrowserSessionDoc, SignInsDoc, SignedOutDoc,
+        PasskeyDoc, TotpDoc, FactorsDoc, FactorsResetDoc, PasskeyRemovedDoc, InvitationDoc,
         crate::protocol::admin::SignOutRequest, SigningKey, KeyList, RotatedKey, RotatedKeys, InitialAccessToken,
         RegistrationTokenView, RegistrationTokenList,
         AuditEvent, AuditPage,

@@ -830,3 +830,73 @@ pub async fn read_audit(ctx: &Ctx, p: AuditParams) -> OAuthResult<Value> {
     let next = entries.last().map(|e| e.id);
     Ok(json!({ "events": entries, "next_after": next }))
 }
+
+// ---- sign-in factors (issue 19) -------------------------------------------------------------
+
+/// A user's factors as the CLI and the admin API show them: passkeys (id, name, when added and
+/// last used), the authenticator app, the recovery codes left. Never a secret.
+pub fn factors_view(f: &crate::store::Factors) -> Value {
+    serde_json::json!({
+        "passkeys": f.passkeys.iter().map(|p| serde_json::json!({
+            "credential_id": p.credential_id, "name": p.name,
+            "created_at": p.created_at, "last_used_at": p.last_used_at,
+        })).collect::<Vec<_>>(),
+        "totp": f.totp.as_ref().map(|t| serde_json::json!({ "enrolled_at": t.created_at })),
+        "recovery_codes_left": f.recovery_codes_left,
+    })
+}
+
+/// `GET /admin/v1/users/{id}/factors`.
+pub async fn user_factors(ctx: &Ctx, user_id: &str) -> OAuthResult<Value> {
+    load_user(ctx, user_id).await?;
+    let id = user_id.to_owned();
+    let f = ctx.store.blocking(move |s| s.factors(&id)).await?;
+    Ok(factors_view(&f))
+}
+
+/// `DELETE /admin/v1/users/{id}/passkeys/{credential_id}`. Audited.
+pub async fn remove_passkey(
+    ctx: &Ctx,
+    admin: &Admin,
+    user_id: &str,
+    credential_id: &str,
+    now: i64,
+) -> OAuthResult<Value> {
+    load_user(ctx, user_id).await?;
+    let (id, cred) = (user_id.to_owned(), credential_id.to_owned());
+    if !ctx.store.write(move |s| s.delete_passkey(&id, &cred)).await? {
+        return Err(not_found("the user has no such passkey"));
+    }
+    let details = serde_json::json!({ "credential_id": credential_id });
+    record(ctx, admin, event::PASSKEY_REMOVED, format!("user:{user_id}"), details, now).await;
+    Ok(serde_json::json!({ "removed": true }))
+}
+
+/// `POST /admin/v1/users/{id}/factors/reset`: every passkey, the authenticator app and the
+/// recovery codes removed (a lost phone). Audited.
+pub async fn reset_factors(ctx: &Ctx, admin: &Admin, user_id: &str, now: i64) -> OAuthResult<Value> {
+    load_user(ctx, user_id).await?;
+    let id = user_id.to_owned();
+    let n = ctx.store.write(move |s| s.reset_factors(&id)).await?;
+    let details = serde_json::json!({ "removed": n });
+    record(ctx, admin, event::USER_FACTORS_RESET, format!("user:{user_id}"), details.clone(), now).await;
+    Ok(details)
+}
+
+/// `POST /admin/v1/users/{id}/invitation`: a single-use passkey enrolment link. Audited
+/// (never the link itself).
+pub async fn invite_user(ctx: &Ctx, admin: &Admin, user_id: &str, now: i64) -> OAuthResult<Value> {
+    let user = load_user(ctx, user_id).await?;
+    if user.disabled {
+        return Err(OAuthError::invalid_request("the user is disabled"));
+    }
+    let (issuer, id, ttl) = (ctx.config.issuer.clone(), user_id.to_owned(), ctx.config.invitation_ttl);
+    let url = ctx
+        .store
+        .blocking(move |s| super::login::invite::create(s, &issuer, &id, ttl, now))
+        .await?;
+    let expires_at = now + ttl as i64;
+    let details = serde_json::json!({ "expires_at": expires_at });
+    record(ctx, admin, event::USER_INVITED, format!("user:{user_id}"), details, now).await;
+    Ok(serde_json::json!({ "url": url, "expires_at": expires_at }))
+}

@@ -632,3 +632,52 @@ async fn an_ip_address_issuer_has_no_passkeys() {
         r.text()
     );
 }
+
+/// The admin API's side: a user's factors, an enrolment link, removing a passkey, a reset;
+/// each needs an admin token, each is audited, and a wrong user or passkey is a 404.
+#[actix_web::test]
+async fn the_admin_api_lists_invites_and_resets_factors() {
+    use crate::admin_api::{admin_token, call};
+    use reqwest::Method;
+    let app = spawn_localhost().await;
+    let m = setup(&app, true).await;
+    let mut acct = Browser::new(&app);
+    let page = account_page(&app, &mut acct, "alice").await;
+    let key = add_passkey(&app, &mut acct, &page, "Phone").await;
+    let (_, token) = admin_token(&app).await;
+    let base = format!("/admin/v1/users/{}", m.sub);
+
+    let f = call(&app, Method::GET, &format!("{base}/factors"), Some(&token), None).await;
+    assert_eq!(f.status, StatusCode::OK, "{}", f.text());
+    assert_eq!(f.json()["passkeys"][0]["name"], "Phone");
+    assert_eq!(f.json()["totp"], Value::Null);
+    let r = call(&app, Method::GET, &format!("{base}/factors"), None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = call(&app, Method::GET, "/admin/v1/users/nobody/factors", Some(&token), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    let r = call(&app, Method::DELETE, &format!("{base}/passkeys/nope"), Some(&token), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    let id = B64.encode(&key.cred_id);
+    let r = call(&app, Method::DELETE, &format!("{base}/passkeys/{id}"), Some(&token), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let f = call(&app, Method::GET, &format!("{base}/factors"), Some(&token), None).await;
+    assert_eq!(f.json()["passkeys"], json!([]));
+
+    let r = call(&app, Method::POST, &format!("{base}/invitation"), Some(&token), None).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let url = r.json()["url"].as_str().expect("url").to_owned();
+    let path = url.strip_prefix(&app.issuer).expect("ours").to_owned();
+    let mut b = Browser::new(&app);
+    let page = b.get(&path).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert!(page.text().contains("alice"));
+
+    let r = call(&app, Method::POST, &format!("{base}/factors/reset"), Some(&token), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let log = app.cli(&["audit", "--json"], None).await.stdout;
+    for ev in ["user.invited", "user.factors_reset", "passkey.removed"] {
+        assert!(log.contains(ev), "audit has {ev}");
+    }
+    assert!(!log.contains(&url), "the link itself is never audited");
+}
