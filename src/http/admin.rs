@@ -10,9 +10,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::Value;
 
 use super::openapi::{
-    FactorsDoc, FactorsResetDoc, InvitationDoc, PasskeyRemovedDoc,
-    AuditPage, ClientList, ClientMetadata, ErrorResponse, GrantsRevokedDoc, InitialAccessToken,
-    KeyList, RegistrationTokenList, RegistrationTokenView, RotatedKeys, SecretRotated, SignInsDoc,
+    AuditPage, ClientList, ClientMetadata, ErrorResponse, FactorsDoc, FactorsResetDoc,
+    GrantsRevokedDoc, InitialAccessToken, InvitationDoc, KeyList, PasskeyRemovedDoc,
+    RegistrationTokenList, RegistrationTokenView, RotatedKeys, SecretRotated, SignInsDoc,
     SignedOutDoc, UserList, UserView,
 };
 use super::{AppState, error, unix_now};

@@ -864,22 +864,47 @@ pub async fn remove_passkey(
 ) -> OAuthResult<Value> {
     load_user(ctx, user_id).await?;
     let (id, cred) = (user_id.to_owned(), credential_id.to_owned());
-    if !ctx.store.write(move |s| s.delete_passkey(&id, &cred)).await? {
+    if !ctx
+        .store
+        .write(move |s| s.delete_passkey(&id, &cred))
+        .await?
+    {
         return Err(not_found("the user has no such passkey"));
     }
     let details = serde_json::json!({ "credential_id": credential_id });
-    record(ctx, admin, event::PASSKEY_REMOVED, format!("user:{user_id}"), details, now).await;
+    record(
+        ctx,
+        admin,
+        event::PASSKEY_REMOVED,
+        format!("user:{user_id}"),
+        details,
+        now,
+    )
+    .await;
     Ok(serde_json::json!({ "removed": true }))
 }
 
 /// `POST /admin/v1/users/{id}/factors/reset`: every passkey, the authenticator app and the
 /// recovery codes removed (a lost phone). Audited.
-pub async fn reset_factors(ctx: &Ctx, admin: &Admin, user_id: &str, now: i64) -> OAuthResult<Value> {
+pub async fn reset_factors(
+    ctx: &Ctx,
+    admin: &Admin,
+    user_id: &str,
+    now: i64,
+) -> OAuthResult<Value> {
     load_user(ctx, user_id).await?;
     let id = user_id.to_owned();
     let n = ctx.store.write(move |s| s.reset_factors(&id)).await?;
     let details = serde_json::json!({ "removed": n });
-    record(ctx, admin, event::USER_FACTORS_RESET, format!("user:{user_id}"), details.clone(), now).await;
+    record(
+        ctx,
+        admin,
+        event::USER_FACTORS_RESET,
+        format!("user:{user_id}"),
+        details.clone(),
+        now,
+    )
+    .await;
     Ok(details)
 }
 
@@ -890,13 +915,25 @@ pub async fn invite_user(ctx: &Ctx, admin: &Admin, user_id: &str, now: i64) -> O
     if user.disabled {
         return Err(OAuthError::invalid_request("the user is disabled"));
     }
-    let (issuer, id, ttl) = (ctx.config.issuer.clone(), user_id.to_owned(), ctx.config.invitation_ttl);
+    let (issuer, id, ttl) = (
+        ctx.config.issuer.clone(),
+        user_id.to_owned(),
+        ctx.config.invitation_ttl,
+    );
     let url = ctx
         .store
         .blocking(move |s| super::login::invite::create(s, &issuer, &id, ttl, now))
         .await?;
     let expires_at = now + ttl as i64;
     let details = serde_json::json!({ "expires_at": expires_at });
-    record(ctx, admin, event::USER_INVITED, format!("user:{user_id}"), details, now).await;
+    record(
+        ctx,
+        admin,
+        event::USER_INVITED,
+        format!("user:{user_id}"),
+        details,
+        now,
+    )
+    .await;
     Ok(serde_json::json!({ "url": url, "expires_at": expires_at }))
 }

@@ -647,24 +647,66 @@ async fn the_admin_api_lists_invites_and_resets_factors() {
     let (_, token) = admin_token(&app).await;
     let base = format!("/admin/v1/users/{}", m.sub);
 
-    let f = call(&app, Method::GET, &format!("{base}/factors"), Some(&token), None).await;
+    let f = call(
+        &app,
+        Method::GET,
+        &format!("{base}/factors"),
+        Some(&token),
+        None,
+    )
+    .await;
     assert_eq!(f.status, StatusCode::OK, "{}", f.text());
     assert_eq!(f.json()["passkeys"][0]["name"], "Phone");
     assert_eq!(f.json()["totp"], Value::Null);
     let r = call(&app, Method::GET, &format!("{base}/factors"), None, None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    let r = call(&app, Method::GET, "/admin/v1/users/nobody/factors", Some(&token), None).await;
+    let r = call(
+        &app,
+        Method::GET,
+        "/admin/v1/users/nobody/factors",
+        Some(&token),
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 
-    let r = call(&app, Method::DELETE, &format!("{base}/passkeys/nope"), Some(&token), None).await;
+    let r = call(
+        &app,
+        Method::DELETE,
+        &format!("{base}/passkeys/nope"),
+        Some(&token),
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
     let id = B64.encode(&key.cred_id);
-    let r = call(&app, Method::DELETE, &format!("{base}/passkeys/{id}"), Some(&token), None).await;
+    let r = call(
+        &app,
+        Method::DELETE,
+        &format!("{base}/passkeys/{id}"),
+        Some(&token),
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    let f = call(&app, Method::GET, &format!("{base}/factors"), Some(&token), None).await;
+    let f = call(
+        &app,
+        Method::GET,
+        &format!("{base}/factors"),
+        Some(&token),
+        None,
+    )
+    .await;
     assert_eq!(f.json()["passkeys"], json!([]));
 
-    let r = call(&app, Method::POST, &format!("{base}/invitation"), Some(&token), None).await;
+    let r = call(
+        &app,
+        Method::POST,
+        &format!("{base}/invitation"),
+        Some(&token),
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     let url = r.json()["url"].as_str().expect("url").to_owned();
     let path = url.strip_prefix(&app.issuer).expect("ours").to_owned();
@@ -673,7 +715,14 @@ async fn the_admin_api_lists_invites_and_resets_factors() {
     assert_eq!(page.status, StatusCode::OK, "{}", page.text());
     assert!(page.text().contains("alice"));
 
-    let r = call(&app, Method::POST, &format!("{base}/factors/reset"), Some(&token), None).await;
+    let r = call(
+        &app,
+        Method::POST,
+        &format!("{base}/factors/reset"),
+        Some(&token),
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let log = app.cli(&["audit", "--json"], None).await.stdout;
     for ev in ["user.invited", "user.factors_reset", "passkey.removed"] {

@@ -273,6 +273,26 @@ async fn require_mfa_acr_values_and_step_up_are_enforced() {
     let (_, at) = jwt_parts(t["access_token"].as_str().expect("at"));
     assert_eq!(at["acr"], "pwd");
     assert_eq!(at["amr"], json!(["pwd"]));
+    // The resource server (latchkey-verify) asks for more: RFC 9470's challenge.
+    let verifier = latchkey_verify::Verifier::builder(&app.issuer, crate::helpers::API)
+        .allow_insecure_http(true)
+        .build()
+        .await
+        .expect("verifier");
+    let claims = verifier
+        .verify(t["access_token"].as_str().expect("at"))
+        .await
+        .expect("a valid token");
+    let refused = claims
+        .require_user_authentication(&["mfa", "phr"], None, now() as u64)
+        .expect_err("a password is not enough here");
+    assert_eq!(refused.status(), 401);
+    let challenge = refused.www_authenticate();
+    assert!(
+        challenge.contains("error=\"insufficient_user_authentication\"")
+            && challenge.contains("acr_values=\"mfa phr\""),
+        "{challenge}"
+    );
     // Same browser (signed in with a password): acr_values=mfa does not pass silently.
     let (_, challenge) = pkce();
     let r = b
@@ -310,6 +330,18 @@ async fn require_mfa_acr_values_and_step_up_are_enforced() {
     let t = tokens(&app, &m, &mut b, ok, &verifier).await;
     let (_, at) = jwt_parts(t["access_token"].as_str().expect("at"));
     assert_eq!(at["acr"], "mfa");
+    let rs = latchkey_verify::Verifier::builder(&app.issuer, crate::helpers::API)
+        .allow_insecure_http(true)
+        .build()
+        .await
+        .expect("verifier");
+    let claims = rs
+        .verify(t["access_token"].as_str().expect("at"))
+        .await
+        .expect("a valid token");
+    claims
+        .require_user_authentication(&["mfa", "phr"], Some(60), now() as u64)
+        .expect("stepped up");
     // The session now satisfies the strict app without another sign-in.
     let (verifier, challenge) = pkce();
     let r = b

@@ -34,6 +34,13 @@ pub struct Claims {
     /// Time of the end-user authentication, for user tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<u64>,
+    /// How strongly the user signed in (OIDC `acr`; Latchkey: `pwd`, `mfa`, `phr`), for user
+    /// tokens. Use [`Claims::require_user_authentication`] for RFC 9470 step-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// RFC 8176 methods the sign-in used (`pwd`, `otp`, `mfa`, `hwk`, `swk`, `user`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
     /// Confirmation (RFC 7800): present on sender-constrained tokens. Tokens with a `cnf` are
     /// refused by bearer verification, so on a [`Claims`] returned by it this is `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,6 +95,46 @@ impl Claims {
     /// `Ok` if the token carries this scope, otherwise [`VerifyError::InsufficientScope`].
     pub fn require_scope(&self, required: &str) -> Result<(), VerifyError> {
         self.require_scopes(&[required])
+    }
+
+    /// RFC 9470 step-up: `Ok` if the user signed in with one of `acr_values` (any, when empty)
+    /// and, with `max_age`, at most that many seconds before `now` (Unix seconds); otherwise
+    /// [`VerifyError::InsufficientUserAuthentication`], whose `www_authenticate()` tells the
+    /// app what to ask the authorization server for. List every level you accept: with
+    /// Latchkey, `&["mfa", "phr"]` for "more than a password" (`phr`, a passkey, is stronger
+    /// than `mfa`). A client's own token (no user) never passes.
+    pub fn require_user_authentication<S: AsRef<str>>(
+        &self,
+        acr_values: &[S],
+        max_age: Option<u64>,
+        now: u64,
+    ) -> Result<(), VerifyError> {
+        let refused = || VerifyError::InsufficientUserAuthentication {
+            acr_values: acr_values
+                .iter()
+                .map(|s| s.as_ref())
+                .collect::<Vec<_>>()
+                .join(" "),
+            max_age,
+        };
+        if self.is_client_token() {
+            return Err(refused());
+        }
+        let level_ok = acr_values.is_empty()
+            || self
+                .acr
+                .as_deref()
+                .is_some_and(|a| acr_values.iter().any(|v| v.as_ref() == a));
+        let recent = match (max_age, self.auth_time) {
+            (None, _) => true,
+            (Some(m), Some(t)) => now.saturating_sub(t) <= m,
+            (Some(_), None) => false,
+        };
+        if level_ok && recent {
+            Ok(())
+        } else {
+            Err(refused())
+        }
     }
 }
 
@@ -159,9 +206,73 @@ mod tests {
             client_id: "c".into(),
             scope: scope.into(),
             auth_time: None,
+            acr: None,
+            amr: None,
             cnf: None,
             gty: None,
         }
+    }
+
+    #[test]
+    fn step_up_needs_the_level_and_a_recent_sign_in() {
+        let c = Claims {
+            acr: Some("pwd".into()),
+            auth_time: Some(1000),
+            ..claims("openid")
+        };
+        let e = c
+            .require_user_authentication(&["mfa", "phr"], None, 1000)
+            .unwrap_err();
+        assert_eq!(e.status(), 401);
+        assert_eq!(e.error_code(), Some("insufficient_user_authentication"));
+        assert_eq!(
+            e.www_authenticate(),
+            "Bearer error=\"insufficient_user_authentication\", error_description=\"a stronger or more recent sign-in is required\", acr_values=\"mfa phr\""
+        );
+        let strong = Claims {
+            acr: Some("phr".into()),
+            ..c.clone()
+        };
+        assert!(
+            strong
+                .require_user_authentication(&["mfa", "phr"], None, 5000)
+                .is_ok()
+        );
+        // Too long ago for max_age: refused, and the challenge says max_age.
+        let e = strong
+            .require_user_authentication(&["mfa", "phr"], Some(300), 5000)
+            .unwrap_err();
+        assert!(
+            e.www_authenticate().ends_with("max_age=300"),
+            "{}",
+            e.www_authenticate()
+        );
+        assert!(
+            strong
+                .require_user_authentication::<&str>(&[], Some(300), 1200)
+                .is_ok()
+        );
+        // No acr, or no auth_time with max_age: refused. A client's own token: refused.
+        assert!(
+            claims("x")
+                .require_user_authentication(&["pwd"], None, 0)
+                .is_err()
+        );
+        assert!(
+            claims("x")
+                .require_user_authentication::<&str>(&[], Some(10), 0)
+                .is_err()
+        );
+        let client = Claims {
+            sub: "c".into(),
+            gty: Some("client_credentials".into()),
+            ..claims("x")
+        };
+        assert!(
+            client
+                .require_user_authentication::<&str>(&[], None, 0)
+                .is_err()
+        );
     }
 
     #[test]

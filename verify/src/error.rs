@@ -70,6 +70,16 @@ pub enum VerifyError {
         /// The scopes the resource requires (all of them).
         required: Vec<String>,
     },
+    /// RFC 9470: the token is valid, but the user's sign-in was not strong enough (`acr`) or
+    /// not recent enough (`auth_time`) for this resource. 401
+    /// `insufficient_user_authentication`; the challenge carries `acr_values` / `max_age`, and
+    /// the app asks the authorization server again with them (step-up).
+    InsufficientUserAuthentication {
+        /// The `acr` values this resource accepts, space-separated (empty: any).
+        acr_values: String,
+        /// The most seconds since the sign-in this resource accepts.
+        max_age: Option<u64>,
+    },
 }
 
 impl VerifyError {
@@ -80,6 +90,9 @@ impl VerifyError {
             VerifyError::MissingToken => None,
             VerifyError::InvalidRequest(_) => Some("invalid_request"),
             VerifyError::InsufficientScope { .. } => Some("insufficient_scope"),
+            VerifyError::InsufficientUserAuthentication { .. } => {
+                Some("insufficient_user_authentication")
+            }
             VerifyError::InvalidDpopProof(_) => Some("invalid_dpop_proof"),
             VerifyError::DpopReplayCacheFull => None,
             _ => Some("invalid_token"),
@@ -128,6 +141,9 @@ impl VerifyError {
                 "the access token is sender-constrained and cannot be used as a bearer token"
             }
             VerifyError::InsufficientScope { .. } => "the access token lacks the required scope",
+            VerifyError::InsufficientUserAuthentication { .. } => {
+                "a stronger or more recent sign-in is required"
+            }
             VerifyError::InvalidDpopProof(d) => d,
             VerifyError::DpopKeyMismatch => {
                 "invalid DPoP key binding: the proof is signed by another key than the token's"
@@ -177,6 +193,18 @@ impl VerifyError {
         if let VerifyError::InsufficientScope { required } = self {
             let scope: Vec<String> = required.iter().map(|s| quoted_safe(s)).collect();
             params.push(format!("scope=\"{}\"", scope.join(" ")));
+        }
+        if let VerifyError::InsufficientUserAuthentication {
+            acr_values,
+            max_age,
+        } = self
+        {
+            if !acr_values.is_empty() {
+                params.push(format!("acr_values=\"{}\"", quoted_safe(acr_values)));
+            }
+            if let Some(m) = max_age {
+                params.push(format!("max_age={m}"));
+            }
         }
         params
     }
