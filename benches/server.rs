@@ -86,6 +86,7 @@ fn new_family(store: &Store, n: usize) -> String {
             created_at: t,
             expires_at: t + 60,
             dpop_jkt: None,
+            amr: "pwd".into(),
         })
         .unwrap();
     let family_id = secret::random_token(16);
@@ -104,6 +105,7 @@ fn new_family(store: &Store, n: usize) -> String {
                         expires_at: t + 86400,
                         revoked_at: None,
                         dpop_jkt: None,
+                        amr: "pwd".into(),
                     },
                     RefreshToken {
                         token_hash: secret::hash_token(&first),
