@@ -263,6 +263,21 @@ pub async fn confirm_post(
             "",
         );
     };
+    // The client's (or the server's) `require_mfa` holds for devices too.
+    let needed = crate::protocol::login::second_factor::required(&state.ctx.config, &client, None);
+    if form.get("decision") == Some("allow")
+        && crate::protocol::login::amr::Acr::of(&session.amr) < needed
+    {
+        return login_page(
+            &req,
+            &state,
+            &grant,
+            &client,
+            Some("This app needs more than a password. Add a passkey or an authenticator app on your account page (/account), then sign in again.".into()),
+            StatusCode::FORBIDDEN,
+            "",
+        );
+    }
     let decided = match form.get("decision") {
         Some("allow") => device::approve(&state.ctx, &grant, &session, now)
             .await

@@ -400,3 +400,110 @@ async fn guessed_user_codes_are_throttled_and_forms_need_their_csrf_token() {
     let r = decide(&mut other, &real, "allow").await;
     assert!(r.text().contains("Device connected"), "{}", r.text());
 }
+
+/// `require_mfa` (here the server-wide default) holds on the device pages too: a password
+/// alone cannot approve the TV; a password and an authenticator code can, through the same
+/// one-time-code step as the authorization endpoint. The account pages stay reachable, so
+/// the user can turn the authenticator on.
+#[actix_web::test]
+async fn a_device_needs_a_second_factor_when_the_server_requires_one() {
+    let app = TestApp::spawn_with(|c| {
+        c.device_poll_interval = 1;
+        c.require_mfa = true;
+    })
+    .await;
+    let _m = setup(&app, true).await;
+    let tv = tv(&app).await;
+    let v = start(&app, &tv.client_id, "openid offline_access")
+        .await
+        .json();
+    let user_code = v["user_code"].as_str().expect("user_code").to_owned();
+    let device_code = v["device_code"].as_str().expect("device_code").to_owned();
+    let mut b = Browser::new(&app);
+    let r = decide(&mut b, &user_code, "allow").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert!(
+        r.text().contains("needs more than a password"),
+        "{}",
+        r.text()
+    );
+    let p = poll(&app, &tv.client_id, &device_code).await;
+    p.assert_oauth_error(400, "authorization_pending");
+
+    // The account page works with a password alone (exempt), and turns on the app.
+    let mut acct = Browser::new(&app);
+    crate::passkeys::account_page(&app, &mut acct, "alice").await;
+    let page = acct.get("/account/totp").await;
+    let html = page.text();
+    let marker = "id=\"totp-secret\">";
+    let start_at = html.find(marker).expect("secret") + marker.len();
+    let secret = html[start_at..start_at + html[start_at..].find('<').expect("end")].to_owned();
+    let code = |t: i64| {
+        totp_rs::Builder::new()
+            .with_secret(totp_rs::Secret::try_from_base32(&secret).expect("b32"))
+            .build()
+            .expect("totp")
+            .generate(t as u64)
+            .to_string()
+    };
+    let r = acct
+        .post(
+            "/account/totp",
+            &[
+                ("csrf", &hidden(&page, "csrf")),
+                ("sealed", &hidden(&page, "sealed")),
+                ("code", &code(crate::helpers::now() - 30)),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
+    // A new browser: code, password, then the one-time code, then Allow.
+    let mut b = Browser::new(&app);
+    let page = b.get("/device").await;
+    let r = b
+        .post(
+            "/device",
+            &[("csrf", &hidden(&page, "csrf")), ("user_code", &user_code)],
+        )
+        .await;
+    let r = b
+        .post(
+            "/device/login",
+            &[
+                ("csrf", &hidden(&r, "csrf")),
+                ("request", &hidden(&r, "request")),
+                ("username", "alice"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert!(r.text().contains("Enter your code"), "{}", r.text());
+    let r = b
+        .post(
+            "/device/login",
+            &[
+                ("csrf", &hidden(&r, "csrf")),
+                ("request", &hidden(&r, "request")),
+                ("ticket", &hidden(&r, "ticket")),
+                ("code", &code(crate::helpers::now())),
+            ],
+        )
+        .await;
+    assert!(r.text().contains("Living-room TV"), "{}", r.text());
+    let r = b
+        .post(
+            "/device/confirm",
+            &[
+                ("csrf", &hidden(&r, "csrf")),
+                ("user_code", &hidden(&r, "user_code")),
+                ("decision", "allow"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let t = poll(&app, &tv.client_id, &device_code).await;
+    assert_eq!(t.status, StatusCode::OK, "{}", t.text());
+    let (_, id) = jwt_parts(t.json()["id_token"].as_str().expect("id_token"));
+    assert_eq!(id["acr"], "mfa", "{id}");
+}
