@@ -69,6 +69,15 @@ pub(super) async fn view(state: &AppState, user: &User, now: i64) -> minijinja::
     }
 }
 
+fn unavailable(state: &AppState) -> HttpResponse {
+    error_page(
+        &state.templates,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "Try again in a moment.",
+    )
+}
+
 fn passkey_message(e: &PasskeyError) -> &'static str {
     match e {
         PasskeyError::Off => "Passkeys are not available on this server.",
@@ -197,12 +206,7 @@ fn enrol_page(
     let e = match totp::start_enrolment(&state.ctx, user, unix_now()) {
         Ok(e) => e,
         Err(_) => {
-            return error_page(
-                &state.templates,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "Try again in a moment.",
-            );
+            return unavailable(state);
         }
     };
     let (csrf, cookie) = state.browser.csrf_token(req, None);
@@ -288,12 +292,7 @@ async fn totp_confirm(req: HttpRequest, body: web::Payload, state: State) -> Htt
             Some("The page expired. Scan the new QR code."),
             StatusCode::BAD_REQUEST,
         ),
-        Err(TotpRefused::Unavailable) => error_page(
-            &state.templates,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "Try again in a moment.",
-        ),
+        Err(TotpRefused::Unavailable) => unavailable(&state),
     }
 }
 
@@ -372,12 +371,7 @@ async fn recovery_codes(req: HttpRequest, body: web::Payload, state: State) -> H
             .await;
             codes_page(&state, "New recovery codes", codes)
         }
-        Err(_) => error_page(
-            &state.templates,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "Try again in a moment.",
-        ),
+        Err(_) => unavailable(&state),
     }
 }
 
@@ -433,12 +427,7 @@ async fn invite_page(req: HttpRequest, path: web::Path<String>, state: State) ->
     match invite::find(&state.ctx, &token, unix_now()).await {
         Ok(Some(user)) => invite_page_for(&req, &state, &user, &token, None, StatusCode::OK).await,
         Ok(None) => invitation_gone(&state),
-        Err(_) => error_page(
-            &state.templates,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "Try again in a moment.",
-        ),
+        Err(_) => unavailable(&state),
     }
 }
 
@@ -458,12 +447,7 @@ async fn invite_post(
         Ok(Some(u)) => u,
         Ok(None) => return invitation_gone(&state),
         Err(_) => {
-            return error_page(
-                &state.templates,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "Try again in a moment.",
-            );
+            return unavailable(&state);
         }
     };
     let row = match passkey::finish_registration(
@@ -501,12 +485,7 @@ async fn invite_post(
                 .await;
             return match other {
                 Ok(_) => invitation_gone(&state),
-                Err(_) => error_page(
-                    &state.templates,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "temporarily_unavailable",
-                    "Try again in a moment.",
-                ),
+                Err(_) => unavailable(&state),
             };
         }
     }

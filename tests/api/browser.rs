@@ -161,8 +161,12 @@ pub fn hidden(page: &Resp, name: &str) -> String {
         .unwrap_or_else(|| panic!("no hidden field {name} in: {html}"))
         + marker.len();
     let end = start + html[start..].find('"').expect("closing quote");
-    html[start..end]
-        .replace("&#x2f;", "/")
+    unescape(&html[start..end])
+}
+
+/// HTML attribute text as minijinja escapes it, back to the value.
+pub fn unescape(s: &str) -> String {
+    s.replace("&#x2f;", "/")
         .replace("&#x27;", "'")
         .replace("&quot;", "\"")
         .replace("&lt;", "<")

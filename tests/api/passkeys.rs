@@ -192,13 +192,7 @@ pub fn attr(page: &Resp, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} in: {html}"))
         + marker.len();
     let end = start + html[start..].find('"').expect("closing quote");
-    html[start..end]
-        .replace("&#x2f;", "/")
-        .replace("&#x27;", "'")
-        .replace("&quot;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
+    crate::browser::unescape(&html[start..end])
 }
 
 fn options(page: &Resp) -> Value {
