@@ -359,8 +359,10 @@ pub async fn revoke_client_grants(
 pub struct NewUserRequest {
     /// 1 to 200 printable characters, unique.
     pub username: String,
-    /// At least 8 characters; stored as an argon2id hash, never returned.
-    pub password: String,
+    /// At least 8 characters; stored as an argon2id hash, never returned. Omitted: a user with
+    /// no password (a passkey-only account: send them `POST .../invitation`'s link).
+    #[serde(default)]
+    pub password: Option<String>,
     #[serde(default)]
     pub email: Option<String>,
     #[serde(default)]
@@ -410,7 +412,9 @@ pub async fn create_user(ctx: &Ctx, admin: &Admin, body: Value, now: i64) -> OAu
             "username must be 1 to 200 printable characters",
         ));
     }
-    check_password(&req.password)?;
+    if let Some(p) = &req.password {
+        check_password(p)?;
+    }
     if req
         .email
         .as_deref()
@@ -439,8 +443,11 @@ pub async fn create_user(ctx: &Ctx, admin: &Admin, body: Value, now: i64) -> OAu
     let result = ctx
         .store
         .blocking(move |s| {
-            u.password_hash = secret::hash_password_with(&password, cost)
-                .map_err(|e| StoreError::Other(e.to_string()))?;
+            // No password: an empty hash never verifies.
+            if let Some(password) = &password {
+                u.password_hash = secret::hash_password_with(password, cost)
+                    .map_err(|e| StoreError::Other(e.to_string()))?;
+            }
             s.insert_user(&u)
         })
         .await;

@@ -723,4 +723,33 @@ async fn the_admin_api_lists_invites_and_resets_factors() {
         assert!(log.contains(ev), "audit has {ev}");
     }
     assert!(!log.contains(&url), "the link itself is never audited");
+
+    // A passkey-only user made through the API (no password), invited the same way.
+    let r = call(
+        &app,
+        Method::POST,
+        "/admin/v1/users",
+        Some(&token),
+        Some(json!({ "username": "frank" })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let frank = r.json()["sub"].as_str().expect("sub").to_owned();
+    let r = call(
+        &app,
+        Method::POST,
+        &format!("/admin/v1/users/{frank}/invitation"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let (_, challenge) = pkce();
+    let (mut b, page) = login_page(&app, &m, &challenge).await;
+    let r = b.login(&page, "frank", "").await;
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_REQUEST,
+        "no password to sign in with"
+    );
 }
