@@ -85,7 +85,8 @@ impl SoftKey {
         let pk = &options["publicKey"];
         let rp_id = pk["rp"]["id"].as_str().expect("rp.id").to_owned();
         let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).expect("key");
-        let mut cred_id = vec![0u8; 16];
+        // 64 bytes: longer than the platforms' (16 to 32), as long as security keys' resident ones.
+        let mut cred_id = vec![0u8; 64];
         aws_lc_rs::rand::SecureRandom::fill(&SystemRandom::new(), &mut cred_id).expect("random");
         let user_handle = B64
             .decode(pk["user"]["id"].as_str().expect("user.id"))
@@ -752,4 +753,45 @@ async fn the_admin_api_lists_invites_and_resets_factors() {
         StatusCode::BAD_REQUEST,
         "no password to sign in with"
     );
+}
+
+/// An account holds up to ten passkeys (each listed in the next registration's sealed state,
+/// which must fit in a form field); the eleventh is refused with a message, and all ten sign in.
+#[actix_web::test]
+async fn ten_passkeys_fit_and_the_eleventh_is_refused() {
+    let app = spawn_localhost().await;
+    let m = setup(&app, true).await;
+    let mut acct = Browser::new(&app);
+    let mut page = account_page(&app, &mut acct, "alice").await;
+    let mut keys = vec![];
+    for i in 0..10 {
+        keys.push(add_passkey(&app, &mut acct, &page, &format!("key {i}")).await);
+        page = acct.get("/account").await;
+    }
+    assert!(
+        !page.text().contains("Add a passkey"),
+        "no registration offered at the limit"
+    );
+    assert!(
+        page.text()
+            .contains("as many passkeys as an account may have")
+    );
+    let r = acct
+        .post(
+            "/account/passkeys",
+            &[
+                ("csrf", &hidden(&page, "csrf")),
+                ("ceremony", "x"),
+                ("credential", "{}"),
+                ("name", "eleven"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    let (verifier, challenge) = pkce();
+    let (mut b, page) = login_page(&app, &m, &challenge).await;
+    let last = keys.last_mut().expect("ten");
+    let r = post_assertion(&mut b, &page, &last.assert(&options(&page)).to_string()).await;
+    let t = finish(&app, &mut b, &m, r, &verifier).await;
+    assert!(t["id_token"].is_string());
 }

@@ -31,8 +31,10 @@ use crate::store::PasskeyRow;
 
 /// How long a ceremony may take (WebAuthn's recommended timeout is 5 minutes).
 pub const CEREMONY_TTL: i64 = 300;
-/// Most passkeys one user may register.
-pub const MAX_PER_USER: usize = 20;
+/// Most passkeys one user may register. The registration state lists them (WebAuthn
+/// `excludeCredentials`) and travels sealed in a form field of at most 4 KiB
+/// (`params::MAX_VALUE_LEN`): ten 64-byte credential ids fit with room to spare.
+pub const MAX_PER_USER: usize = 10;
 const SIGN_IN: &str = "webauthn:sign-in";
 
 /// The relying party, or `None` when passkeys cannot work with this issuer.
