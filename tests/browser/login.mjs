@@ -118,7 +118,7 @@ function watch(p) {
   });
   p.on('console', (m) => {
     if (m.type() === 'error' || m.type() === 'warning') {
-      consoleMessages.push({ type: m.type(), text: m.text() });
+      consoleMessages.push({ type: m.type(), text: m.text(), url: m.location()?.url ?? null });
     }
   });
   p.on('pageerror', (e) => consoleMessages.push({ type: 'pageerror', text: String(e) }));
