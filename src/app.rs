@@ -59,6 +59,11 @@ impl Application {
                 let store = Store::open(&config.database_url, config.db_pool_size)?;
                 crate::protocol::account::ensure_client(&store, &config.issuer, unix_now())
                     .map_err(|e| anyhow::anyhow!("cannot set up the account pages' client: {e}"))?;
+                crate::protocol::account::ensure(
+                    &store,
+                    crate::protocol::console::client(&config.issuer, unix_now()),
+                )
+                .map_err(|e| anyhow::anyhow!("cannot set up the console's client: {e}"))?;
                 let keys = KeyRing::open(&store, &config, unix_now())?;
                 Ok((store, keys))
             })

@@ -222,6 +222,8 @@ pub struct User {
     pub disabled: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// May use the admin console (`/console`).
+    pub is_admin: bool,
 }
 
 /// One row of the signing key schedule, with its private half sealed under the KEK.

@@ -50,6 +50,7 @@ pub fn invite(
                 disabled: false,
                 created_at: t,
                 updated_at: t,
+                is_admin: false,
             };
             store.insert_user(&u)?;
             record(

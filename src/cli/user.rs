@@ -21,7 +21,14 @@ pub enum UserCommand {
         /// Read the password from standard input (required: passwords never go on the command line).
         #[arg(long)]
         password_stdin: bool,
+        /// A human admin: may use the admin console (`/console`).
+        #[arg(long)]
+        admin: bool,
     },
+    /// Give a user the admin role (the admin console, `/console`).
+    GrantAdmin { username: String },
+    /// Take the admin role away.
+    RevokeAdmin { username: String },
     /// List users (never their password hashes).
     List,
     /// Disable a user: no new logins or refreshes.
@@ -89,6 +96,29 @@ fn view(u: &User) -> serde_json::Value {
     })
 }
 
+fn set_admin(store: &Store, username: &str, admin: bool) -> anyhow::Result<()> {
+    let Some(user) = store.user_by_username(username)? else {
+        anyhow::bail!("no user named {username:?}");
+    };
+    store.set_user_admin(&user.user_id, admin, now())?;
+    super::record(
+        store,
+        if admin {
+            event::USER_ADMIN_GRANTED
+        } else {
+            event::USER_ADMIN_REVOKED
+        },
+        format!("user:{}", user.user_id),
+        json!({ "username": user.username }),
+    );
+    if admin {
+        println!("{} may now use the admin console", escape(username));
+    } else {
+        println!("{} is no longer an admin", escape(username));
+    }
+    Ok(())
+}
+
 pub fn run(
     store: &Store,
     config: &crate::config::Config,
@@ -102,6 +132,8 @@ pub fn run(
             create,
             email,
         } => super::factors::invite(store, config, &username, create, email, as_json)?,
+        UserCommand::GrantAdmin { username } => set_admin(store, &username, true)?,
+        UserCommand::RevokeAdmin { username } => set_admin(store, &username, false)?,
         UserCommand::Factors { username } => super::factors::list(store, &username, as_json)?,
         UserCommand::RemovePasskey {
             username,
@@ -113,6 +145,7 @@ pub fn run(
             email,
             name,
             password_stdin,
+            admin,
         } => {
             if !password_stdin {
                 anyhow::bail!("pass --password-stdin and give the password on standard input");
@@ -145,6 +178,7 @@ pub fn run(
                 disabled: false,
                 created_at: t,
                 updated_at: t,
+                is_admin: admin,
             };
             match store.insert_user(&user) {
                 Err(StoreError::Conflict(_)) => {

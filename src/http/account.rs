@@ -7,26 +7,19 @@
 //! session-bound CSRF token.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use minijinja::context;
-use subtle::ConstantTimeEq;
 
 use super::authorize::csrf_form;
+use super::first_party::{ACCOUNT, PageToken};
 use super::pages::{error_page, page};
 use super::{AppState, client_ip::client_ip, unix_now};
 use crate::model::User;
-use crate::protocol::account::{self, CALLBACK_PATH, CLIENT_ID, PasswordRefused};
+use crate::protocol::account::{self, CALLBACK_PATH, PasswordRefused};
 use crate::protocol::params::Params;
-use crate::protocol::{dpop, introspect, signins};
-use crate::secret;
+use crate::protocol::signins;
 
 type State = web::Data<AppState>;
-
-/// How long an account sign-in may take (the flow cookie's life).
-const FLOW_TTL: i64 = 600;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/account", web::get().to(show))
@@ -41,94 +34,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(super::account_factors::routes);
 }
 
-pub(super) fn redirect(to: &str, cookies: Vec<actix_web::cookie::Cookie<'static>>) -> HttpResponse {
-    let mut b = HttpResponse::SeeOther();
-    super::pages::secure_headers(&mut b);
-    b.insert_header((header::LOCATION, to.to_owned()));
-    for c in cookies {
-        b.cookie(c);
-    }
-    b.finish()
-}
-
-/// The account page's own access token: revoked when the user signs out everywhere or
-/// changes the password (it belongs to no refresh family those revoke).
-pub(super) struct PageToken {
-    jti: String,
-    exp: i64,
-}
-
 /// The signed-in user, from the account cookie's access token (checked like at userinfo).
 pub(super) async fn signed_in(req: &HttpRequest, state: &AppState) -> Option<User> {
     signed_in_with_token(req, state).await.map(|(u, _)| u)
 }
 
 async fn signed_in_with_token(req: &HttpRequest, state: &AppState) -> Option<(User, PageToken)> {
-    let (name, _) = state.browser.account_names();
-    let token = req.cookie(name)?.value().to_owned();
-    let (claims, user) = introspect::authenticate_resource(
-        &state.ctx,
-        introspect::Presented::Bearer(&token),
-        None,
-        unix_now(),
-        |_| true,
-    )
-    .await
-    .ok()?;
-    if claims.client_id != CLIENT_ID {
-        return None;
-    }
-    let user = user.filter(|u| !u.disabled && u.user_id == claims.sub)?;
-    Some((
-        user,
-        PageToken {
-            jti: claims.jti,
-            exp: claims.exp,
-        },
-    ))
+    ACCOUNT.signed_in(req, state).await
 }
 
-/// Ends the account page's own access: its token revoked, its cookie and the browser session
-/// cookie removed.
 async fn end_page(state: &AppState, token: PageToken) -> Vec<actix_web::cookie::Cookie<'static>> {
-    let revoked = state
-        .ctx
-        .store
-        .blocking(move |s| s.revoke_access_token(&token.jti, token.exp))
-        .await;
-    if let Err(e) = revoked {
-        tracing::error!(error = %e, "account: cannot revoke the page's access token");
-    }
-    let (name, _) = state.browser.account_names();
-    let mut gone = state.browser.cookie(name, String::new(), Some(0));
-    gone.set_path("/account");
-    gone.make_removal();
-    vec![gone, state.browser.session_removal()]
+    ACCOUNT.end_page(state, token).await
 }
 
 /// Starts the account sign-in: an authorization request of the built-in client.
 pub(super) fn start_sign_in(state: &AppState) -> HttpResponse {
-    let issuer = &state.ctx.config.issuer;
-    let flow_state = secret::random_token(16);
-    let verifier = secret::new_secret();
-    let challenge = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        verifier.as_bytes(),
-    ));
-    let mut q = form_urlencoded::Serializer::new(String::new());
-    q.append_pair("response_type", "code")
-        .append_pair("client_id", CLIENT_ID)
-        .append_pair("redirect_uri", &format!("{issuer}{CALLBACK_PATH}"))
-        .append_pair("scope", "openid")
-        .append_pair("state", &flow_state)
-        .append_pair("code_challenge", &challenge)
-        .append_pair("code_challenge_method", "S256");
-    let (_, flow) = state.browser.account_names();
-    let mut cookie = state
-        .browser
-        .cookie(flow, format!("{flow_state}.{verifier}"), Some(FLOW_TTL));
-    cookie.set_path("/account");
-    redirect(&format!("/authorize?{}", q.finish()), vec![cookie])
+    ACCOUNT.start_sign_in(state)
 }
 
 async fn show(req: HttpRequest, state: State) -> HttpResponse {
@@ -216,72 +137,7 @@ pub(super) async fn render(
 }
 
 async fn callback(req: HttpRequest, state: State) -> HttpResponse {
-    let query = Params::parse(req.query_string().as_bytes()).unwrap_or_default();
-    let (account_name, flow_name) = state.browser.account_names();
-    let flow = req.cookie(flow_name).map(|c| c.value().to_owned());
-    let refused = |d: &str| {
-        error_page(
-            &state.templates,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            d,
-        )
-    };
-    let Some((flow_state, verifier)) = flow.as_deref().and_then(|f| f.split_once('.')) else {
-        return refused(
-            "This sign-in was not started here, or took too long. Open your account page again.",
-        );
-    };
-    let state_ok = query
-        .get("state")
-        .is_some_and(|s| bool::from(s.as_bytes().ct_eq(flow_state.as_bytes())));
-    if !state_ok {
-        return refused("This sign-in was not started here. Open your account page again.");
-    }
-    if query.get("error").is_some() {
-        return refused("Sign-in was cancelled.");
-    }
-    let Some(code) = query.get("code") else {
-        return refused("The sign-in did not finish. Open your account page again.");
-    };
-    let issuer = &state.ctx.config.issuer;
-    let mut form = form_urlencoded::Serializer::new(String::new());
-    form.append_pair("grant_type", "authorization_code")
-        .append_pair("code", code)
-        .append_pair("redirect_uri", &format!("{issuer}{CALLBACK_PATH}"))
-        .append_pair("client_id", CLIENT_ID)
-        .append_pair("code_verifier", verifier);
-    let params = match Params::parse(form.finish().as_bytes()) {
-        Ok(p) => p,
-        Err(_) => return refused("The sign-in did not finish. Open your account page again."),
-    };
-    let seen = super::client_ip::seen(&req);
-    let tokens = match crate::protocol::token::exchange(
-        &state.ctx,
-        Default::default(),
-        dpop::Header::Absent,
-        params,
-        &seen,
-        unix_now(),
-    )
-    .await
-    {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::info!(error = %e.code.as_str(), "account sign-in: code refused");
-            return refused("The sign-in did not finish. Open your account page again.");
-        }
-    };
-    let mut keep = state.browser.cookie(
-        account_name,
-        tokens.access_token,
-        Some(tokens.expires_in as i64),
-    );
-    keep.set_path("/account");
-    let mut gone = state.browser.cookie(flow_name, String::new(), Some(0));
-    gone.set_path("/account");
-    gone.make_removal();
-    redirect("/account", vec![keep, gone])
+    ACCOUNT.callback(&req, &state).await
 }
 
 /// The signed-in user and the CSRF-checked form of an account action, or the response.

@@ -63,16 +63,6 @@ impl BrowserState {
         c
     }
 
-    /// The account pages' cookies: their access token, and the sign-in flow's state and PKCE
-    /// verifier (`__Host-` names on https).
-    pub fn account_names(&self) -> (&'static str, &'static str) {
-        if self.secure {
-            ("__Host-lk_account", "__Host-lk_account_flow")
-        } else {
-            ("lk_account", "lk_account_flow")
-        }
-    }
-
     /// The session cookie's value.
     pub fn session(&self, req: &HttpRequest) -> Option<String> {
         req.cookie(self.session_name).map(|c| c.value().to_owned())

@@ -8,10 +8,12 @@ pub mod admin;
 mod authorize;
 pub mod client_cert;
 pub mod client_ip;
+mod console;
 pub mod cors;
 mod csrf;
 mod device;
 pub mod error;
+mod first_party;
 mod login;
 mod logout;
 pub mod metrics;
@@ -127,6 +129,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route(REVOKE_PATH, web::post().to(resource::revoke))
     .route("/healthz", web::get().to(well_known::healthz))
     .route("/assets/passkey.js", web::get().to(well_known::passkey_js))
+    .route("/assets/console.js", web::get().to(well_known::console_js))
     .route("/favicon.ico", web::get().to(well_known::favicon))
     .route(
         "/.well-known/apple-app-site-association",
@@ -152,7 +155,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::delete().to(registration::delete),
     )
     .configure(admin::routes)
-    .configure(account::routes);
+    .configure(account::routes)
+    .configure(console::routes);
     for path in cors::CORS_PATHS {
         cfg.route(
             path,

@@ -13,6 +13,22 @@ pub fn templates() -> Environment<'static> {
         ("base.html", include_str!("../../templates/base.html")),
         ("login.html", include_str!("../../templates/login.html")),
         ("otp.html", include_str!("../../templates/otp.html")),
+        (
+            "console_base.html",
+            include_str!("../../templates/console_base.html"),
+        ),
+        (
+            "console_apps.html",
+            include_str!("../../templates/console_apps.html"),
+        ),
+        (
+            "console_new.html",
+            include_str!("../../templates/console_new.html"),
+        ),
+        (
+            "console_app.html",
+            include_str!("../../templates/console_app.html"),
+        ),
         ("invite.html", include_str!("../../templates/invite.html")),
         (
             "totp_enrol.html",

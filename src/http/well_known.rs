@@ -60,6 +60,15 @@ pub async fn passkey_js() -> HttpResponse {
     b.body(include_str!("../../static/passkey.js"))
 }
 
+/// The console's script ("Copy" buttons).
+pub async fn console_js() -> HttpResponse {
+    let mut b = HttpResponse::Ok();
+    b.insert_header((header::CONTENT_TYPE, "text/javascript; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
+    b.body(include_str!("../../static/console.js"))
+}
+
 /// `/.well-known/apple-app-site-association`: the iOS apps (`apple_app_ids`) that may use this
 /// domain's passkeys (`webcredentials`); 404 when none is configured.
 pub async fn apple_app_site_association(state: web::Data<AppState>) -> HttpResponse {

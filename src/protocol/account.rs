@@ -59,8 +59,13 @@ pub fn ensure_client(
     issuer: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    let mut want = client(issuer, now);
-    match store.client(CLIENT_ID)? {
+    ensure(store, client(issuer, now))
+}
+
+/// Makes sure the built-in client `want` exists with its callback (kept disabled if an
+/// operator disabled it). Shared by the account pages and the console.
+pub fn ensure(store: &crate::store::Store, mut want: Client) -> Result<(), StoreError> {
+    match store.client(&want.client_id)? {
         Some(c) if c.redirect_uris == want.redirect_uris => Ok(()),
         Some(c) => {
             want.disabled = c.disabled;

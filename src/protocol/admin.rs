@@ -437,6 +437,7 @@ pub async fn create_user(ctx: &Ctx, admin: &Admin, body: Value, now: i64) -> OAu
         disabled: false,
         created_at: now,
         updated_at: now,
+        is_admin: false,
     };
     let mut u = user.clone();
     let cost = ctx.config.password_cost();

@@ -52,6 +52,8 @@ pub mod event {
     pub const USER_FACTORS_RESET: &str = "user.factors_reset";
     /// An enrolment link was made (`latchkey user invite`).
     pub const USER_INVITED: &str = "user.invited";
+    pub const USER_ADMIN_GRANTED: &str = "user.admin_granted";
+    pub const USER_ADMIN_REVOKED: &str = "user.admin_revoked";
     pub const LOGIN_THROTTLED: &str = "login.throttled";
     pub const REFRESH_TOKEN_REUSE: &str = "refresh_token.reuse_detected";
     pub const CODE_REPLAY: &str = "authorization_code.replay_detected";

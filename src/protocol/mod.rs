@@ -11,6 +11,7 @@ pub mod client_assertion;
 pub mod client_auth;
 pub mod client_keys;
 pub mod clients;
+pub mod console;
 pub mod device;
 pub mod discovery;
 pub mod dpop;

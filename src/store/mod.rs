@@ -1197,6 +1197,15 @@ impl Store {
         .map(User::from))
     }
 
+    /// Grants or takes away the admin role (the console); `false` if there is no such user.
+    pub fn set_user_admin(&self, user_id: &str, admin: bool, now: i64) -> StoreResult<bool> {
+        let mut conn = self.conn()?;
+        let n = on_backend!(&mut *conn, |db| diesel::update(users::table.find(user_id))
+            .set((users::is_admin.eq(admin), users::updated_at.eq(now)))
+            .execute(db))?;
+        Ok(n == 1)
+    }
+
     pub fn user(&self, user_id: &str) -> StoreResult<Option<User>> {
         let mut conn = self.conn()?;
         Ok(on_backend!(&mut *conn, |db| users::table
@@ -1506,6 +1515,7 @@ pub(crate) struct UserRow {
     disabled: bool,
     created_at: i64,
     updated_at: i64,
+    is_admin: bool,
 }
 
 impl From<UserRow> for User {
@@ -1519,6 +1529,7 @@ impl From<UserRow> for User {
             disabled: r.disabled,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            is_admin: r.is_admin,
         }
     }
 }
@@ -1534,6 +1545,7 @@ impl From<&User> for UserRow {
             disabled: u.disabled,
             created_at: u.created_at,
             updated_at: u.updated_at,
+            is_admin: u.is_admin,
         }
     }
 }

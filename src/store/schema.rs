@@ -41,6 +41,7 @@ diesel::table! {
         disabled -> Bool,
         created_at -> BigInt,
         updated_at -> BigInt,
+        is_admin -> Bool,
     }
 }
 

@@ -14,6 +14,7 @@ mod chromium;
 mod cli;
 mod client_credentials;
 mod code_exchange;
+mod console;
 mod csrf;
 mod deploy;
 mod device;

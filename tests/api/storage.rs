@@ -174,6 +174,7 @@ fn user(id: &str, name: &str) -> User {
         disabled: false,
         created_at: NOW,
         updated_at: NOW,
+        is_admin: false,
     }
 }
 
