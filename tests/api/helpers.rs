@@ -830,7 +830,8 @@ pub fn made_clients(list: &Value) -> Vec<Value> {
     list.as_array()
         .expect("a list of clients")
         .iter()
-        .filter(|c| c["client_id"] != "latchkey-account")
+        // The built-in clients of the account pages and the console.
+        .filter(|c| c["client_id"] != "latchkey-account" && c["client_id"] != "latchkey-console")
         .cloned()
         .collect()
 }
