@@ -164,6 +164,18 @@ pub fn hidden(page: &Resp, name: &str) -> String {
     unescape(&html[start..end])
 }
 
+/// The text of the element with this `id` (up to its first tag), HTML-unescaped.
+pub fn text_by_id(page: &Resp, id: &str) -> String {
+    let html = page.text();
+    let marker = format!("id=\"{id}\">");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {id} in: {html}"))
+        + marker.len();
+    let end = start + html[start..].find('<').expect("end of the text");
+    unescape(&html[start..end])
+}
+
 /// HTML attribute text as minijinja escapes it, back to the value.
 pub fn unescape(s: &str) -> String {
     s.replace("&#x2f;", "/")

@@ -6,7 +6,7 @@
 
 use reqwest::StatusCode;
 
-use crate::browser::{Browser, PASSWORD, hidden, pkce};
+use crate::browser::{Browser, PASSWORD, hidden, pkce, text_by_id};
 use crate::dpop::{DpopKey, token_request};
 use crate::helpers::{Resp, TestApp};
 
@@ -37,17 +37,6 @@ async fn open_console(app: &TestApp, b: &mut Browser<'_>, username: &str) -> Res
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
     assert_eq!(r.header("location"), Some("/console"));
     b.get("/console").await
-}
-
-fn text_by_id(page: &Resp, id: &str) -> String {
-    let html = page.text();
-    let marker = format!("id=\"{id}\">");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {id}: {html}"))
-        + marker.len();
-    let end = start + html[start..].find('<').expect("end");
-    crate::browser::unescape(&html[start..end])
 }
 
 #[actix_web::test]

@@ -434,10 +434,7 @@ async fn a_device_needs_a_second_factor_when_the_server_requires_one() {
     let mut acct = Browser::new(&app);
     crate::passkeys::account_page(&app, &mut acct, "alice").await;
     let page = acct.get("/account/totp").await;
-    let html = page.text();
-    let marker = "id=\"totp-secret\">";
-    let start_at = html.find(marker).expect("secret") + marker.len();
-    let secret = html[start_at..start_at + html[start_at..].find('<').expect("end")].to_owned();
+    let secret = crate::browser::text_by_id(&page, "totp-secret");
     let code = |t: i64| {
         totp_rs::Builder::new()
             .with_secret(totp_rs::Secret::try_from_base32(&secret).expect("b32"))

@@ -28,24 +28,13 @@ fn code_at(secret_b32: &str, t: i64) -> String {
     totp_for(secret_b32).generate(t as u64).to_string()
 }
 
-fn text_of(page: &Resp, id: &str) -> String {
-    let html = page.text();
-    let marker = format!("id=\"{id}\">");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {id}: {html}"))
-        + marker.len();
-    let end = start + html[start..].find('<').expect("end");
-    html[start..end].to_owned()
-}
-
 /// Turns on the authenticator app for the signed-in account browser; the secret and the
 /// recovery codes.
 async fn enrol(b: &mut Browser<'_>) -> (String, Vec<String>) {
     let page = b.get("/account/totp").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text());
     assert!(page.text().contains("<svg"), "a QR code");
-    let secret = text_of(&page, "totp-secret");
+    let secret = crate::browser::text_by_id(&page, "totp-secret");
     // A wrong first code is refused and nothing is stored.
     let r = b
         .post(
