@@ -8,12 +8,8 @@ use crate::config::Config;
 use crate::model::User;
 use crate::protocol::audit::event;
 use crate::protocol::login::invite;
-use crate::store::{Factors, Store};
+use crate::store::Store;
 use crate::text::escape;
-
-pub fn view(f: &Factors) -> serde_json::Value {
-    crate::protocol::admin::factors_view(f)
-}
 
 fn find(store: &Store, username: &str) -> anyhow::Result<User> {
     store
@@ -101,7 +97,7 @@ pub fn list(store: &Store, username: &str, as_json: bool) -> anyhow::Result<()> 
     let user = find(store, username)?;
     let f = store.factors(&user.user_id)?;
     if as_json {
-        return print_json(&view(&f));
+        return print_json(&crate::protocol::admin::factors_view(&f));
     }
     let password = if user.password_hash.is_empty() {
         "no"

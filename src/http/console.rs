@@ -2,7 +2,7 @@
 //! inline script. Signs in through `/authorize` as the built-in client `latchkey-console`
 //! (`first_party::CONSOLE`); every request re-checks the token and that the user is an enabled
 //! admin (`User::is_admin`), and every action calls the same `protocol::admin` function as
-//! `/admin/v1`, audited as `admin:console/<username>`.
+//! `/admin/v1`, audited as `admin:latchkey-console/user:<username>`.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};

@@ -63,6 +63,11 @@ impl BrowserState {
         c
     }
 
+    /// Whether cookies are Secure with `__Host-` names (an https issuer).
+    pub fn secure(&self) -> bool {
+        self.secure
+    }
+
     /// The session cookie's value.
     pub fn session(&self, req: &HttpRequest) -> Option<String> {
         req.cookie(self.session_name).map(|c| c.value().to_owned())

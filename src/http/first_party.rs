@@ -75,7 +75,7 @@ pub(super) fn redirect(to: &str, cookies: Vec<Cookie<'static>>) -> HttpResponse 
 
 impl FirstParty {
     fn names(&self, state: &AppState) -> (&'static str, &'static str) {
-        if state.ctx.config.issuer.starts_with("https://") {
+        if state.browser.secure() {
             (self.names[2], self.names[3])
         } else {
             (self.names[0], self.names[1])

@@ -31,11 +31,17 @@ use crate::store::{AuditQuery, StoreError};
 pub struct Admin {
     pub client_id: String,
     pub ip: Option<IpAddr>,
+    /// The human admin acting through the console (`protocol::console`); `None` for an admin
+    /// client's own token at `/admin/v1`.
+    pub user: Option<String>,
 }
 
 impl Admin {
     fn actor(&self) -> Actor {
-        Actor::Admin(self.client_id.clone())
+        match &self.user {
+            Some(name) => Actor::Admin(format!("{}/user:{name}", self.client_id)),
+            None => Actor::Admin(self.client_id.clone()),
+        }
     }
 }
 
@@ -122,6 +128,7 @@ pub async fn authenticate(
     Ok(Admin {
         client_id: client.client_id,
         ip,
+        user: None,
     })
 }
 

@@ -4,7 +4,7 @@
 //! (`latchkey user add --admin`, `latchkey user grant-admin NAME`), re-checked on every
 //! request. What it does goes through the same functions as `/admin/v1` (`protocol::admin`),
 //! so there is one set of rules; its audit entries name the admin user
-//! (`admin:console/<username>`).
+//! (`admin:latchkey-console/user:<username>`).
 
 use serde_json::{Value, json};
 
@@ -27,8 +27,9 @@ pub fn client(issuer: &str, now: i64) -> Client {
 /// The admin acting through the console, for `protocol::admin` (its audit actor).
 pub fn admin(user: &User, ip: Option<std::net::IpAddr>) -> super::admin::Admin {
     super::admin::Admin {
-        client_id: format!("console/{}", user.username),
+        client_id: CLIENT_ID.into(),
         ip,
+        user: Some(user.username.clone()),
     }
 }
 

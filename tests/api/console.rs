@@ -139,7 +139,7 @@ async fn an_admin_creates_an_ios_app_and_a_native_login_with_it_works() {
     assert!(r.text().contains("App disabled"), "{}", r.text());
     let log = app.cli(&["audit", "--json"], None).await.stdout;
     assert!(
-        log.contains("admin:console/root"),
+        log.contains("admin:latchkey-console/user:root"),
         "audited as the admin user: {log}"
     );
     assert!(log.contains("client.disabled"));
