@@ -242,3 +242,43 @@ async fn non_admins_and_forged_forms_are_refused() {
         "the old secret stopped working"
     );
 }
+
+/// The console refuses an unknown action and will not disable itself (that would lock every
+/// admin out of it); wrong inputs to the wizard are refused with a page, nothing created.
+#[actix_web::test]
+async fn the_console_refuses_what_it_does_not_know() {
+    let app = TestApp::spawn().await;
+    add_user(&app, "root", true).await;
+    let mut b = Browser::new(&app);
+    let page = open_console(&app, &mut b, "root").await;
+    let csrf = hidden(&page, "csrf");
+    let r = b
+        .post("/console/apps/latchkey-console/disable", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    let r = b
+        .post("/console/apps/latchkey-account/explode", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    for form in [
+        vec![
+            ("kind", "native"),
+            ("name", "X"),
+            ("bundle_id", "notabundle"),
+        ],
+        vec![("kind", "rocket"), ("name", "X")],
+    ] {
+        let mut f = vec![("csrf", csrf.as_str())];
+        f.extend(form);
+        let r = b.post("/console/apps", &f).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    }
+    // Still signed in and working: the console's own client was not disabled.
+    assert_eq!(b.get("/console").await.status, StatusCode::OK);
+    let list = b.get("/console?q=X").await;
+    assert!(
+        list.text().contains("No app matches."),
+        "nothing was created: {}",
+        list.text()
+    );
+}

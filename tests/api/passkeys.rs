@@ -795,3 +795,34 @@ async fn ten_passkeys_fit_and_the_eleventh_is_refused() {
     let t = finish(&app, &mut b, &m, r, &verifier).await;
     assert!(t["id_token"].is_string());
 }
+
+/// The app-association files come from configuration only: 404 without it, exactly the
+/// configured apps with it.
+#[actix_web::test]
+async fn app_association_files_list_only_the_configured_apps() {
+    let app = TestApp::spawn().await;
+    for path in [
+        "/.well-known/apple-app-site-association",
+        "/.well-known/assetlinks.json",
+    ] {
+        assert_eq!(app.get(path).await.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let app = TestApp::spawn_with(|c| {
+        c.apple_app_ids = vec!["ABCDE12345.com.example.app".into()];
+        c.android_apps = vec!["com.example.app:14:6D:E9:83".into()];
+    })
+    .await;
+    let aasa = app.get("/.well-known/apple-app-site-association").await;
+    assert_eq!(aasa.status, StatusCode::OK);
+    assert_eq!(
+        aasa.json(),
+        json!({ "webcredentials": { "apps": ["ABCDE12345.com.example.app"] } })
+    );
+    let links = app.get("/.well-known/assetlinks.json").await.json();
+    assert_eq!(links[0]["target"]["package_name"], "com.example.app");
+    assert_eq!(
+        links[0]["target"]["sha256_cert_fingerprints"],
+        json!(["14:6D:E9:83"])
+    );
+    assert_eq!(links.as_array().map(Vec::len), Some(1));
+}

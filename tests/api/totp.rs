@@ -355,3 +355,59 @@ async fn require_mfa_acr_values_and_step_up_are_enforced() {
             .contains(&json!("amr"))
     );
 }
+
+/// The enrolment form's sealed secret is bound to its user and its purpose: Bob cannot turn
+/// on an authenticator with Alice's (a secret Alice's browser saw), a tampered one is refused,
+/// and recovery codes cannot be made without an authenticator.
+#[actix_web::test]
+async fn enrolment_secrets_belong_to_their_user() {
+    let app = TestApp::spawn().await;
+    let _m = setup(&app, true).await;
+    let out = app
+        .cli(
+            &["user", "add", "--username", "bob", "--password-stdin"],
+            Some(PASSWORD),
+        )
+        .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let mut alice = Browser::new(&app);
+    account_page(&app, &mut alice, "alice").await;
+    let alice_page = alice.get("/account/totp").await;
+    let secret = crate::browser::text_by_id(&alice_page, "totp-secret");
+    let mut bob = Browser::new(&app);
+    account_page(&app, &mut bob, "bob").await;
+    let bob_page = bob.get("/account/totp").await;
+    for (what, sealed) in [
+        ("alice's sealed secret", hidden(&alice_page, "sealed")),
+        (
+            "a tampered one",
+            format!("{}x", hidden(&bob_page, "sealed")),
+        ),
+        ("none", String::new()),
+    ] {
+        let r = bob
+            .post(
+                "/account/totp",
+                &[
+                    ("csrf", &hidden(&bob_page, "csrf")),
+                    ("sealed", &sealed),
+                    ("code", &code_at(&secret, now())),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{what}: {}", r.text());
+        assert!(!r.text().contains("shown only now"), "{what}");
+    }
+    let page = bob.get("/account").await;
+    assert!(
+        page.text().contains("Set up an authenticator app"),
+        "still off for bob"
+    );
+    let r = bob
+        .post(
+            "/account/recovery-codes",
+            &[("csrf", &hidden(&page, "csrf"))],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+}
