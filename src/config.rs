@@ -157,6 +157,9 @@ pub struct Config {
     pub android_apps: Vec<String>,
     /// How long an enrolment link from `latchkey user invite` stays valid, in seconds.
     pub invitation_ttl: u64,
+    /// Seconds without a request after which the admin console (`/console`) asks for the
+    /// password (or passkey) again, even while the browser session lives.
+    pub console_idle_timeout: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +218,7 @@ impl Default for Config {
             apple_app_ids: Vec::new(),
             android_apps: Vec::new(),
             invitation_ttl: 7 * 24 * 3600,
+            console_idle_timeout: 900,
         }
     }
 }
@@ -268,6 +272,7 @@ const KEYS: &[&str] = &[
     "apple_app_ids",
     "android_apps",
     "invitation_ttl",
+    "console_idle_timeout",
 ];
 
 impl Config {
@@ -360,6 +365,12 @@ impl Config {
             ("code_ttl", self.code_ttl, 5, 600),
             ("dpop_proof_max_age", self.dpop_proof_max_age, 5, 600),
             ("par_ttl", self.par_ttl, 5, 600),
+            (
+                "console_idle_timeout",
+                self.console_idle_timeout,
+                60,
+                24 * 3600,
+            ),
             ("device_code_ttl", self.device_code_ttl, 10, 1800),
             ("device_poll_interval", self.device_poll_interval, 1, 60),
             ("jwks_max_age", self.jwks_max_age, 0, 24 * 3600),

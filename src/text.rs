@@ -22,6 +22,76 @@ pub fn ago(t: i64, now: i64) -> String {
     }
 }
 
+/// Unix time `t` as `2026-12-07 20:30 UTC` (the console's tables).
+pub fn utc(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86400), t.rem_euclid(86400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60
+    )
+}
+
+/// `YYYY-MM-DDTHH:MM` (an HTML `datetime-local` value, read as UTC; a space may stand for the
+/// `T`, and `:SS` may follow) as unix time; `None` for anything else.
+pub fn parse_utc(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (date, time) = s.split_once(['T', ' '])?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (h, min) = (t.next()??, t.next()??);
+    let sec = match t.next() {
+        Some(v) => v?,
+        None => 0,
+    };
+    let valid = (1970..=9999).contains(&y)
+        && (1..=12).contains(&m)
+        && (1..=31).contains(&day)
+        && (0..24).contains(&h)
+        && (0..60).contains(&min)
+        && (0..60).contains(&sec);
+    if !valid {
+        return None;
+    }
+    let days = days_from_civil(y, m, day);
+    // Refuses 2026-02-31 and the like: the day must come back unchanged.
+    (civil_from_days(days) == (y, m, day)).then_some(days * 86400 + h * 3600 + min * 60 + sec)
+}
+
+/// Howard Hinnant's `days_from_civil`: days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// The inverse of [`days_from_civil`].
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
+}
+
 pub fn is_unsafe(c: char) -> bool {
     c.is_control()
         || matches!(
@@ -96,6 +166,27 @@ fn escape_log(s: &str) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn utc_dates_both_ways() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(super::utc(1_796_675_400), "2026-12-07 20:30 UTC");
+        assert_eq!(super::parse_utc("2026-12-07T20:30"), Some(1_796_675_400));
+        assert_eq!(super::parse_utc("2026-12-07 20:30:15"), Some(1_796_675_415));
+        assert_eq!(super::parse_utc("2024-02-29T00:00"), Some(1_709_164_800));
+        for bad in [
+            "",
+            "2026-02-30T00:00",
+            "2026-13-01T00:00",
+            "2026-12-07",
+            "2026-12-07T24:00",
+            "x-y-zT1:2",
+            "1969-12-31T23:59",
+        ] {
+            assert_eq!(super::parse_utc(bad), None, "{bad}");
+        }
+    }
+
     use super::*;
     use std::io::Write;
 

@@ -15,6 +15,12 @@ pub struct AuditArgs {
     /// Only this event (`client.created`) or events under a prefix (`client`, `login`).
     #[arg(long)]
     event: Option<String>,
+    /// Only entries whose actor starts with this (`admin:latchkey-console/user:root`, `user:alice`).
+    #[arg(long)]
+    actor: Option<String>,
+    /// Only entries by or about this client id.
+    #[arg(long)]
+    client: Option<String>,
 }
 
 pub fn run(store: &Store, args: AuditArgs, as_json: bool) -> anyhow::Result<()> {
@@ -25,6 +31,9 @@ pub fn run(store: &Store, args: AuditArgs, as_json: bool) -> anyhow::Result<()> 
         after: args.after,
         event: args.event,
         limit: args.limit,
+        actor: args.actor,
+        client: args.client,
+        ..Default::default()
     })?;
     if as_json {
         print_json(&serde_json::to_value(&entries)?)?;

@@ -243,13 +243,34 @@ pub async fn create_user(req: HttpRequest, body: web::Payload, state: State) -> 
     .await
 }
 
-/// List users (never password hashes).
+/// List users (never password hashes): all of them, or with `q`, `after` or `limit` one page
+/// of a search by username or email (then `next_after` names the next page).
 #[utoipa::path(get, path = "/admin/v1/users", tag = "users",
-    responses((status = 200, body = UserList), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse)),
+    params(admin::UserSearch),
+    responses((status = 200, body = UserList), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse)),
     security(("bearer" = ["latchkey:admin"])))]
 pub async fn list_users(req: HttpRequest, state: State) -> HttpResponse {
     let ctx = &state.ctx;
-    guarded(&req, &state, StatusCode::OK, |_| admin::list_users(ctx)).await
+    guarded(&req, &state, StatusCode::OK, |_| async {
+        let q = Params::parse(req.query_string().as_bytes())?;
+        if ["q", "after", "limit"].iter().all(|k| q.get(k).is_none()) {
+            return admin::list_users(ctx).await;
+        }
+        let limit = q
+            .get("limit")
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| OAuthError::invalid_request("limit must be an integer"))
+            })
+            .transpose()?;
+        let p = admin::UserSearch {
+            q: q.get("q").map(str::to_owned),
+            after: q.get("after").map(str::to_owned),
+            limit,
+        };
+        admin::search_users(ctx, p).await
+    })
+    .await
 }
 
 /// One user, by `sub`.
@@ -520,6 +541,11 @@ pub async fn audit(req: HttpRequest, state: State) -> HttpResponse {
             after: int("after")?,
             limit: int("limit")?,
             event: q.get("event").map(str::to_owned),
+            before: int("before")?,
+            actor: q.get("actor").map(str::to_owned),
+            client: q.get("client").map(str::to_owned),
+            since: int("since")?,
+            until: int("until")?,
         };
         admin::read_audit(ctx, p).await
     })

@@ -138,6 +138,32 @@ impl BrowserState {
     }
 }
 
+impl BrowserState {
+    /// A MAC of `value` for `label` under this server's browser key (the same on every
+    /// replica): a value this server wrote into a cookie, which a browser cannot forge.
+    pub fn stamp(&self, label: &str, value: &str) -> String {
+        URL_SAFE_NO_PAD.encode(hmac::sign(&self.key, &stamp_message(label, value)).as_ref())
+    }
+
+    /// Whether `tag` is [`BrowserState::stamp`] of `value` for `label` (constant time).
+    pub fn stamp_ok(&self, label: &str, value: &str, tag: &str) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(tag) else {
+            return false;
+        };
+        hmac::verify(&self.key, &stamp_message(label, value), &tag).is_ok()
+    }
+}
+
+fn stamp_message(label: &str, value: &str) -> Vec<u8> {
+    [
+        b"stamp\0".as_slice(),
+        label.as_bytes(),
+        b"\0".as_slice(),
+        value.as_bytes(),
+    ]
+    .concat()
+}
+
 /// What a token is bound to.
 enum Bound {
     Session(String),

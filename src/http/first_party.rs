@@ -82,6 +82,8 @@ impl FirstParty {
         }
     }
 
+    /// A cookie of these pages. `Path=/`: a `__Host-` cookie (https) must have it, and the
+    /// names already keep the page sets apart (a path is no boundary within one origin).
     fn scoped(
         &self,
         state: &AppState,
@@ -89,9 +91,7 @@ impl FirstParty {
         value: String,
         age: i64,
     ) -> Cookie<'static> {
-        let mut c = state.browser.cookie(name, value, Some(age));
-        c.set_path(self.path);
-        c
+        state.browser.cookie(name, value, Some(age))
     }
 
     /// The signed-in user and the page token, from the token cookie (checked like at
@@ -144,6 +144,18 @@ impl FirstParty {
 
     /// Starts the sign-in: an authorization request of the built-in client.
     pub fn start_sign_in(&self, state: &AppState) -> HttpResponse {
+        self.start_sign_in_to(state, None, false)
+    }
+
+    /// Starts the sign-in, coming back to `return_to` (a page of this set, else the home
+    /// page); with `fresh`, the user must prove themselves again (`prompt=login`) even with a
+    /// live browser session.
+    pub fn start_sign_in_to(
+        &self,
+        state: &AppState,
+        return_to: Option<&str>,
+        fresh: bool,
+    ) -> HttpResponse {
         let issuer = &state.ctx.config.issuer;
         let flow_state = secret::random_token(16);
         let verifier = secret::new_secret();
@@ -159,9 +171,32 @@ impl FirstParty {
             .append_pair("state", &flow_state)
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256");
+        if fresh {
+            q.append_pair("prompt", "login");
+        }
+        let back = return_to
+            .filter(|p| self.is_own_page(p))
+            .map(|p| URL_SAFE_NO_PAD.encode(p))
+            .unwrap_or_default();
         let (_, flow) = self.names(state);
-        let cookie = self.scoped(state, flow, format!("{flow_state}.{verifier}"), FLOW_TTL);
+        let cookie = self.scoped(
+            state,
+            flow,
+            format!("{flow_state}.{verifier}.{back}"),
+            FLOW_TTL,
+        );
         redirect(&format!("/authorize?{}", q.finish()), vec![cookie])
+    }
+
+    /// A path and query of these pages (never another site: no scheme, no `//`, no `\\`).
+    fn is_own_page(&self, p: &str) -> bool {
+        p.len() <= 512
+            && (p == self.path
+                || p.starts_with(&format!("{}/", self.path))
+                || p.starts_with(&format!("{}?", self.path)))
+            && !p.contains("//")
+            && !p.contains('\\')
+            && p.bytes().all(|b| b.is_ascii_graphic())
     }
 
     /// The callback: `state` checked against the flow cookie, the code redeemed, the token
@@ -178,7 +213,8 @@ impl FirstParty {
                 d,
             )
         };
-        let Some((flow_state, verifier)) = flow.as_deref().and_then(|f| f.split_once('.')) else {
+        let mut parts = flow.as_deref().unwrap_or("").splitn(3, '.');
+        let (Some(flow_state), Some(verifier)) = (parts.next(), parts.next()) else {
             return refused(
                 "This sign-in was not started here, or took too long. Open the page again.",
             );
@@ -231,6 +267,11 @@ impl FirstParty {
         );
         let mut gone = self.scoped(state, flow_name, String::new(), 0);
         gone.make_removal();
-        redirect(self.path, vec![keep, gone])
+        let back = parts
+            .next()
+            .and_then(|b| URL_SAFE_NO_PAD.decode(b).ok())
+            .and_then(|b| String::from_utf8(b).ok())
+            .filter(|p| self.is_own_page(p));
+        redirect(back.as_deref().unwrap_or(self.path), vec![keep, gone])
     }
 }

@@ -109,6 +109,8 @@ pub struct UserView {
 #[derive(ToSchema)]
 pub struct UserList {
     pub users: Vec<UserView>,
+    /// With `q`, `after` or `limit`: pass as `after` for the next page (`null` on the last).
+    pub next_after: Option<String>,
 }
 
 /// What a bulk revocation did.
@@ -298,6 +300,8 @@ pub struct AuditPage {
     pub events: Vec<AuditEvent>,
     /// Pass as `after` for the next page; `null` when the page is empty.
     pub next_after: Option<i64>,
+    /// Pass as `before` for the page of older entries; `null` when the page is empty.
+    pub next_before: Option<i64>,
 }
 
 struct BearerAuth;

@@ -485,6 +485,41 @@ pub async fn list_users(ctx: &Ctx) -> OAuthResult<Value> {
     Ok(json!({ "users": all.iter().map(user_view).collect::<Vec<_>>() }))
 }
 
+/// `GET /admin/v1/users?q=&after=&limit=` and the console's list: one page of the users whose
+/// username or email contains `q`, by username; `next_after` names the page after it.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserSearch {
+    /// Part of a username or email (any case).
+    pub q: Option<String>,
+    /// The last username of the previous page.
+    pub after: Option<String>,
+    /// At most this many users (1 to 1000, default 50).
+    pub limit: Option<i64>,
+}
+
+pub async fn search_users(ctx: &Ctx, p: UserSearch) -> OAuthResult<Value> {
+    let limit = p.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(OAuthError::invalid_request("limit must be 1 to 1000"));
+    }
+    if p.q.as_deref().is_some_and(|q| q.len() > 200)
+        || p.after.as_deref().is_some_and(|a| a.len() > 200)
+    {
+        return Err(OAuthError::invalid_request(
+            "q and after are at most 200 bytes",
+        ));
+    }
+    let page = ctx
+        .store
+        .blocking(move |s| s.search_users(p.q.as_deref().unwrap_or(""), p.after.as_deref(), limit))
+        .await?;
+    let next = (page.len() as i64 == limit)
+        .then(|| page.last().map(|u| u.username.clone()))
+        .flatten();
+    Ok(json!({ "users": page.iter().map(user_view).collect::<Vec<_>>(), "next_after": next }))
+}
+
 pub async fn get_user(ctx: &Ctx, user_id: &str) -> OAuthResult<Value> {
     Ok(user_view(&load_user(ctx, user_id).await?))
 }
@@ -827,23 +862,45 @@ pub struct AuditParams {
     pub event: Option<String>,
     /// At most this many entries (1 to 1000, default 100). Without `after`: the newest.
     pub limit: Option<i64>,
+    /// Only entries with an id lower than this (page backwards with the previous `next_before`).
+    pub before: Option<i64>,
+    /// Only entries whose actor starts with this (`admin:latchkey-console/user:root`).
+    pub actor: Option<String>,
+    /// Only entries by or about this client id.
+    pub client: Option<String>,
+    /// Only entries at or after this unix time.
+    pub since: Option<i64>,
+    /// Only entries before this unix time.
+    pub until: Option<i64>,
 }
 
 pub async fn read_audit(ctx: &Ctx, p: AuditParams) -> OAuthResult<Value> {
     if p.limit.is_some_and(|l| !(1..=1000).contains(&l)) {
         return Err(OAuthError::invalid_request("limit must be 1 to 1000"));
     }
-    if p.event.as_deref().is_some_and(|e| e.len() > 100) {
-        return Err(OAuthError::invalid_request("event is too long"));
+    for (name, v) in [
+        ("event", &p.event),
+        ("actor", &p.actor),
+        ("client", &p.client),
+    ] {
+        if v.as_deref().is_some_and(|e| e.len() > 200) {
+            return Err(OAuthError::invalid_request(format!("{name} is too long")));
+        }
     }
     let q = AuditQuery {
         after: p.after,
         event: p.event,
         limit: p.limit.unwrap_or(100),
+        before: p.before,
+        actor: p.actor,
+        client: p.client,
+        since: p.since,
+        until: p.until,
     };
     let entries = ctx.store.blocking(move |s| s.audit(&q)).await?;
     let next = entries.last().map(|e| e.id);
-    Ok(json!({ "events": entries, "next_after": next }))
+    let before = entries.first().map(|e| e.id);
+    Ok(json!({ "events": entries, "next_after": next, "next_before": before }))
 }
 
 // ---- sign-in factors (issue 19) -------------------------------------------------------------

@@ -76,7 +76,7 @@ pub async fn exchange(
         }
     };
     if issued.is_ok() {
-        ctx.metrics.token_issued(grant.as_str());
+        ctx.metrics.token_issued(grant);
     }
     issued
 }

@@ -21,6 +21,15 @@ pub struct AuditQuery {
     pub event: Option<String>,
     /// At most this many entries (clamped to 1..=1000).
     pub limit: i64,
+    /// Only entries with an id lower than this (paging backwards from the newest).
+    pub before: Option<i64>,
+    /// Only entries whose actor starts with this (`admin:latchkey-console`, `user:alice`).
+    pub actor: Option<String>,
+    /// Only entries about this client: its own actions or actions on it.
+    pub client: Option<String>,
+    /// Only entries at or after, and before, these unix times.
+    pub since: Option<i64>,
+    pub until: Option<i64>,
 }
 
 /// What revoking every grant of a user or a client did.
@@ -93,7 +102,7 @@ fn regtoken_from_row(r: RegTokenRow) -> RegistrationToken {
 }
 
 /// `%`, `_` and `\` escaped for a LIKE pattern with `ESCAPE '\'`.
-fn like_escape(s: &str) -> String {
+pub(super) fn like_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     for c in s.chars() {
         if matches!(c, '%' | '_' | '\\') {
@@ -197,6 +206,31 @@ impl Store {
                     .like(format!("{}.%", like_escape(ev)))
                     .escape('\\')),
             );
+        }
+        if let Some(actor) = &q.actor {
+            query = query.filter(
+                audit_log::actor
+                    .like(format!("{}%", like_escape(actor)))
+                    .escape('\\'),
+            );
+        }
+        if let Some(client) = &q.client {
+            let label = format!("client:{client}");
+            query = query.filter(
+                audit_log::target
+                    .eq(label.clone())
+                    .or(audit_log::actor.eq(label))
+                    .or(audit_log::actor.eq(format!("admin:{client}"))),
+            );
+        }
+        if let Some(since) = q.since {
+            query = query.filter(audit_log::at.ge(since));
+        }
+        if let Some(until) = q.until {
+            query = query.filter(audit_log::at.lt(until));
+        }
+        if let Some(before) = q.before {
+            query = query.filter(audit_log::id.lt(before));
         }
         let rows: Vec<AuditRow> = match q.after {
             Some(after) => query

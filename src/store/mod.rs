@@ -1225,6 +1225,34 @@ impl Store {
             .collect())
     }
 
+    /// Users whose username or email contains `q` (any case), by username, after `after`:
+    /// one page of the console's user list.
+    pub fn search_users(&self, q: &str, after: Option<&str>, limit: i64) -> StoreResult<Vec<User>> {
+        diesel::define_sql_function!(fn lower(x: diesel::sql_types::Nullable<diesel::sql_types::Text>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>);
+        let mut conn = self.conn()?;
+        let mut query = users::table.into_boxed();
+        let q = q.trim().to_lowercase();
+        if !q.is_empty() {
+            let pattern = format!("%{}%", admin::like_escape(&q));
+            query = query.filter(
+                lower(users::username.nullable())
+                    .like(pattern.clone())
+                    .escape('\\')
+                    .or(lower(users::email).like(pattern).escape('\\')),
+            );
+        }
+        if let Some(after) = after {
+            query = query.filter(users::username.gt(after.to_owned()));
+        }
+        Ok(query
+            .order(users::username.asc())
+            .limit(limit.clamp(1, 1000))
+            .load::<UserRow>(&mut *conn)?
+            .into_iter()
+            .map(User::from)
+            .collect())
+    }
+
     /// A user's own name and email (the account pages).
     pub fn set_user_profile(
         &self,

@@ -15,8 +15,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+pub mod recent;
+
 /// Request latency buckets, in seconds: sub-millisecond JWKS answers to slow password checks.
-const LATENCY_BUCKETS: [f64; 14] = [
+pub const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
@@ -64,6 +66,8 @@ pub struct Metrics {
     store_writes: Mirrored,
     /// PostgreSQL: the store's `(batches, rotations)` (see `set_rotations`).
     rotations: Mirrored,
+    /// The last hour, per minute (the console's overview).
+    pub recent: recent::Recent,
 }
 
 /// Two counters kept equal, at each scrape, to totals the store counts.
@@ -206,6 +210,7 @@ impl Metrics {
             key_age,
             store_writes,
             rotations,
+            recent: recent::Recent::default(),
         }
     }
 
@@ -222,12 +227,16 @@ impl Metrics {
     pub fn observe_request(&self, labels: &HttpLabels, seconds: f64) {
         self.http_requests.get_or_create(labels).inc();
         self.http_duration.get_or_create(labels).observe(seconds);
+        self.recent.request(seconds);
     }
 
-    pub fn token_issued(&self, grant_type: &'static str) {
+    pub fn token_issued(&self, grant: crate::model::GrantType) {
         self.tokens_issued
-            .get_or_create(&GrantLabels { grant_type })
+            .get_or_create(&GrantLabels {
+                grant_type: grant.as_str(),
+            })
             .inc();
+        self.recent.token_issued(grant);
     }
 
     /// `reason`: `invalid` or `throttled`.
@@ -235,10 +244,12 @@ impl Metrics {
         self.login_failures
             .get_or_create(&ReasonLabels { reason })
             .inc();
+        self.recent.login_failed();
     }
 
     pub fn refresh_reuse_detected(&self) {
         self.refresh_reuse.inc();
+        self.recent.refresh_reuse_detected();
     }
 
     pub fn code_replay_detected(&self) {
