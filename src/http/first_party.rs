@@ -128,6 +128,14 @@ impl FirstParty {
     /// Ends the pages' own access: the token revoked, its cookie and the browser session
     /// cookie removed.
     pub async fn end_page(&self, state: &AppState, token: PageToken) -> Vec<Cookie<'static>> {
+        vec![
+            self.forget(state, token).await,
+            state.browser.session_removal(),
+        ]
+    }
+
+    /// Revokes the pages' token; the removal of its cookie. The browser session stays.
+    pub async fn forget(&self, state: &AppState, token: PageToken) -> Cookie<'static> {
         let revoked = state
             .ctx
             .store
@@ -139,7 +147,7 @@ impl FirstParty {
         let (name, _) = self.names(state);
         let mut gone = self.scoped(state, name, String::new(), 0);
         gone.make_removal();
-        vec![gone, state.browser.session_removal()]
+        gone
     }
 
     /// Starts the sign-in: an authorization request of the built-in client.

@@ -9,6 +9,7 @@ use minijinja::Environment;
 pub fn templates() -> Environment<'static> {
     let mut env = Environment::new();
     env.add_filter("ago", crate::text::ago);
+    env.add_filter("utc", crate::text::utc);
     for (name, src) in [
         ("base.html", include_str!("../../templates/base.html")),
         ("login.html", include_str!("../../templates/login.html")),
@@ -28,6 +29,38 @@ pub fn templates() -> Environment<'static> {
         (
             "console_app.html",
             include_str!("../../templates/console_app.html"),
+        ),
+        (
+            "console_overview.html",
+            include_str!("../../templates/console_overview.html"),
+        ),
+        (
+            "console_app_edit.html",
+            include_str!("../../templates/console_app_edit.html"),
+        ),
+        (
+            "console_users.html",
+            include_str!("../../templates/console_users.html"),
+        ),
+        (
+            "console_user_new.html",
+            include_str!("../../templates/console_user_new.html"),
+        ),
+        (
+            "console_user.html",
+            include_str!("../../templates/console_user.html"),
+        ),
+        (
+            "console_keys.html",
+            include_str!("../../templates/console_keys.html"),
+        ),
+        (
+            "console_registration_tokens.html",
+            include_str!("../../templates/console_registration_tokens.html"),
+        ),
+        (
+            "console_audit.html",
+            include_str!("../../templates/console_audit.html"),
         ),
         ("invite.html", include_str!("../../templates/invite.html")),
         (

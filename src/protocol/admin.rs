@@ -398,7 +398,7 @@ use crate::text::printable;
 
 pub fn user_view(u: &User) -> Value {
     json!({
-        "sub": u.user_id, "username": u.username, "email": u.email, "name": u.name,
+        "sub": u.user_id, "username": u.username, "email": u.email, "name": u.name, "admin": u.is_admin,
         "disabled": u.disabled, "created_at": u.created_at, "updated_at": u.updated_at,
     })
 }

@@ -1225,6 +1225,12 @@ impl Store {
             .collect())
     }
 
+    /// How many users there are (the console's overview).
+    pub fn count_users(&self) -> StoreResult<i64> {
+        let mut conn = self.conn()?;
+        Ok(users::table.count().get_result(&mut *conn)?)
+    }
+
     /// Users whose username or email contains `q` (any case), by username, after `after`:
     /// one page of the console's user list.
     pub fn search_users(&self, q: &str, after: Option<&str>, limit: i64) -> StoreResult<Vec<User>> {

@@ -47,6 +47,7 @@ async fn an_admin_creates_an_ios_app_and_a_native_login_with_it_works() {
     let mut b = Browser::new(&app);
     let page = open_console(&app, &mut b, "root").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    let page = b.get("/console/apps").await;
     assert!(
         page.text().contains("latchkey-account"),
         "the built-in clients are listed"
@@ -81,7 +82,7 @@ async fn an_admin_creates_an_ios_app_and_a_native_login_with_it_works() {
     }
     assert!(r.text().contains(&client_id));
     // Search finds it.
-    let list = b.get("/console?q=note").await;
+    let list = b.get("/console/apps?q=note").await;
     assert!(list.text().contains("Notes") && !list.text().contains("latchkey-account"));
 
     // A native app with that client id: code + PKCE, then the token with a DPoP proof.
@@ -191,7 +192,7 @@ async fn non_admins_and_forged_forms_are_refused() {
             .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
     }
-    let list = admin.get("/console").await;
+    let list = admin.get("/console/apps").await;
     assert!(!list.text().contains("Evil"));
     // Without a console session at all: a sign-in, never an action.
     let mut stranger = Browser::new(&app);
@@ -275,7 +276,7 @@ async fn the_console_refuses_what_it_does_not_know() {
     }
     // Still signed in and working: the console's own client was not disabled.
     assert_eq!(b.get("/console").await.status, StatusCode::OK);
-    let list = b.get("/console?q=X").await;
+    let list = b.get("/console/apps?q=X").await;
     assert!(
         list.text().contains("No app matches."),
         "nothing was created: {}",
