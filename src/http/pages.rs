@@ -165,3 +165,28 @@ pub fn error_page(
         vec![],
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use minijinja::context;
+    use serde_json::json;
+
+    /// The user page with every optional part present renders (a template error would be a
+    /// 500 at run time).
+    #[test]
+    fn the_console_user_page_renders() {
+        let env = super::templates();
+        let v = |j: serde_json::Value| minijinja::Value::from(minijinja::value::Serde(j));
+        let out = env.get_template("console_user.html").and_then(|t| {
+            t.render(context! {
+                admin => "root", csrf => "t", section => "users", now => 100,
+                user => v(json!({"sub": "u1", "username": "bob", "email": null, "name": null, "admin": false, "disabled": false, "created_at": 1})),
+                factors => v(json!({"passkeys": [{"credential_id": "c", "name": "phone", "created_at": 1, "last_used_at": null}], "totp": {"enrolled_at": 5}, "recovery_codes_left": 3})),
+                signins => v(json!({"apps": [{"family_id": "f", "client_id": "c", "client_name": "App", "signed_in_at": 1, "last_used_at": 2, "expires_at": 3, "sid": "s", "dpop_bound": true, "last_ip": null, "user_agent": null}], "sessions": [{"sid": "s", "signed_in_at": 1, "created_at": 1, "expires_at": 9, "ip": null, "user_agent": "UA"}]})),
+                notice => "n", invitation => v(json!({"url": "http://x/invite/t", "expires_at": 7})), is_self => false,
+            })
+        });
+        let html = out.unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(html.contains("phone") && html.contains("invite"), "{html}");
+    }
+}

@@ -10,7 +10,7 @@ use crate::browser::{Browser, PASSWORD, hidden, pkce, text_by_id};
 use crate::dpop::{DpopKey, token_request};
 use crate::helpers::{Resp, TestApp};
 
-async fn add_user(app: &TestApp, name: &str, admin: bool) {
+pub async fn add_user(app: &TestApp, name: &str, admin: bool) {
     let mut args = vec!["user", "add", "--username", name, "--password-stdin"];
     if admin {
         args.push("--admin");
@@ -20,7 +20,7 @@ async fn add_user(app: &TestApp, name: &str, admin: bool) {
 }
 
 /// Opens `/console` and signs in as `username`; the page after the callback.
-async fn open_console(app: &TestApp, b: &mut Browser<'_>, username: &str) -> Resp {
+pub async fn open_console(app: &TestApp, b: &mut Browser<'_>, username: &str) -> Resp {
     let r = b.get("/console").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
     let to = r.header("location").expect("location").to_owned();

@@ -15,6 +15,7 @@ mod cli;
 mod client_credentials;
 mod code_exchange;
 mod console;
+mod console_pages;
 mod csrf;
 mod deploy;
 mod device;

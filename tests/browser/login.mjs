@@ -40,6 +40,15 @@
 //        (conditional mediation, answered by the virtual authenticator) signs in.
 //   virtual_authenticator  if true, a CDP WebAuthn virtual authenticator (internal, resident
 //        keys, user verification) is added to the page: passkeys work without a person.
+//     { name, action: "console", url, logins, ops: [...] }
+//        opens url (/console), signs in with `logins` whenever the sign-in page shows, then runs
+//        `ops` in order: { goto: "/path", shot }, { fill: selector, value }, { check: selector },
+//        { select: selector, value }, { submit: selector, shot } (click, wait for the next page),
+//        { copy: selector, as } (press a Copy button, read the clipboard into `read[as]`),
+//        { text: selector, as } / { texts: selector, as } (text of the first / every match).
+//        Reports `pages` (url, title, heading of each page reached) and `read`; a screenshot
+//        of every page reached is named by its op's `shot`.
+//   clipboard  if true, the pages may read and write the clipboard (the Copy buttons).
 //     { name, action: "framed", url, frame_timeout_ms }
 //        opens url (a page of the test's own that frames the login page) and reports what the
 //        frame ended up showing.
@@ -360,6 +369,63 @@ async function accountStep(step) {
   throw new StepError('too many pages on the way to /account');
 }
 
+// The admin console: sign in on the way, then the plan's operations, one page after another.
+async function consoleStep(step) {
+  const pages = [];
+  const read = {};
+  const logins = [...(step.logins ?? [])];
+  const origin = new URL(step.url).origin;
+  const signInIfAsked = async () => {
+    for (let i = 0; i < 4 && new URL(page.url()).pathname.startsWith('/authorize'); i++) {
+      if (!(await page.locator('input[name="password"]').count())) break;
+      await screenshot('sign-in');
+      const login = logins.shift();
+      if (!login) throw new StepError('a login page was shown, but the step has no login left for it');
+      await fillField('input[name="username"]', login.username);
+      await fillField('input[name="password"]', login.password);
+      await submitWith('form button[type="submit"]');
+    }
+  };
+  const reached = async (shot) => {
+    pages.push({
+      url: page.url(),
+      title: await page.title(),
+      heading: (await page.locator('h1').first().textContent())?.trim() ?? null,
+    });
+    await screenshot(shot);
+  };
+  await page.goto(step.url, { waitUntil: 'domcontentloaded' });
+  await signInIfAsked();
+  await reached('start');
+  for (const op of step.ops ?? []) {
+    if (op.goto !== undefined) {
+      await page.goto(origin + op.goto, { waitUntil: 'domcontentloaded' });
+      await signInIfAsked();
+      await reached(op.shot ?? 'page');
+    } else if (op.fill !== undefined) {
+      await fillField(op.fill, op.value);
+    } else if (op.check !== undefined) {
+      await page.check(op.check);
+    } else if (op.select !== undefined) {
+      await page.selectOption(op.select, op.value);
+    } else if (op.submit !== undefined) {
+      await submitWith(op.submit);
+      await reached(op.shot ?? 'submitted');
+    } else if (op.copy !== undefined) {
+      await page.click(op.copy);
+      read[op.as] = await page.evaluate(() => navigator.clipboard.readText());
+      read[`${op.as}_button`] = (await page.locator(op.copy).textContent())?.trim() ?? null;
+    } else if (op.text !== undefined) {
+      read[op.as] = (await page.locator(op.text).first().textContent())?.trim() ?? null;
+    } else if (op.texts !== undefined) {
+      read[op.as] = (await page.locator(op.texts).allTextContents()).map((t) => t.trim());
+    } else {
+      throw new StepError(`unknown console op ${JSON.stringify(op)}`);
+    }
+  }
+  return { pages, read, final_url: page.url() };
+}
+
 async function framedStep(step) {
   await page.goto(step.url, { waitUntil: 'load' });
   const deadline = Date.now() + (step.frame_timeout_ms ?? 5000);
@@ -399,6 +465,12 @@ async function main() {
   });
   const context = await browser.newContext(plan.context ?? {});
   context.setDefaultTimeout(10000);
+  if (plan.clipboard) {
+    const origins = new Set(plan.steps.map((st) => new URL(st.url).origin));
+    for (const origin of origins) {
+      await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
+    }
+  }
   page = await context.newPage();
   watch(page);
   if (plan.disable_conditional_ui) {
@@ -436,6 +508,7 @@ async function main() {
     else if (step.action === 'account') r = await accountStep(step);
     else if (step.action === 'invite') r = await inviteStep(step);
     else if (step.action === 'conditional') r = await conditionalStep(step);
+    else if (step.action === 'console') r = await consoleStep(step);
     else throw new StepError(`unknown action ${step.action}`);
     results.push({
       name: step.name,

@@ -13,6 +13,7 @@ use crate::http::client_ip::client_ip;
 use crate::http::{AppState, unix_now};
 use crate::protocol::admin;
 use crate::protocol::console;
+use crate::protocol::error::OAuthError;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/console/keys", web::get().to(keys))
@@ -160,22 +161,18 @@ async fn create_token(req: HttpRequest, body: web::Payload, state: State) -> Htt
         Ok(x) => x,
         Err(r) => return r,
     };
-    let number = |k: &str| -> Result<Option<u64>, HttpResponse> {
+    let number = |k: &str| -> Result<Option<u64>, OAuthError> {
         match form.get(k).map(str::trim).filter(|v| !v.is_empty()) {
             None => Ok(None),
-            Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
-                failed(
-                    &state,
-                    &crate::protocol::error::OAuthError::invalid_request(format!(
-                        "{k} must be a whole number"
-                    )),
-                )
-            }),
+            Some(v) => v
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| OAuthError::invalid_request(format!("{k} must be a whole number"))),
         }
     };
     let (hours, max_uses) = match (number("expires_in_hours"), number("max_uses")) {
         (Ok(h), Ok(m)) => (h, m),
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Err(e), _) | (_, Err(e)) => return failed(&state, &e),
     };
     let words = |k: &str| {
         form.get(k)

@@ -67,7 +67,7 @@ async fn new_user(req: HttpRequest, state: State) -> HttpResponse {
         &signed,
         "console_user_new.html",
         "users",
-        context! {},
+        context! { passkeys => state.ctx.passkeys.enabled() },
     )
 }
 
@@ -129,6 +129,14 @@ async fn create(req: HttpRequest, body: web::Payload, state: State) -> HttpRespo
             .map(str::to_owned)
     };
     let invite = form.get("with") != Some("password");
+    if invite && !state.ctx.passkeys.enabled() {
+        return failed(
+            &state,
+            &OAuthError::invalid_request(
+                "passkeys are off on this server (its issuer is an IP address, which WebAuthn does not allow): set a password instead",
+            ),
+        );
+    }
     let mut body = json!({
         "username": form.get("username").unwrap_or("").trim(),
         "email": opt("email"),
