@@ -199,6 +199,7 @@ mod tests {
             hour.iter().all(|m| m.tokens[1] == 0),
             "m0 fell out of the hour"
         );
-        assert_eq!(hour[MINUTES - 60 + 1].tokens[2], 1, "m0 + 1 is still in it");
+        assert_eq!(hour[0].at, (m0 + 1) * 60, "the hour starts at m0 + 1");
+        assert_eq!(hour[0].tokens[2], 1, "m0 + 1 is still in it");
     }
 }

@@ -175,3 +175,31 @@ async fn an_https_issuer_uses_host_prefixed_cookies() {
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.text().contains("name=\"password\""));
 }
+
+/// A `__Host-` cookie must have `Path=/` (browsers drop it otherwise): the flow cookies of the
+/// account pages and the console, on an https issuer, have it.
+#[actix_web::test]
+async fn first_party_cookies_on_an_https_issuer_are_valid_host_cookies() {
+    let app = TestApp::spawn_with(|c| c.issuer = "https://login.example.test".into()).await;
+    for (page, name) in [
+        ("/account", "__Host-lk_account_flow="),
+        ("/console", "__Host-lk_console_flow="),
+    ] {
+        let r = Browser::new(&app).get(page).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+        let c = set_cookies(&r)
+            .into_iter()
+            .find(|c| c.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} cookie"));
+        let path: Vec<&str> = c
+            .split(';')
+            .map(str::trim)
+            .filter(|a| a.starts_with("Path="))
+            .collect();
+        assert_eq!(path, ["Path=/"], "{c}");
+        assert!(
+            c.contains("Secure") && !c.to_ascii_lowercase().contains("domain="),
+            "{c}"
+        );
+    }
+}
