@@ -25,8 +25,8 @@ pub const MAX_CERT_LEN: usize = 16 * 1024;
 /// A trusted root: a certificate whose public key ends a chain.
 ///
 /// A chain is trusted when its last certificate either carries the public key of an anchor
-/// (the root itself is in the chain; Google re-issues its root certificate with the same key,
-/// and says to trust the *key*), or is issued by an anchor (subject equals the issuer, and the
+/// and is signed by it (the root itself is in the chain, self-signed; Google re-issues its
+/// root certificate with the same key, and says to trust the *key*), or is issued by an anchor (subject equals the issuer, and the
 /// anchor's key verifies the signature; Apple's x5c stops below the root). In the second case
 /// the anchor certificate must also be valid at `now`.
 #[derive(Clone, PartialEq, Eq)]
@@ -216,7 +216,9 @@ pub(crate) fn verify_chain(
             continue;
         };
         if root.public_key().raw == last.public_key().raw {
-            return Ok(());
+            // The chain's own copy of the root: its contents (validity, constraints, already
+            // checked above) count only if the trusted key signed them.
+            return check_signature(last, last.public_key());
         }
         parsed_anchors.push(root);
     }
