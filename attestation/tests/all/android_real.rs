@@ -13,7 +13,7 @@ const DIGEST: &str = "68856d1d06f637d6255face5b224db43a9514ace538bb1548b844480fc
 const CHALLENGE: &[u8] = b"challenge";
 
 pub fn chain() -> Vec<Vec<u8>> {
-    let chain = pem_chain(&fixture("android/google-normal-cert-chain.pem"));
+    let chain = pem_chain(&fixture("android/google-normal-cert-chain.crt"));
     assert_eq!(chain.len(), 5);
     chain
 }
