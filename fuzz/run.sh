@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 TARGETS=(params_and_client_auth redirect_uri pkce_and_scope jwt_verify jwks_document dpop_proof
-  registration_metadata)
+  registration_metadata attestation)
 mode=${1:-smoke}
 
 case "$mode" in
