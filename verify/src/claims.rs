@@ -49,6 +49,33 @@ pub struct Claims {
     /// tokens. Use [`Claims::is_client_token`] / [`Claims::user_id`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gty: Option<String>,
+    /// What the calling app proved about itself by platform attestation
+    /// (docs/attestation.md): present only when the client authenticated with a client
+    /// attestation. Use [`Claims::require_attested`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub att: Option<Attestation>,
+}
+
+/// The `att` claim: how the app that holds the token was attested when it got it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Attestation {
+    /// `ios` or `android`.
+    pub platform: String,
+    /// `app_attest` (Apple App Attest), `key_attestation` (Android Key Attestation) or
+    /// `play_integrity` (a Play Integrity verdict).
+    pub method: String,
+    /// The verdict's level: `production` or `development` (App Attest), `strongbox`, `tee` or
+    /// `software` (Key Attestation), `strong`, `device` or `basic` (Play Integrity).
+    pub level: String,
+}
+
+impl Attestation {
+    /// Whether this attests an app built for development (an App Attest `development`
+    /// environment, or an Android key in software only): not the genuine app from a store.
+    pub fn is_development(&self) -> bool {
+        matches!(self.level.as_str(), "development" | "software" | "basic")
+    }
 }
 
 impl Claims {
@@ -95,6 +122,18 @@ impl Claims {
     /// `Ok` if the token carries this scope, otherwise [`VerifyError::InsufficientScope`].
     pub fn require_scope(&self, required: &str) -> Result<(), VerifyError> {
         self.require_scopes(&[required])
+    }
+
+    /// `Ok` with the attestation if the app holding this token proved itself by platform
+    /// attestation at a production level (not a development build, not a software-only key,
+    /// not a basic Play Integrity verdict); otherwise [`VerifyError::NotAttested`] (403). For
+    /// calls that only the genuine app from the store may make. The claim comes from the
+    /// signed token, so it cannot be added by the caller.
+    pub fn require_attested(&self) -> Result<&Attestation, VerifyError> {
+        match &self.att {
+            Some(a) if !a.is_development() => Ok(a),
+            _ => Err(VerifyError::NotAttested),
+        }
     }
 
     /// RFC 9470 step-up: `Ok` if the user signed in with one of `acr_values` (any, when empty)
@@ -210,7 +249,39 @@ mod tests {
             amr: None,
             cnf: None,
             gty: None,
+            att: None,
         }
+    }
+
+    #[test]
+    fn only_a_production_attestation_passes_require_attested() {
+        let none = claims("");
+        assert_eq!(none.require_attested(), Err(VerifyError::NotAttested));
+        let att = |level: &str| Claims {
+            att: Some(Attestation {
+                platform: "ios".into(),
+                method: "app_attest".into(),
+                level: level.into(),
+            }),
+            ..claims("")
+        };
+        for level in ["production", "tee", "strongbox", "device", "strong"] {
+            assert!(att(level).require_attested().is_ok(), "{level}");
+        }
+        for level in ["development", "software", "basic"] {
+            assert_eq!(
+                att(level).require_attested(),
+                Err(VerifyError::NotAttested),
+                "{level}"
+            );
+        }
+        let e = VerifyError::NotAttested;
+        assert_eq!(e.status(), 403);
+        assert_eq!(e.error_code(), Some("invalid_client_attestation"));
+        assert!(
+            e.www_authenticate()
+                .contains("error=\"invalid_client_attestation\"")
+        );
     }
 
     #[test]

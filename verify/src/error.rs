@@ -80,6 +80,11 @@ pub enum VerifyError {
         /// The most seconds since the sign-in this resource accepts.
         max_age: Option<u64>,
     },
+    /// The token is valid, but the app holding it did not prove itself by platform
+    /// attestation (no `att` claim, or a development-level one) and this resource needs the
+    /// genuine app. 403 `invalid_client_attestation` (the error code of
+    /// draft-ietf-oauth-attestation-based-client-auth).
+    NotAttested,
 }
 
 impl VerifyError {
@@ -94,6 +99,7 @@ impl VerifyError {
                 Some("insufficient_user_authentication")
             }
             VerifyError::InvalidDpopProof(_) => Some("invalid_dpop_proof"),
+            VerifyError::NotAttested => Some("invalid_client_attestation"),
             VerifyError::DpopReplayCacheFull => None,
             _ => Some("invalid_token"),
         }
@@ -104,7 +110,7 @@ impl VerifyError {
     pub fn status(&self) -> u16 {
         match self {
             VerifyError::InvalidRequest(_) => 400,
-            VerifyError::InsufficientScope { .. } => 403,
+            VerifyError::InsufficientScope { .. } | VerifyError::NotAttested => 403,
             VerifyError::DpopReplayCacheFull => 503,
             _ => 401,
         }
@@ -157,6 +163,9 @@ impl VerifyError {
             VerifyError::NotMtlsBound => "the access token is not bound to a client certificate",
             VerifyError::CertificateMismatch => {
                 "the access token is bound to another client certificate"
+            }
+            VerifyError::NotAttested => {
+                "this call needs the genuine app: the token carries no production attestation"
             }
         }
     }

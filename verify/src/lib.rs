@@ -55,7 +55,7 @@ mod verifier;
 pub mod actix;
 
 pub use bearer::{Scheme, access_token, bearer_token, token_from_authorization};
-pub use claims::{Audience, Claims, Confirmation};
+pub use claims::{Attestation, Audience, Claims, Confirmation};
 pub use dpop::{DEFAULT_DPOP_ALGORITHMS, DpopRequest, normalize_htu};
 pub use error::{SetupError, VerifyError};
 pub use verifier::{

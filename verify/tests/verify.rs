@@ -774,3 +774,43 @@ fn static_jwks_needs_no_network() {
         Err(VerifyError::UnknownKeyId)
     );
 }
+
+/// The `att` claim (docs/attestation.md) rides in the signed token: a production attestation
+/// passes `require_attested`, a token without one or with a development one is refused with
+/// 403, and a malformed `att` makes the whole token invalid rather than unattested.
+#[tokio::test]
+async fn require_attested_reads_the_signed_att_claim() {
+    let (key, mock) = one_key();
+    let verifier = verifier_for(&mock).await;
+    let att = |level: &str| json!({ "att": { "platform": "android", "method": "key_attestation", "level": level } });
+    let genuine = key.token(&with(claims(&mock.issuer()), att("strongbox")));
+    let c = verifier.verify(&genuine).await.unwrap();
+    let a = c.require_attested().unwrap();
+    assert_eq!(
+        (a.platform.as_str(), a.level.as_str()),
+        ("android", "strongbox")
+    );
+    let plain = verifier
+        .verify(&key.token(&claims(&mock.issuer())))
+        .await
+        .unwrap();
+    assert_eq!(plain.require_attested(), Err(VerifyError::NotAttested));
+    let dev = key.token(&with(claims(&mock.issuer()), att("software")));
+    let dev = verifier.verify(&dev).await.unwrap();
+    assert_eq!(
+        dev.require_attested().map(|_| ()),
+        Err(VerifyError::NotAttested)
+    );
+    let forged = key.token(&with(claims(&mock.issuer()), json!({ "att": "genuine" })));
+    assert_eq!(
+        verifier.verify(&forged).await,
+        Err(VerifyError::InvalidClaims)
+    );
+    // Another key's token claiming an attestation: the signature fails first.
+    let other = TestKey::es256("ec-1");
+    let stolen = other.token(&with(claims(&mock.issuer()), att("strongbox")));
+    assert_eq!(
+        verifier.verify(&stolen).await,
+        Err(VerifyError::InvalidSignature)
+    );
+}
