@@ -219,6 +219,34 @@ async fn logout_deliveries(ctx: Ctx) {
     }
 }
 
+/// Audit entries past `audit_retention_days`: up to 10 batches of 1000 every 30 s (a backlog of
+/// millions drains in hours, and no statement holds the write lock for long).
+async fn prune_audit(ctx: &Ctx) {
+    let days = ctx.config.audit_retention_days as i64;
+    if days == 0 {
+        return;
+    }
+    let before = unix_now() - days * 86400;
+    for _ in 0..10 {
+        match ctx
+            .store
+            .blocking(move |s| s.prune_audit(before, 1000))
+            .await
+        {
+            Ok(n) => {
+                ctx.metrics.audit_pruned(n as u64);
+                if n < 1000 {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "pruning the audit log failed; will retry");
+                return;
+            }
+        }
+    }
+}
+
 async fn housekeeping(state: web::Data<AppState>) {
     let ctx: Ctx = state.ctx.clone();
     let mut n: u64 = 0;
@@ -253,6 +281,7 @@ async fn housekeeping(state: web::Data<AppState>) {
             if let Err(e) = pruned {
                 tracing::warn!(error = %e, "pruning pushed authorization requests or device codes failed; will retry");
             }
+            prune_audit(&ctx).await;
         }
         let keys = ctx.keys.clone();
         let config = ctx.config.clone();

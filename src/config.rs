@@ -160,6 +160,9 @@ pub struct Config {
     /// Seconds without a request after which the admin console (`/console`) asks for the
     /// password (or passkey) again, even while the browser session lives.
     pub console_idle_timeout: u64,
+    /// Days an audit entry is kept; older ones are deleted by housekeeping in small batches.
+    /// 0 keeps them forever.
+    pub audit_retention_days: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,6 +222,7 @@ impl Default for Config {
             android_apps: Vec::new(),
             invitation_ttl: 7 * 24 * 3600,
             console_idle_timeout: 900,
+            audit_retention_days: 365,
         }
     }
 }
@@ -273,6 +277,7 @@ const KEYS: &[&str] = &[
     "android_apps",
     "invitation_ttl",
     "console_idle_timeout",
+    "audit_retention_days",
 ];
 
 impl Config {

@@ -61,6 +61,7 @@ pub struct Metrics {
     code_replay: Counter,
     audit_failures: Counter,
     audit_suppressed: Counter,
+    audit_pruned: Counter,
     key_age: Family<KeyLabels, Gauge>,
     /// SQLite: the store's `(transactions, writes)` (see `set_store_writes`).
     store_writes: Mirrored,
@@ -164,6 +165,12 @@ impl Metrics {
             "Audit entries not written because their caller wrote too many of the kind (admin.access_denied)",
             audit_suppressed.clone(),
         );
+        let audit_pruned = Counter::default();
+        registry.register(
+            "audit_pruned",
+            "Audit entries deleted because they were older than audit_retention_days",
+            audit_pruned.clone(),
+        );
         let key_age = Family::<KeyLabels, Gauge>::default();
         registry.register_with_unit(
             "signing_key_age",
@@ -207,6 +214,7 @@ impl Metrics {
             code_replay,
             audit_failures,
             audit_suppressed,
+            audit_pruned,
             key_age,
             store_writes,
             rotations,
@@ -258,6 +266,11 @@ impl Metrics {
 
     pub fn audit_write_failed(&self) {
         self.audit_failures.inc();
+    }
+
+    /// Audit entries deleted past `audit_retention_days`.
+    pub fn audit_pruned(&self, n: u64) {
+        self.audit_pruned.inc_by(n);
     }
 
     pub fn audit_suppressed(&self) {

@@ -250,6 +250,27 @@ impl Store {
         Ok(rows.into_iter().map(audit_from_row).collect())
     }
 
+    /// Deletes at most `batch` audit entries older than `before`, oldest first (one short
+    /// statement: retention never holds a lock for long); returns how many.
+    pub fn prune_audit(&self, before: i64, batch: i64) -> StoreResult<usize> {
+        let mut conn = self.conn()?;
+        let ids: Vec<i64> = audit_log::table
+            .filter(audit_log::at.lt(before))
+            .order(audit_log::id.asc())
+            .select(audit_log::id)
+            .limit(batch.clamp(1, 10_000))
+            .load(&mut *conn)?;
+        let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
+            return Ok(0);
+        };
+        Ok(diesel::delete(
+            audit_log::table
+                .filter(audit_log::id.between(*first, *last))
+                .filter(audit_log::at.lt(before)),
+        )
+        .execute(&mut *conn)?)
+    }
+
     // ---- RFC 7591 initial access tokens --------------------------------------------------
 
     pub fn insert_registration_token(&self, t: &RegistrationToken) -> StoreResult<()> {

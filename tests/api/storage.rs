@@ -125,6 +125,8 @@ contract!(
     concurrent_presentations_of_one_dpop_proof_have_one_winner,
     of_two_racing_device_polls_only_one_is_recorded,
     audit_entries_are_numbered_paged_and_filtered,
+    audit_entries_filter_by_actor_client_and_time_and_are_pruned_in_batches,
+    users_are_searched_by_part_of_a_name_or_email_in_keyset_pages,
     registration_respects_the_initial_tokens_limits,
     concurrent_registrations_never_exceed_max_uses,
     clients_are_replaced_and_deleted_with_their_grants,
@@ -983,6 +985,120 @@ fn audit_entries_are_numbered_paged_and_filtered(s: &Store) {
     assert_eq!(ev("a_b"), ["a_b.c"]);
     assert!(ev("%").is_empty());
     assert!(ev("cli").is_empty());
+}
+
+fn audit_entries_filter_by_actor_client_and_time_and_are_pruned_in_batches(s: &Store) {
+    let e = |event: &str, actor: &str, target: Option<&str>, at: i64| {
+        let mut x = audit_entry(event, at);
+        x.actor = actor.into();
+        x.target = target.map(str::to_owned);
+        s.insert_audit(&x).expect("insert audit");
+    };
+    e(
+        "client.created",
+        "admin:latchkey-console/user:root",
+        Some("client:c1"),
+        NOW,
+    );
+    e(
+        "client.disabled",
+        "admin:latchkey-console/user:rooted",
+        Some("client:c2"),
+        NOW + 10,
+    );
+    e("login.failed", "user:root", None, NOW + 20);
+    e("token.issued", "client:c1", Some("user:u1"), NOW + 30);
+    e("key.rotated", "admin:c1", Some("key:k"), NOW + 40);
+    e("odd", "user:a%b", None, NOW + 50);
+    let q = |f: &dyn Fn(&mut AuditQuery)| {
+        let mut q = AuditQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        f(&mut q);
+        s.audit(&q)
+            .expect("audit")
+            .into_iter()
+            .map(|x| x.event)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        q(&|q| q.actor = Some("admin:latchkey-console/user:root".into())),
+        ["client.created", "client.disabled"],
+        "a prefix of the actor"
+    );
+    assert_eq!(
+        q(&|q| q.actor = Some("user:a%".into())),
+        ["odd"],
+        "LIKE wildcards are literal"
+    );
+    assert_eq!(
+        q(&|q| q.actor = Some("user:%".into())),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        q(&|q| q.client = Some("c1".into())),
+        ["client.created", "token.issued", "key.rotated"],
+        "on it, by it, or by it as an admin client"
+    );
+    assert_eq!(
+        q(&|q| {
+            q.since = Some(NOW + 10);
+            q.until = Some(NOW + 30);
+        }),
+        ["client.disabled", "login.failed"],
+        "since is inclusive, until is not"
+    );
+    let all = s
+        .audit(&AuditQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .expect("audit");
+    assert_eq!(
+        q(&|q| {
+            q.before = Some(all[3].id);
+            q.limit = 2;
+        }),
+        ["client.disabled", "login.failed"],
+        "the newest two before an id, oldest first"
+    );
+    // Retention: entries before NOW + 25, two per batch.
+    assert_eq!(s.prune_audit(NOW + 25, 2).expect("prune"), 2);
+    assert_eq!(s.prune_audit(NOW + 25, 2).expect("prune"), 1);
+    assert_eq!(s.prune_audit(NOW + 25, 2).expect("prune"), 0);
+    assert_eq!(q(&|_| {}), ["token.issued", "key.rotated", "odd"]);
+}
+
+fn users_are_searched_by_part_of_a_name_or_email_in_keyset_pages(s: &Store) {
+    for (id, name, email) in [
+        ("u1", "Alice", Some("alice@Example.com")),
+        ("u2", "bob", Some("bob@example.org")),
+        ("u3", "carol_x", None),
+        ("u4", "carolyn", Some("c@EXAMPLE.com")),
+    ] {
+        let mut u = user(id, name);
+        u.email = email.map(str::to_owned);
+        s.insert_user(&u).expect("insert user");
+    }
+    let names = |q: &str, after: Option<&str>, limit: i64| {
+        s.search_users(q, after, limit)
+            .expect("search")
+            .into_iter()
+            .map(|u| u.username)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names("example.COM", None, 10),
+        ["Alice", "carolyn"],
+        "any case, email too"
+    );
+    assert_eq!(names("ALI", None, 10), ["Alice"]);
+    assert_eq!(names("carol_", None, 10), ["carol_x"], "_ is literal");
+    assert_eq!(names("%", None, 10), Vec::<String>::new(), "% is literal");
+    assert_eq!(names("", None, 2), ["Alice", "bob"]);
+    assert_eq!(names("", Some("bob"), 2), ["carol_x", "carolyn"]);
+    assert_eq!(s.count_users().expect("count"), 4);
 }
 
 fn reg_token(hash: &str, max_uses: Option<i64>, expires_at: i64) -> RegistrationToken {

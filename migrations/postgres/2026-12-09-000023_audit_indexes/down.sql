@@ -1,0 +1,2 @@
+DROP INDEX audit_log_target;
+DROP INDEX audit_log_actor;
