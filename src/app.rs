@@ -234,13 +234,47 @@ async fn prune_audit(ctx: &Ctx) {
             .await
         {
             Ok(n) => {
-                ctx.metrics.audit_pruned(n as u64);
+                ctx.metrics.rows_pruned("audit_log", n as u64);
                 if n < 1000 {
                     return;
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "pruning the audit log failed; will retry");
+                return;
+            }
+        }
+    }
+}
+
+/// Expired sessions, revocation records, codes and families (`store::retention`): up to 10
+/// batches of 1000 per table every 30 s.
+async fn prune_expired(ctx: &Ctx) {
+    for _ in 0..10 {
+        match ctx
+            .store
+            .blocking(|s| s.prune_expired(unix_now(), 1000))
+            .await
+        {
+            Ok(p) => {
+                let m = &ctx.metrics;
+                m.rows_pruned("sessions", p.sessions as u64);
+                m.rows_pruned("revoked_access_tokens", p.revoked_access_tokens as u64);
+                m.rows_pruned("authorization_codes", p.authorization_codes as u64);
+                m.rows_pruned("token_families", p.token_families as u64);
+                m.rows_pruned("refresh_tokens", p.refresh_tokens as u64);
+                let full = [
+                    p.sessions,
+                    p.revoked_access_tokens,
+                    p.authorization_codes,
+                    p.token_families,
+                ];
+                if full.iter().all(|n| *n < 1000) {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "pruning expired grants failed; will retry");
                 return;
             }
         }
@@ -282,6 +316,7 @@ async fn housekeeping(state: web::Data<AppState>) {
                 tracing::warn!(error = %e, "pruning pushed authorization requests or device codes failed; will retry");
             }
             prune_audit(&ctx).await;
+            prune_expired(&ctx).await;
         }
         let keys = ctx.keys.clone();
         let config = ctx.config.clone();

@@ -41,6 +41,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabels {
+    table: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KeyLabels {
     kid: String,
     alg: String,
@@ -61,7 +66,7 @@ pub struct Metrics {
     code_replay: Counter,
     audit_failures: Counter,
     audit_suppressed: Counter,
-    audit_pruned: Counter,
+    rows_pruned: Family<TableLabels, Counter>,
     key_age: Family<KeyLabels, Gauge>,
     /// SQLite: the store's `(transactions, writes)` (see `set_store_writes`).
     store_writes: Mirrored,
@@ -165,11 +170,11 @@ impl Metrics {
             "Audit entries not written because their caller wrote too many of the kind (admin.access_denied)",
             audit_suppressed.clone(),
         );
-        let audit_pruned = Counter::default();
+        let rows_pruned = Family::<TableLabels, Counter>::default();
         registry.register(
-            "audit_pruned",
-            "Audit entries deleted because they were older than audit_retention_days",
-            audit_pruned.clone(),
+            "rows_pruned",
+            "Rows housekeeping deleted because they can no longer change an answer (expired sessions, codes, families, revocations; audit entries past audit_retention_days)",
+            rows_pruned.clone(),
         );
         let key_age = Family::<KeyLabels, Gauge>::default();
         registry.register_with_unit(
@@ -214,7 +219,7 @@ impl Metrics {
             code_replay,
             audit_failures,
             audit_suppressed,
-            audit_pruned,
+            rows_pruned,
             key_age,
             store_writes,
             rotations,
@@ -268,9 +273,13 @@ impl Metrics {
         self.audit_failures.inc();
     }
 
-    /// Audit entries deleted past `audit_retention_days`.
-    pub fn audit_pruned(&self, n: u64) {
-        self.audit_pruned.inc_by(n);
+    /// Rows of `table` deleted by housekeeping.
+    pub fn rows_pruned(&self, table: &'static str, n: u64) {
+        if n > 0 {
+            self.rows_pruned
+                .get_or_create(&TableLabels { table })
+                .inc_by(n);
+        }
     }
 
     pub fn audit_suppressed(&self) {

@@ -12,6 +12,7 @@ mod device;
 mod factors;
 mod grants;
 mod logout_notices;
+mod retention;
 mod rotation;
 mod schema;
 mod signins;
@@ -21,6 +22,7 @@ pub use client_cache::Ticket;
 pub use factors::{Factors, PasskeyRow, TotpRow};
 pub use grants::{Redeemed, Rotated};
 pub use logout_notices::{LogoutNotice, SignedOut};
+pub use retention::Pruned;
 pub use signins::{SignIns, SignedInApp};
 
 use std::path::Path;

@@ -127,6 +127,7 @@ contract!(
     audit_entries_are_numbered_paged_and_filtered,
     audit_entries_filter_by_actor_client_and_time_and_are_pruned_in_batches,
     users_are_searched_by_part_of_a_name_or_email_in_keyset_pages,
+    expired_grants_are_pruned_in_batches_and_live_ones_stay,
     registration_respects_the_initial_tokens_limits,
     concurrent_registrations_never_exceed_max_uses,
     clients_are_replaced_and_deleted_with_their_grants,
@@ -1099,6 +1100,92 @@ fn users_are_searched_by_part_of_a_name_or_email_in_keyset_pages(s: &Store) {
     assert_eq!(names("", None, 2), ["Alice", "bob"]);
     assert_eq!(names("", Some("bob"), 2), ["carol_x", "carolyn"]);
     assert_eq!(s.count_users().expect("count"), 4);
+}
+
+fn expired_grants_are_pruned_in_batches_and_live_ones_stay(s: &Store) {
+    // A day and a bit after the families below end.
+    let t = NOW + 2 * 86400 + 10;
+    let session = |hash: &str, expires_at: i64| Session {
+        session_hash: hash.into(),
+        sid: format!("sid-{hash}"),
+        user_id: "u1".into(),
+        auth_time: NOW,
+        created_at: NOW,
+        expires_at,
+        seen: Default::default(),
+        amr: "pwd".into(),
+    };
+    s.insert_session(&session("sh-old", NOW + 100))
+        .expect("insert");
+    s.insert_session(&session("sh-live", t + 100))
+        .expect("insert");
+    s.revoke_access_token("j-old", NOW + 100).expect("revoke");
+    s.revoke_access_token("j-live", t + 100).expect("revoke");
+    // An old code that issued a family ending at NOW + 86400, rotated once.
+    s.insert_code(&code("code-old")).expect("insert");
+    assert!(matches!(redeem(s, "code-old", "old"), Redeemed::Issued(_)));
+    assert!(matches!(
+        rotate(s, "rt-old", "rt-old-2", NOW + 5, 0),
+        Rotated::Rotated { .. }
+    ));
+    // A code expired less than a day ago, and a family that lives on.
+    let mut recent = code("code-recent");
+    recent.expires_at = t - 100;
+    s.insert_code(&recent).expect("insert");
+    s.insert_code(&code("code-live")).expect("insert");
+    let live = s
+        .redeem_code("code-live", NOW + 1, |_| {
+            let mut i = issuance("fam-live", "rt-live", "jti-live");
+            if let Some((f, _)) = i.family.as_mut() {
+                f.expires_at = t + 1000;
+            }
+            Ok::<_, ()>(i)
+        })
+        .expect("redeem");
+    assert!(matches!(live, Redeemed::Issued(_)));
+    let p = s.prune_expired(t, 1000).expect("prune");
+    assert_eq!(
+        (
+            p.sessions,
+            p.revoked_access_tokens,
+            p.authorization_codes,
+            p.token_families,
+            p.refresh_tokens
+        ),
+        (1, 1, 2, 1, 2),
+        "the old session, revocation, both codes of the old day (code-old, code-live), the old family and its two tokens: {p:?}"
+    );
+    assert_eq!(
+        s.prune_expired(t, 1000).expect("prune").total(),
+        0,
+        "nothing twice"
+    );
+    assert!(s.session("sh-live", t).expect("get").is_some());
+    assert!(s.access_token_revoked("j-live", None).expect("revoked?"));
+    assert!(
+        !s.access_token_revoked("jti-x", Some("fam-live"))
+            .expect("revoked?")
+    );
+    assert!(
+        s.access_token_revoked("jti-x", Some("fam-old"))
+            .expect("revoked?"),
+        "an unknown family counts as revoked"
+    );
+    assert!(
+        matches!(
+            rotate(s, "rt-live", "rt-live-2", t, 0),
+            Rotated::Rotated { .. }
+        ),
+        "the live family still rotates"
+    );
+    // Batches: three expired sessions, one per batch.
+    for i in 0..3 {
+        s.insert_session(&session(&format!("sh-b{i}"), NOW))
+            .expect("insert");
+    }
+    for want in [1, 1, 1, 0] {
+        assert_eq!(s.prune_expired(t, 1).expect("prune").sessions, want);
+    }
 }
 
 fn reg_token(hash: &str, max_uses: Option<i64>, expires_at: i64) -> RegistrationToken {
