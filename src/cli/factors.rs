@@ -27,6 +27,9 @@ pub fn invite(
     email: Option<String>,
     as_json: bool,
 ) -> anyhow::Result<()> {
+    if !invite::usable(&config.issuer) {
+        anyhow::bail!("{}", invite::PASSKEYS_OFF);
+    }
     let t = now();
     let user = match store.user_by_username(username)? {
         Some(u) => u,

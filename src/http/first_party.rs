@@ -283,3 +283,39 @@ impl FirstParty {
         redirect(back.as_deref().unwrap_or(self.path), vec![keep, gone])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CONSOLE;
+
+    /// The page a sign-in comes back to is one of these pages, never another site.
+    #[test]
+    fn only_own_pages_are_returned_to() {
+        for ok in [
+            "/console",
+            "/console/users?q=a",
+            "/console?x=1",
+            "/console/apps/c1/edit",
+        ] {
+            assert!(CONSOLE.is_own_page(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "/",
+            "//evil.example/console",
+            "https://evil.example/console",
+            "/console//evil.example",
+            "/console/\\evil.example",
+            "/consoleevil",
+            "/account",
+            "/console/a b",
+            "/console/\u{7f}",
+        ] {
+            assert!(!CONSOLE.is_own_page(bad), "{bad:?}");
+        }
+        assert!(
+            !CONSOLE.is_own_page(&format!("/console/{}", "a".repeat(600))),
+            "too long"
+        );
+    }
+}

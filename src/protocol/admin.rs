@@ -987,6 +987,11 @@ pub async fn invite_user(ctx: &Ctx, admin: &Admin, user_id: &str, now: i64) -> O
     if user.disabled {
         return Err(OAuthError::invalid_request("the user is disabled"));
     }
+    if !ctx.passkeys.enabled() {
+        return Err(OAuthError::invalid_request(
+            super::login::invite::PASSKEYS_OFF,
+        ));
+    }
     let (issuer, id, ttl) = (
         ctx.config.issuer.clone(),
         user_id.to_owned(),

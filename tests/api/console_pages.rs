@@ -758,3 +758,130 @@ async fn the_console_session_ends_with_the_sign_in_and_when_idle() {
         Some("/console/audit?x=1")
     );
 }
+
+/// On an IP-address issuer passkeys are off, so an invitation link could never be used: the
+/// console, the admin API and the CLI all refuse to make one, and the console and the CLI make
+/// no user for it.
+#[actix_web::test]
+async fn no_invitation_is_made_where_passkeys_cannot_work() {
+    use crate::admin_api::{admin_token, call};
+    let app = TestApp::spawn().await;
+    let (mut b, _) = admin_console(&app).await;
+    let form = b.get("/console/users/new").await;
+    assert!(
+        form.text().contains("Passkeys are off on this server"),
+        "{}",
+        form.text()
+    );
+    let r = submit(
+        &mut b,
+        &form,
+        "/console/users",
+        &[("username", "dora"), ("with", "invitation")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    let out = app.cli(&["user", "invite", "erik", "--create"], None).await;
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(out.stderr.contains("passkeys are off"), "{out:?}");
+    let users = app.cli(&["user", "list", "--json"], None).await.stdout;
+    assert!(
+        !users.contains("dora") && !users.contains("erik"),
+        "no user without a way in: {users}"
+    );
+    let root = sub_of(&app, "root").await;
+    let (_, token) = admin_token(&app).await;
+    let r = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/admin/v1/users/{root}/invitation"),
+        Some(&token),
+        None,
+    )
+    .await;
+    crate::admin_api::assert_error(
+        &r,
+        400,
+        "invalid_request",
+        latchkey::protocol::login::invite::PASSKEYS_OFF,
+    );
+}
+
+/// The paged user search and the audit filters of the admin API refuse what they cannot mean.
+#[actix_web::test]
+async fn the_admin_api_refuses_bad_search_and_audit_parameters() {
+    use crate::admin_api::{admin_token, call};
+    let app = TestApp::spawn().await;
+    let (_, token) = admin_token(&app).await;
+    let long = "x".repeat(201);
+    for q in [
+        "limit=0",
+        "limit=1001",
+        "limit=ten",
+        &format!("q={long}"),
+        &format!("after={long}"),
+    ] {
+        let r = call(
+            &app,
+            reqwest::Method::GET,
+            &format!("/admin/v1/users?{q}"),
+            Some(&token),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}: {}", r.text());
+        assert_eq!(r.json()["error"], "invalid_request", "{q}");
+    }
+    for q in [
+        "since=yesterday",
+        "until=1.5",
+        "before=x",
+        &format!("actor={long}"),
+        &format!("client={long}"),
+    ] {
+        let r = call(
+            &app,
+            reqwest::Method::GET,
+            &format!("/admin/v1/audit?{q}"),
+            Some(&token),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}: {}", r.text());
+    }
+    // And page as documented: one user per page, then the next.
+    for i in 0..2 {
+        let out = app
+            .cli(
+                &[
+                    "user",
+                    "add",
+                    "--username",
+                    &format!("p{i}"),
+                    "--password-stdin",
+                ],
+                Some(PASSWORD),
+            )
+            .await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+    }
+    let r = call(
+        &app,
+        reqwest::Method::GET,
+        "/admin/v1/users?q=p&limit=1",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(r.json()["users"][0]["username"], "p0", "{}", r.text());
+    assert_eq!(r.json()["next_after"], "p0");
+    let r = call(
+        &app,
+        reqwest::Method::GET,
+        "/admin/v1/users?q=p&limit=1&after=p0",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(r.json()["users"][0]["username"], "p1", "{}", r.text());
+}

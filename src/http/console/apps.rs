@@ -267,7 +267,7 @@ async fn action(
     if !ACTIONS.contains(&action.as_str()) {
         return failed(&state, &admin::not_found("no such action"));
     }
-    if console::built_in(&client_id) && action != "rotate-secret" {
+    if console::built_in(&client_id) {
         return failed(&state, &built_in_refusal());
     }
     let a = console::admin(&signed.user, client_ip(&req));

@@ -129,12 +129,12 @@ async fn create(req: HttpRequest, body: web::Payload, state: State) -> HttpRespo
             .map(str::to_owned)
     };
     let invite = form.get("with") != Some("password");
+    // Checked before the user is made (admin::invite_user checks it again), so that a refused
+    // invitation leaves no user without a way in.
     if invite && !state.ctx.passkeys.enabled() {
         return failed(
             &state,
-            &OAuthError::invalid_request(
-                "passkeys are off on this server (its issuer is an IP address, which WebAuthn does not allow): set a password instead",
-            ),
+            &OAuthError::invalid_request(crate::protocol::login::invite::PASSKEYS_OFF),
         );
     }
     let mut body = json!({

@@ -10,6 +10,14 @@ use crate::store::{Store, StoreResult};
 pub const PATH: &str = "/invite";
 
 /// A new link for `user_id` (blocking: the CLI and the admin API's blocking task call it).
+/// Why no link can be made on this server: its passkeys are off.
+pub const PASSKEYS_OFF: &str = "passkeys are off on this server (its issuer is an IP address, which WebAuthn does not allow), so an invitation link could not be used: set a password instead";
+
+/// Whether a link made for `issuer` can be used: a passkey needs a domain name as RP ID.
+pub fn usable(issuer: &str) -> bool {
+    url::Url::parse(issuer).is_ok_and(|u| super::passkey::rp_id(&u).is_some())
+}
+
 pub fn create(
     store: &Store,
     issuer: &str,

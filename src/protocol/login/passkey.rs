@@ -57,7 +57,7 @@ impl Passkeys {
     /// passkeys off with a warning.
     pub fn new(config: &Config) -> anyhow::Result<Passkeys> {
         let issuer = Url::parse(&config.issuer)?;
-        let Some(rp_id) = issuer.domain().map(str::to_owned) else {
+        let Some(rp_id) = rp_id(&issuer).map(str::to_owned) else {
             tracing::warn!(
                 issuer = %config.issuer,
                 "passkeys are off: WebAuthn needs the issuer's host to be a domain name, not an IP address"
@@ -88,6 +88,12 @@ impl Passkeys {
     fn rp(&self) -> Result<&Webauthn, PasskeyError> {
         self.webauthn.as_ref().ok_or(PasskeyError::Off)
     }
+}
+
+/// The WebAuthn RP ID for an issuer: its host, when that is a domain name (WebAuthn forbids IP
+/// addresses); `None` turns passkeys off.
+pub fn rp_id(issuer: &Url) -> Option<&str> {
+    issuer.domain()
 }
 
 /// The WebAuthn user handle of a user: 16 bytes derived from the user id, so it names the
