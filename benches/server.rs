@@ -174,6 +174,7 @@ fn main() {
         passkeys: std::sync::Arc::new(
             latchkey::protocol::login::passkey::Passkeys::new(&config).unwrap(),
         ),
+        attestation: Default::default(),
     };
 
     // ---- signing and verification ----------------------------------------------------------
@@ -193,6 +194,7 @@ fn main() {
         amr: None,
         cnf: None,
         gty: None,
+        att: None,
     };
     let es256 = ctx
         .keys

@@ -88,6 +88,7 @@ impl Application {
                 None => crate::protocol::mtls::Trust::default(),
             },
             passkeys: Arc::new(crate::protocol::login::passkey::Passkeys::new(&config)?),
+            attestation: Arc::new(crate::protocol::attestation::Trust::load(&config)?),
         };
         let state = web::Data::new(AppState::new(ctx.clone())?);
         let port = listener.local_addr()?.port();

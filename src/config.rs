@@ -163,6 +163,13 @@ pub struct Config {
     /// Days an audit entry is kept; older ones are deleted by housekeeping in small batches.
     /// 0 keeps them forever.
     pub audit_retention_days: u64,
+    /// Lifetime in seconds of a client attestation JWT from `POST /attest` (issue 23); the app
+    /// attests again (an App Attest assertion, a new Android key) when it expires.
+    pub attestation_lifetime: u64,
+    /// Android Key Attestation: Google's revocation status list (the JSON of
+    /// `https://android.googleapis.com/attestation/status`), saved to a file the operator
+    /// refreshes; attestation chains with a listed serial are refused. Unset: none revoked.
+    pub attestation_android_revocation_list: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,6 +230,8 @@ impl Default for Config {
             invitation_ttl: 7 * 24 * 3600,
             console_idle_timeout: 900,
             audit_retention_days: 365,
+            attestation_lifetime: 24 * 3600,
+            attestation_android_revocation_list: None,
         }
     }
 }
@@ -278,6 +287,8 @@ const KEYS: &[&str] = &[
     "invitation_ttl",
     "console_idle_timeout",
     "audit_retention_days",
+    "attestation_lifetime",
+    "attestation_android_revocation_list",
 ];
 
 impl Config {
@@ -375,6 +386,12 @@ impl Config {
                 self.console_idle_timeout,
                 60,
                 24 * 3600,
+            ),
+            (
+                "attestation_lifetime",
+                self.attestation_lifetime,
+                60,
+                7 * 24 * 3600,
             ),
             ("device_code_ttl", self.device_code_ttl, 10, 1800),
             ("device_poll_interval", self.device_poll_interval, 1, 60),

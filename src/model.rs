@@ -107,6 +107,9 @@ pub struct Client {
     /// A password alone is not enough to sign in to this client: a passkey, or a password and
     /// a second factor (issue 19; `require_mfa` in the admin API, `--require-mfa` in the CLI).
     pub require_mfa: bool,
+    /// App attestation (issue 23; `protocol::attestation`): whether and how this public client
+    /// authenticates with `attest_jwt_client_auth`. `None`: off.
+    pub attestation: Option<crate::protocol::attestation::Policy>,
 }
 
 /// RFC 8705 §2: how a client proves itself with its certificate.

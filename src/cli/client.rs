@@ -1,4 +1,4 @@
-use clap::{Subcommand, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
 use super::{now, print_json};
@@ -13,6 +13,99 @@ use crate::text::escape;
 pub enum TypeArg {
     Public,
     Confidential,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    Off,
+    Optional,
+    Required,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LevelArg {
+    Software,
+    Tee,
+    Strongbox,
+}
+
+/// App attestation (issue 23; docs/attestation.md): whether the app must prove it is the
+/// genuine app with Apple App Attest or Android Key Attestation.
+#[derive(Args, Default)]
+pub struct AttestationArgs {
+    /// `optional`: attested requests get `att` in their tokens; `required`: every token and
+    /// PAR request must carry a client attestation (`attest_jwt_client_auth`).
+    #[arg(long = "attestation", value_enum, value_name = "MODE")]
+    mode: Option<ModeArg>,
+    /// An Apple App ID (`TEAMID.bundle.identifier`) whose App Attest keys are accepted;
+    /// repeatable.
+    #[arg(long = "attest-apple-app-id", value_name = "APP_ID")]
+    apple_app_ids: Vec<String>,
+    /// An Android package accepted in a Key Attestation; repeatable (with
+    /// `--attest-android-cert-digest`).
+    #[arg(long = "attest-android-package", value_name = "PACKAGE")]
+    android_packages: Vec<String>,
+    /// The SHA-256 of the app's signing certificate (hex, colons allowed); repeatable.
+    #[arg(long = "attest-android-cert-digest", value_name = "SHA256")]
+    android_cert_digests: Vec<String>,
+    /// The weakest Android key storage accepted (default tee).
+    #[arg(long = "attest-android-min-level", value_enum, value_name = "LEVEL")]
+    android_min_level: Option<LevelArg>,
+    /// Accept development builds (App Attest development environment, software keys,
+    /// unverified boot). Never in production.
+    #[arg(long = "attest-allow-development")]
+    allow_development: bool,
+    /// PEM file of roots that replace Apple's App Attestation Root CA (a private test PKI).
+    #[arg(long = "attest-apple-roots", value_name = "PEM")]
+    apple_roots: Option<std::path::PathBuf>,
+    /// PEM file of roots that replace Google's hardware attestation roots.
+    #[arg(long = "attest-android-roots", value_name = "PEM")]
+    android_roots: Option<std::path::PathBuf>,
+}
+
+impl AttestationArgs {
+    /// The policy these flags describe, or `None` when `--attestation` was not given.
+    fn policy(self) -> anyhow::Result<Option<crate::protocol::attestation::Policy>> {
+        use crate::protocol::attestation::{Mode, Policy, policy::AndroidLevel};
+        let Some(mode) = self.mode else {
+            let any = !self.apple_app_ids.is_empty()
+                || !self.android_packages.is_empty()
+                || !self.android_cert_digests.is_empty()
+                || self.android_min_level.is_some()
+                || self.allow_development
+                || self.apple_roots.is_some()
+                || self.android_roots.is_some();
+            if any {
+                anyhow::bail!("the --attest-* options need --attestation optional|required|off");
+            }
+            return Ok(None);
+        };
+        let read = |p: Option<std::path::PathBuf>| -> anyhow::Result<Option<String>> {
+            p.map(|p| {
+                std::fs::read_to_string(&p)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
+            })
+            .transpose()
+        };
+        Ok(Some(Policy {
+            mode: match mode {
+                ModeArg::Off => Mode::Off,
+                ModeArg::Optional => Mode::Optional,
+                ModeArg::Required => Mode::Required,
+            },
+            apple_app_ids: self.apple_app_ids,
+            android_packages: self.android_packages,
+            android_signing_cert_digests: self.android_cert_digests,
+            allow_development: self.allow_development,
+            android_min_security_level: match self.android_min_level {
+                Some(LevelArg::Software) => AndroidLevel::Software,
+                Some(LevelArg::Strongbox) => AndroidLevel::Strongbox,
+                Some(LevelArg::Tee) | None => AndroidLevel::Tee,
+            },
+            apple_roots_pem: read(self.apple_roots)?,
+            android_roots_pem: read(self.android_roots)?,
+        }))
+    }
 }
 
 #[derive(Subcommand)]
@@ -89,6 +182,15 @@ pub enum ClientCommand {
         /// password and an authenticator app code.
         #[arg(long)]
         require_mfa: bool,
+        #[command(flatten)]
+        attestation: AttestationArgs,
+    },
+    /// Set (or turn off) an existing public client's app attestation policy; the policy
+    /// given replaces the current one.
+    Attestation {
+        client_id: String,
+        #[command(flatten)]
+        attestation: AttestationArgs,
     },
     /// List clients (never secrets).
     List,
@@ -123,7 +225,9 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
             tls_client_auth,
             mtls_bound,
             require_mfa,
+            attestation,
         } => {
+            let attestation = attestation.policy()?;
             let tls_client_auth = match tls_client_auth.as_deref() {
                 None => None,
                 Some("self_signed") => Some(crate::model::TlsClientAuth::SelfSigned),
@@ -175,6 +279,7 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
                 tls_client_auth,
                 tls_client_certificate_bound_access_tokens: mtls_bound,
                 require_mfa,
+                attestation,
             };
             let new = clients::create(spec, now())
                 .map_err(|e| anyhow::anyhow!("{}: {}", e.code.as_str(), e.description))?;
@@ -196,6 +301,36 @@ pub fn run(store: &Store, cmd: ClientCommand, as_json: bool) -> anyhow::Result<(
                     println!("client_secret: {s}");
                     println!("(the secret is shown only now; store it safely)");
                 }
+            }
+        }
+        ClientCommand::Attestation {
+            client_id,
+            attestation,
+        } => {
+            let policy = attestation
+                .policy()?
+                .ok_or_else(|| anyhow::anyhow!("--attestation off|optional|required is needed"))?;
+            let mut c = store
+                .client(&client_id)?
+                .ok_or_else(|| anyhow::anyhow!("no client {client_id:?}"))?;
+            let policy = clients::check_attestation(policy, c.client_type)
+                .map_err(|e| anyhow::anyhow!("{}: {}", e.code.as_str(), e.description))?;
+            let mode = policy.mode.as_str();
+            c.attestation = Some(policy);
+            c.updated_at = now();
+            if !store.replace_client(&c)? {
+                anyhow::bail!("no client {client_id:?}");
+            }
+            super::record(
+                store,
+                event::CLIENT_UPDATED,
+                format!("client:{client_id}"),
+                json!({ "attestation": mode }),
+            );
+            if as_json {
+                print_json(&clients::metadata(&c))?;
+            } else {
+                println!("client {client_id}: attestation {mode}");
             }
         }
         ClientCommand::List => {

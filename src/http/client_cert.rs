@@ -56,9 +56,16 @@ pub fn client_certificate(req: &HttpRequest) -> Option<Arc<ClientCertificate>> {
 }
 
 /// The `Authorization` header value and client certificate of a client-authenticated POST.
+/// draft-ietf-oauth-attestation-based-client-auth §5.1 request headers.
+pub const CLIENT_ATTESTATION: actix_web::http::header::HeaderName =
+    actix_web::http::header::HeaderName::from_static("oauth-client-attestation");
+pub const CLIENT_ATTESTATION_POP: actix_web::http::header::HeaderName =
+    actix_web::http::header::HeaderName::from_static("oauth-client-attestation-pop");
+
 pub struct ClientCredentials<'r> {
     pub authorization: Option<&'r [u8]>,
     pub certificate: Option<Arc<ClientCertificate>>,
+    pub attestation: crate::protocol::attestation::Presented<'r>,
 }
 
 impl<'r> ClientCredentials<'r> {
@@ -69,6 +76,14 @@ impl<'r> ClientCredentials<'r> {
                 .get(actix_web::http::header::AUTHORIZATION)
                 .map(|v| v.as_bytes()),
             certificate: client_certificate(req),
+            attestation: crate::protocol::attestation::Presented::from_values(
+                req.headers()
+                    .get_all(CLIENT_ATTESTATION)
+                    .map(|v| v.as_bytes()),
+                req.headers()
+                    .get_all(CLIENT_ATTESTATION_POP)
+                    .map(|v| v.as_bytes()),
+            ),
         }
     }
 
@@ -76,6 +91,7 @@ impl<'r> ClientCredentials<'r> {
         Credentials {
             authorization: self.authorization,
             certificate: self.certificate.as_deref(),
+            attestation: self.attestation,
         }
     }
 }

@@ -5,6 +5,7 @@
 mod account;
 mod account_factors;
 pub mod admin;
+mod attest;
 mod authorize;
 pub mod client_cert;
 pub mod client_ip;
@@ -100,6 +101,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route(JWKS_PATH, web::get().to(well_known::jwks))
     .route(TOKEN_PATH, web::post().to(token::token))
     .route(crate::protocol::par::PAR_PATH, web::post().to(par::push))
+    .route(
+        crate::protocol::attestation::CHALLENGE_PATH,
+        web::post().to(attest::challenge_endpoint),
+    )
+    .route(
+        crate::protocol::attestation::ATTEST_PATH,
+        web::post().to(attest::attest_endpoint),
+    )
     .route(
         crate::protocol::device::DEVICE_AUTHORIZATION_PATH,
         web::post().to(device::device_authorization),

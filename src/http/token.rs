@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{AppState, error, read_form_body, unix_now};
 use crate::protocol::dpop;
-use crate::protocol::error::{OAuthError, OAuthResult};
+use crate::protocol::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::protocol::params::Params;
 use crate::protocol::token;
 
@@ -50,7 +50,14 @@ pub(super) fn answer<T: serde::Serialize>(
             }
             ok.json(body)
         }
-        Err(e) => error::respond_with_nonce(e, nonce),
+        Err(e) => {
+            let wants_challenge = e.code == ErrorCode::UseAttestationChallenge;
+            let mut resp = error::respond_with_nonce(e, nonce);
+            if wants_challenge {
+                super::attest::attach_challenge(&state.ctx, &mut resp, now);
+            }
+            resp
+        }
     }
 }
 

@@ -109,6 +109,8 @@ pub const TYP_ACCESS_TOKEN: &str = "at+jwt";
 pub const TYP_JWT: &str = "JWT";
 /// OpenID Connect Back-Channel Logout 1.0 §2.4 (explicit typing, RFC 8725 §3.11).
 pub const TYP_LOGOUT_TOKEN: &str = "logout+jwt";
+/// draft-ietf-oauth-attestation-based-client-auth: the client attestation JWT `/attest` issues.
+pub const TYP_CLIENT_ATTESTATION: &str = "oauth-client-attestation+jwt";
 
 #[derive(Serialize)]
 struct JwsHeader<'a> {
@@ -240,7 +242,12 @@ impl KeyRing {
                     }
                 },
             };
-            let headers = [TYP_ACCESS_TOKEN, TYP_JWT, TYP_LOGOUT_TOKEN]
+            let headers = [
+                TYP_ACCESS_TOKEN,
+                TYP_JWT,
+                TYP_LOGOUT_TOKEN,
+                TYP_CLIENT_ATTESTATION,
+            ]
                 .into_iter()
                 .map(|typ| {
                     let h = serde_json::to_vec(&JwsHeader {
@@ -394,6 +401,27 @@ impl KeyRing {
         Ok((dk, alg))
     }
 
+    /// Verifies a client attestation JWT this server issued (`typ:
+    /// oauth-client-attestation+jwt`): a published `kid`, the header `alg` equal to that key's,
+    /// the signature, `iss`, and `exp` (no leeway). Claims are returned as JSON for the caller's
+    /// own checks (`protocol::attestation::client_auth`).
+    pub fn verify_client_attestation(
+        &self,
+        token: &str,
+        issuer: &str,
+    ) -> Result<serde_json::Value, &'static str> {
+        let set = self.current.load();
+        let (dk, alg) = Self::key_for(&set, token, TYP_CLIENT_ATTESTATION)?;
+        let mut v = jsonwebtoken::Validation::new(alg);
+        v.leeway = 0;
+        v.validate_aud = false;
+        v.set_issuer(&[issuer]);
+        v.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
+        jsonwebtoken::decode::<serde_json::Value>(token, dk, &v)
+            .map(|d| d.claims)
+            .map_err(|_| "invalid client attestation")
+    }
+
     /// Verifies an ID token this server issued, presented back as an `id_token_hint` (OIDC
     /// RP-Initiated Logout 1.0 §2): `typ: JWT`, a published `kid`, the header `alg` equal to
     /// that key's, the signature and `iss`. Expiry is not checked: a hint is typically an
@@ -467,6 +495,9 @@ pub struct VerifiedAccessToken {
     /// `client_credentials` on a client's own token (`protocol::tokens::CLIENT_TOKEN_GTY`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gty: Option<String>,
+    /// How the client was attested when it got the token (`protocol::attestation::Att`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub att: Option<serde_json::Value>,
 }
 
 impl VerifiedAccessToken {

@@ -48,6 +48,7 @@ pub fn client(issuer: &str, now: i64) -> Client {
         tls_client_auth: None,
         tls_client_certificate_bound_access_tokens: false,
         require_mfa: false,
+        attestation: None,
     }
 }
 

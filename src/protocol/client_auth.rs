@@ -58,6 +58,8 @@ pub struct Credentials<'a> {
     pub authorization: Option<&'a [u8]>,
     /// The TLS client certificate (RFC 8705), from the handshake or a trusted proxy.
     pub certificate: Option<&'a super::mtls::ClientCertificate>,
+    /// `OAuth-Client-Attestation` and `-PoP` (`attest_jwt_client_auth`; token and PAR only).
+    pub attestation: super::attestation::Presented<'a>,
 }
 
 fn invalid_client(scheme: Option<AuthScheme>) -> OAuthError {
@@ -228,6 +230,21 @@ pub async fn authenticate_request(
     let presented = presented(credentials.authorization, params)?;
     let stored = ctx.store.request_client(presented.client_id()).await?;
     check(ctx, &presented, credentials.certificate, stored, now).await
+}
+
+/// [`authenticate_request`], then the client's attestation policy
+/// (`attestation::client_auth`): the token and PAR endpoints.
+pub async fn authenticate_attested(
+    ctx: &Ctx,
+    credentials: Credentials<'_>,
+    params: &Params,
+    now: i64,
+) -> OAuthResult<(Client, Option<super::attestation::client_auth::Attested>)> {
+    let client = authenticate_request(ctx, credentials, params, now).await?;
+    let attested =
+        super::attestation::client_auth::authenticate(ctx, &client, credentials.attestation, now)
+            .await?;
+    Ok((client, attested))
 }
 
 /// RFC 8705 §2: a client that authenticates with its certificate does so with nothing else

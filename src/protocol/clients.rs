@@ -43,6 +43,8 @@ pub struct ClientSpec {
     pub tls_client_certificate_bound_access_tokens: bool,
     /// A password alone is not enough to sign in to this client (`Client::require_mfa`).
     pub require_mfa: bool,
+    /// App attestation (`Client::attestation`); administrators only.
+    pub attestation: Option<super::attestation::Policy>,
 }
 
 /// A new client and, for a confidential one, its secret (shown once, stored only as a hash).
@@ -187,6 +189,10 @@ pub fn create(spec: ClientSpec, now: i64) -> OAuthResult<NewClient> {
         ));
     }
     check_tls_client_auth(&spec, client_type, has_keys)?;
+    let attestation = match spec.attestation {
+        Some(p) => Some(check_attestation(p, client_type)?),
+        None => None,
+    };
     // A client with keys or a certificate proves itself with them: no secret to leak.
     let secret =
         (client_type == ClientType::Confidential && !has_keys && spec.tls_client_auth.is_none())
@@ -217,8 +223,25 @@ pub fn create(spec: ClientSpec, now: i64) -> OAuthResult<NewClient> {
         tls_client_auth: spec.tls_client_auth,
         tls_client_certificate_bound_access_tokens: spec.tls_client_certificate_bound_access_tokens,
         require_mfa: spec.require_mfa,
+        attestation,
     };
     Ok(NewClient { client, secret })
+}
+
+/// An attestation policy in its stored form; one that is on is for public clients only.
+pub fn check_attestation(
+    policy: super::attestation::Policy,
+    client_type: ClientType,
+) -> OAuthResult<super::attestation::Policy> {
+    let p = policy
+        .checked()
+        .map_err(|e| metadata_error(format!("attestation: {e}")))?;
+    if p.mode != super::attestation::Mode::Off && client_type != ClientType::Public {
+        return Err(metadata_error(
+            "attestation is for public clients (mobile apps): a confidential client proves itself with its credentials",
+        ));
+    }
+    Ok(p)
 }
 
 /// RFC 8705 §2 rules: certificate authentication is for confidential clients; a PKI client
@@ -345,6 +368,11 @@ pub fn auth_method(c: &Client) -> &'static str {
         return t.method();
     }
     match (c.client_type, c.has_keys()) {
+        (ClientType::Public, _)
+            if super::attestation::mode(c) == super::attestation::Mode::Required =>
+        {
+            super::attestation::AUTH_METHOD
+        }
         (ClientType::Public, _) => "none",
         (ClientType::Confidential, true) => "private_key_jwt",
         (ClientType::Confidential, false) => "client_secret_basic",
@@ -378,6 +406,7 @@ pub fn metadata(c: &Client) -> serde_json::Value {
         "client_id_issued_at": c.created_at,
         "tls_client_certificate_bound_access_tokens": c.tls_client_certificate_bound_access_tokens,
         "require_mfa": c.require_mfa,
+        "attestation": c.attestation,
     });
     if let Some(TlsClientAuth::Pki(name)) = &c.tls_client_auth {
         m[name.metadata_name()] = serde_json::json!(name.value());

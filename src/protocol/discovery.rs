@@ -33,6 +33,9 @@ pub fn metadata(config: &Config) -> Value {
     }
     let mut with_none = client_auth.clone();
     with_none.push("none");
+    // draft-ietf-oauth-attestation-based-client-auth: at the token and PAR endpoints only.
+    let mut token_auth = with_none.clone();
+    token_auth.push(super::attestation::AUTH_METHOD);
     let mut doc = json!({
         "issuer": iss,
         "authorization_endpoint": format!("{iss}{AUTHORIZE_PATH}"),
@@ -54,7 +57,7 @@ pub fn metadata(config: &Config) -> Value {
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:device_code"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": with_none,
+        "token_endpoint_auth_methods_supported": token_auth,
         // RFC 7523 client assertions (OIDC Discovery §3).
         "token_endpoint_auth_signing_alg_values_supported": super::client_assertion::ALGS,
         "revocation_endpoint_auth_methods_supported": with_none,
@@ -78,6 +81,19 @@ pub fn metadata(config: &Config) -> Value {
         // RFC 9449 §5.1.
         "dpop_signing_alg_values_supported": super::dpop::ALGS,
     });
+    // draft-ietf-oauth-attestation-based-client-auth: the challenge endpoint and algorithms;
+    // `attestation_endpoint` (Latchkey) verifies App Attest / Key Attestation statements and
+    // issues the client attestation JWT (docs/attestation.md).
+    let attestation = json!({
+        "challenge_endpoint": format!("{iss}{}", super::attestation::CHALLENGE_PATH),
+        "attestation_endpoint": format!("{iss}{}", super::attestation::ATTEST_PATH),
+        "client_attestation_signing_alg_values_supported": [config.access_token_alg.as_str()],
+        "client_attestation_pop_signing_alg_values_supported": ["ES256"],
+        "client_attestation_pop_methods_supported": ["attestation_pop_jwt"],
+    });
+    if let (Some(doc), Value::Object(more)) = (doc.as_object_mut(), attestation) {
+        doc.extend(more);
+    }
     // RFC 8705 §3.3 and §5.
     if let Some(base) = config.mtls_base() {
         doc["tls_client_certificate_bound_access_tokens"] = json!(true);

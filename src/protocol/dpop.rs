@@ -194,43 +194,13 @@ pub fn current_nonce(ctx: &Ctx, now: i64) -> Option<String> {
 
 /// `base64url(slot as 8 bytes big-endian ‖ HMAC-SHA256(key, "dpop-nonce" ‖ slot))`.
 pub fn make_nonce(key: &hmac::Key, now: i64) -> String {
-    let slot = now.div_euclid(NONCE_WINDOW);
-    nonce_for_slot(key, slot)
-}
-
-fn nonce_for_slot(key: &hmac::Key, slot: i64) -> String {
-    let slot = slot.to_be_bytes();
-    let mut ctx = hmac::Context::with_key(key);
-    ctx.update(b"dpop-nonce");
-    ctx.update(&slot);
-    let tag = ctx.sign();
-    let mut raw = Vec::with_capacity(8 + tag.as_ref().len());
-    raw.extend_from_slice(&slot);
-    raw.extend_from_slice(tag.as_ref());
-    URL_SAFE_NO_PAD.encode(raw)
+    super::slot_token::make(key, b"dpop-nonce", now.div_euclid(NONCE_WINDOW))
 }
 
 /// The slot of a nonce this server made, if it is authentic and current (this slot or the
 /// previous one).
 fn nonce_slot(key: &hmac::Key, nonce: &str, now: i64) -> Option<i64> {
-    if nonce.len() > 128 {
-        return None;
-    }
-    let raw = URL_SAFE_NO_PAD.decode(nonce).ok()?;
-    if raw.len() != 8 + 32 {
-        return None;
-    }
-    let (slot_bytes, tag) = raw.split_at(8);
-    let slot = i64::from_be_bytes(slot_bytes.try_into().ok()?);
-    let current = now.div_euclid(NONCE_WINDOW);
-    if slot != current && slot != current - 1 {
-        return None;
-    }
-    let mut msg = Vec::with_capacity(10 + 8);
-    msg.extend_from_slice(b"dpop-nonce");
-    msg.extend_from_slice(slot_bytes);
-    hmac::verify(key, &msg, tag).ok()?;
-    Some(slot)
+    super::slot_token::slot_of(key, b"dpop-nonce", nonce, now, NONCE_WINDOW, 2)
 }
 
 #[derive(Deserialize)]

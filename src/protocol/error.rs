@@ -40,6 +40,12 @@ pub enum ErrorCode {
     InvalidDpopProof,
     /// RFC 9449 §8, §9: a (fresh) server-provided nonce is required in the DPoP proof.
     UseDpopNonce,
+    /// draft-ietf-oauth-attestation-based-client-auth §8: the client attestation PoP must carry
+    /// a (fresh) server-provided challenge.
+    UseAttestationChallenge,
+    /// draft-ietf-oauth-attestation-based-client-auth §8 / `POST /attest`: the attestation was
+    /// refused (the description names the reason).
+    InvalidClientAttestation,
     /// Admin API (not an RFC code): the named resource does not exist (404).
     NotFound,
     /// Admin API (not an RFC code): the resource already exists (409).
@@ -76,6 +82,8 @@ impl ErrorCode {
             TemporarilyUnavailable => "temporarily_unavailable",
             InvalidDpopProof => "invalid_dpop_proof",
             UseDpopNonce => "use_dpop_nonce",
+            UseAttestationChallenge => "use_attestation_challenge",
+            InvalidClientAttestation => "invalid_client_attestation",
             NotFound => "not_found",
             Conflict => "conflict",
         }

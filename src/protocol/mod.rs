@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod attestation;
 pub mod audience;
 pub mod audit;
 pub mod authorize;
@@ -28,6 +29,7 @@ pub mod registration;
 pub mod request_object;
 pub mod scope;
 pub mod signins;
+pub mod slot_token;
 pub mod token;
 
 pub mod tokens;
@@ -56,4 +58,6 @@ pub struct Ctx {
     pub mtls: mtls::Trust,
     /// The WebAuthn relying party (off when the issuer's host is an IP address).
     pub passkeys: Arc<login::passkey::Passkeys>,
+    /// App attestation's platform roots and Android revocation list.
+    pub attestation: Arc<attestation::Trust>,
 }

@@ -52,7 +52,8 @@ pub async fn push(
     if params.get("request_uri").is_some() {
         return Err(OAuthError::invalid_request("request_uri cannot be pushed"));
     }
-    let client = client_auth::authenticate_request(ctx, credentials, &params, now).await?;
+    let (client, _attested) =
+        client_auth::authenticate_attested(ctx, credentials, &params, now).await?;
     let htu = format!("{}{PAR_PATH}", ctx.config.issuer);
     let alias = ctx.config.mtls_base().map(|b| format!("{b}{PAR_PATH}"));
     let proof = dpop::verify(

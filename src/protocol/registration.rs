@@ -65,6 +65,9 @@ pub struct ClientMetadataRequest {
     pub tls_client_certificate_bound_access_tokens: Option<bool>,
     /// Latchkey: a password alone is not enough to sign in to this client.
     pub require_mfa: Option<bool>,
+    /// Latchkey extension, admin API only (ignored at `/register`): app attestation (issue 23;
+    /// docs/attestation.md). Omitted on an update: removed, like every other member.
+    pub attestation: Option<super::attestation::Policy>,
     /// Space-separated scopes the client may request.
     pub scope: Option<String>,
     /// Latchkey extension: RFC 8707 resource indicators the client may obtain tokens for.
@@ -355,13 +358,26 @@ impl ClientMetadataRequest {
             (None | Some("client_secret_basic") | Some("client_secret_post"), false) => {
                 ClientType::Confidential
             }
-            (Some("none"), false) => ClientType::Public,
+            (Some("none" | super::attestation::AUTH_METHOD), false) => ClientType::Public,
             (Some(_), false) => {
                 return Err(metadata_error(
-                    "token_endpoint_auth_method must be none, client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth or self_signed_tls_client_auth",
+                    "token_endpoint_auth_method must be none, client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth, self_signed_tls_client_auth or attest_jwt_client_auth",
                 ));
             }
         };
+        // App attestation is the administrator's: a dynamically registered client keeps what
+        // an administrator set (RFC 7592 updates included) and cannot set its own trust roots.
+        let attestation = match by {
+            Registrar::Admin => self.attestation.clone(),
+            Registrar::Dynamic => existing.and_then(|c| c.attestation.clone()),
+        };
+        if method == Some(super::attestation::AUTH_METHOD)
+            && attestation.as_ref().map(|p| p.mode) != Some(super::attestation::Mode::Required)
+        {
+            return Err(metadata_error(
+                "attest_jwt_client_auth needs an attestation policy with mode required",
+            ));
+        }
         let is_admin = existing.is_some_and(|c| c.is_admin);
         match (self.admin, existing) {
             (Some(true), None) if by == Registrar::Admin => {
@@ -413,6 +429,7 @@ impl ClientMetadataRequest {
                 .tls_client_certificate_bound_access_tokens
                 .unwrap_or(false),
             require_mfa: self.require_mfa.unwrap_or(false),
+            attestation,
             ..Default::default()
         })
     }

@@ -26,7 +26,8 @@ pub async fn exchange(
             "unsupported grant_type",
         ));
     };
-    let client = client_auth::authenticate_request(ctx, credentials, &params, now).await?;
+    let (client, attested) =
+        client_auth::authenticate_attested(ctx, credentials, &params, now).await?;
     // RFC 8705 §3: such a client's access tokens are bound to its certificate.
     let cert_x5t = match (
         client.tls_client_certificate_bound_access_tokens,
@@ -61,18 +62,22 @@ pub async fn exchange(
     )
     .await?;
     let jkt = proof.as_ref().map(|p| p.jkt.as_str());
+    let proofs = super::tokens::Proofs {
+        cert_x5t,
+        att: attested.as_ref().map(|a| &a.att),
+    };
     let issued = match grant {
         GrantType::ClientCredentials => {
-            grants::client_credentials::grant(ctx, &client, &params, jkt, cert_x5t, now)
+            grants::client_credentials::grant(ctx, &client, &params, jkt, proofs, now)
         }
         GrantType::AuthorizationCode => {
-            grants::authorization_code::grant(ctx, &client, &params, jkt, cert_x5t, seen, now).await
+            grants::authorization_code::grant(ctx, &client, &params, jkt, proofs, seen, now).await
         }
         GrantType::RefreshToken => {
-            grants::refresh_token::grant(ctx, &client, &params, jkt, cert_x5t, seen, now).await
+            grants::refresh_token::grant(ctx, &client, &params, jkt, proofs, seen, now).await
         }
         GrantType::DeviceCode => {
-            grants::device_code::grant(ctx, &client, &params, jkt, cert_x5t, seen, now).await
+            grants::device_code::grant(ctx, &client, &params, jkt, proofs, seen, now).await
         }
     };
     if issued.is_ok() {

@@ -68,6 +68,17 @@ pub struct AccessTokenClaims<'a> {
     /// from a user's by this claim, never by the shape of `sub`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gty: Option<&'static str>,
+    /// How the client was attested for this request (issue 23; docs/attestation.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub att: Option<&'a crate::protocol::attestation::Att>,
+}
+
+/// What the client proved with the request beyond its identity and DPoP key: its TLS client
+/// certificate (RFC 8705 §3, `cnf.x5t#S256`) and a client attestation (`att`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Proofs<'a> {
+    pub cert_x5t: Option<&'a str>,
+    pub att: Option<&'a crate::protocol::attestation::Att>,
 }
 
 /// The `gty` ("grant type") claim of a client's own access token; the name and value are the

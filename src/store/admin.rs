@@ -450,6 +450,10 @@ impl Store {
             diesel::delete(cr::table.find(client_id)).execute(conn)?;
             diesel::delete(consents::table.filter(consents::client_id.eq(client_id)))
                 .execute(conn)?;
+            {
+                use super::schema::attested_keys as ak;
+                diesel::delete(ak::table.filter(ak::client_id.eq(client_id))).execute(conn)?;
+            }
             burn_codes_where(conn, None, Some(client_id), now)?;
             revoke_families_where(conn, None, Some(client_id), "client deleted", now)?;
             Ok::<_, StoreError>(true)

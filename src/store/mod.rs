@@ -7,6 +7,7 @@
 //! re-parsed and re-planned the SQL (~90k of the ~110k instructions of a client lookup).
 
 mod admin;
+mod attestation;
 mod client_cache;
 mod device;
 mod factors;
@@ -18,6 +19,7 @@ mod schema;
 mod signins;
 
 pub use admin::{AuditQuery, GrantsRevoked, Registered};
+pub use attestation::AttestedKey;
 pub use client_cache::Ticket;
 pub use factors::{Factors, PasskeyRow, TotpRow};
 pub use grants::{Redeemed, Rotated};
@@ -1426,6 +1428,7 @@ struct ClientRow {
     tls_client_auth_name: Option<String>,
     tls_bound_access_tokens: bool,
     require_mfa: bool,
+    attestation: Option<String>,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -1483,6 +1486,13 @@ impl ClientRow {
             },
             tls_client_certificate_bound_access_tokens: self.tls_bound_access_tokens,
             require_mfa: self.require_mfa,
+            attestation: match &self.attestation {
+                Some(json) => Some(
+                    crate::protocol::attestation::Policy::from_json(json)
+                        .map_err(|_| corrupt("attestation"))?,
+                ),
+                None => None,
+            },
         })
     }
 
@@ -1521,6 +1531,7 @@ impl ClientRow {
                 .and_then(|t| t.to_columns().1.map(str::to_owned)),
             tls_bound_access_tokens: c.tls_client_certificate_bound_access_tokens,
             require_mfa: c.require_mfa,
+            attestation: c.attestation.as_ref().map(to_json).transpose()?,
         })
     }
 }

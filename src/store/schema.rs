@@ -28,6 +28,7 @@ diesel::table! {
         tls_client_auth_name -> Nullable<Text>,
         tls_bound_access_tokens -> Bool,
         require_mfa -> Bool,
+        attestation -> Nullable<Text>,
     }
 }
 
@@ -282,5 +283,18 @@ diesel::table! {
         user_id -> Text,
         created_at -> BigInt,
         expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    attested_keys (client_id, key_id) {
+        client_id -> Text,
+        key_id -> Text,
+        public_key -> Text,
+        app_id -> Text,
+        environment -> Text,
+        counter -> BigInt,
+        created_at -> BigInt,
+        last_used_at -> BigInt,
     }
 }

@@ -16,7 +16,7 @@ pub async fn grant(
     client: &Client,
     params: &Params,
     dpop_jkt: Option<&str>,
-    cert_x5t: Option<&str>,
+    proofs: crate::protocol::tokens::Proofs<'_>,
     seen: &crate::model::Seen,
     now: i64,
 ) -> OAuthResult<TokenResponse> {
@@ -93,5 +93,5 @@ pub async fn grant(
         Redeemed::Rejected(e) => return Err(e),
         Redeemed::Issued(c) => c,
     };
-    pending.mint(ctx, client, &code, dpop_jkt, cert_x5t, now)
+    pending.mint(ctx, client, &code, dpop_jkt, proofs, now)
 }

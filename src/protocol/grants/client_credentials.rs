@@ -18,7 +18,7 @@ pub fn grant(
     client: &Client,
     params: &Params,
     dpop_jkt: Option<&str>,
-    cert_x5t: Option<&str>,
+    proofs: crate::protocol::tokens::Proofs<'_>,
     now: i64,
 ) -> OAuthResult<TokenResponse> {
     if client.client_type != ClientType::Confidential
@@ -56,8 +56,9 @@ pub fn grant(
         auth_time: None,
         acr: None,
         amr: None,
-        cnf: Confirmation::new(dpop_jkt, cert_x5t),
+        cnf: Confirmation::new(dpop_jkt, proofs.cert_x5t),
         gty: Some(crate::protocol::tokens::CLIENT_TOKEN_GTY),
+        att: proofs.att,
     };
     let access_token =
         ctx.keys

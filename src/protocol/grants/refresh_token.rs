@@ -18,7 +18,7 @@ pub async fn grant(
     client: &Client,
     params: &Params,
     dpop_jkt: Option<&str>,
-    cert_x5t: Option<&str>,
+    proofs: crate::protocol::tokens::Proofs<'_>,
     seen: &crate::model::Seen,
     now: i64,
 ) -> OAuthResult<TokenResponse> {
@@ -126,7 +126,7 @@ pub async fn grant(
             jti: format!("{}.{}", family.family_id, secret::random_token(12)),
             refresh_token: Some(next_secret),
             dpop_jkt,
-            cert_x5t,
+            proofs,
         },
         now,
     )

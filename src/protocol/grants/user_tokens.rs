@@ -31,8 +31,9 @@ pub struct UserGrant<'a> {
     pub refresh_token: Option<String>,
     /// RFC 9449: the access token is bound to this DPoP key thumbprint (`cnf.jkt`).
     pub dpop_jkt: Option<&'a str>,
-    /// RFC 8705 §3: and to this client certificate thumbprint (`cnf.x5t#S256`).
-    pub cert_x5t: Option<&'a str>,
+    /// RFC 8705 §3: and to this client certificate thumbprint (`cnf.x5t#S256`); and the
+    /// client's attestation (`att`).
+    pub proofs: crate::protocol::tokens::Proofs<'a>,
 }
 
 /// OIDC Core §2 ID token claims.
@@ -76,8 +77,9 @@ pub fn mint(ctx: &Ctx, g: UserGrant<'_>, now: i64) -> OAuthResult<TokenResponse>
         auth_time: Some(g.auth_time),
         acr: Some(Acr::of(g.amr).as_str()),
         amr: Some(amr::claim(g.amr)),
-        cnf: Confirmation::new(g.dpop_jkt, g.cert_x5t),
+        cnf: Confirmation::new(g.dpop_jkt, g.proofs.cert_x5t),
         gty: None,
+        att: g.proofs.att,
     };
     let access_token = ctx
         .keys
@@ -190,7 +192,7 @@ impl Pending {
         client: &Client,
         code: &AuthCode,
         dpop_jkt: Option<&str>,
-        cert_x5t: Option<&str>,
+        proofs: crate::protocol::tokens::Proofs<'_>,
         now: i64,
     ) -> OAuthResult<TokenResponse> {
         let refresh = wants_refresh(client, &Scope::parse(&code.scope).unwrap_or_default());
@@ -208,7 +210,7 @@ impl Pending {
                 jti: if refresh { self.jti } else { self.plain_jti },
                 refresh_token: refresh.then_some(self.refresh),
                 dpop_jkt,
-                cert_x5t,
+                proofs,
             },
             now,
         )

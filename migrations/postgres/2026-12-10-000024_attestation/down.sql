@@ -1,0 +1,2 @@
+DROP TABLE attested_keys;
+ALTER TABLE clients DROP COLUMN attestation;
