@@ -253,7 +253,7 @@ fn main() {
                 &ctx,
                 latchkey::protocol::client_auth::Credentials {
                     authorization: Some(basic.as_bytes()),
-                    certificate: None,
+                    ..Default::default()
                 },
                 dpop::Header::Absent,
                 params,

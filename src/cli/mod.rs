@@ -36,6 +36,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process: the size of `Client` (its `add` flags) does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the server.
     Serve,

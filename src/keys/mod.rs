@@ -248,17 +248,17 @@ impl KeyRing {
                 TYP_LOGOUT_TOKEN,
                 TYP_CLIENT_ATTESTATION,
             ]
-                .into_iter()
-                .map(|typ| {
-                    let h = serde_json::to_vec(&JwsHeader {
-                        alg: alg.as_str(),
-                        typ,
-                        kid: &r.kid,
-                    })
-                    .unwrap_or_default();
-                    (typ, format!("{}.", URL_SAFE_NO_PAD.encode(h)))
+            .into_iter()
+            .map(|typ| {
+                let h = serde_json::to_vec(&JwsHeader {
+                    alg: alg.as_str(),
+                    typ,
+                    kid: &r.kid,
                 })
-                .collect();
+                .unwrap_or_default();
+                (typ, format!("{}.", URL_SAFE_NO_PAD.encode(h)))
+            })
+            .collect();
             keys.push(Arc::new(LoadedKey {
                 kid: r.kid.clone(),
                 alg,

@@ -62,9 +62,21 @@ mod tests {
         assert_eq!(slot_of(&key, b"a", &v, 100 * 60, 60, 2), Some(100));
         assert_eq!(slot_of(&key, b"a", &v, 101 * 60 + 59, 60, 2), Some(100));
         assert_eq!(slot_of(&key, b"a", &v, 102 * 60, 60, 2), None, "too old");
-        assert_eq!(slot_of(&key, b"a", &v, 99 * 60, 60, 2), None, "from the future");
-        assert_eq!(slot_of(&key, b"b", &v, 100 * 60, 60, 2), None, "another label");
-        assert_eq!(slot_of(&other, b"a", &v, 100 * 60, 60, 2), None, "another key");
+        assert_eq!(
+            slot_of(&key, b"a", &v, 99 * 60, 60, 2),
+            None,
+            "from the future"
+        );
+        assert_eq!(
+            slot_of(&key, b"b", &v, 100 * 60, 60, 2),
+            None,
+            "another label"
+        );
+        assert_eq!(
+            slot_of(&other, b"a", &v, 100 * 60, 60, 2),
+            None,
+            "another key"
+        );
         assert_eq!(slot_of(&key, b"a", "garbage", 100 * 60, 60, 2), None);
     }
 }

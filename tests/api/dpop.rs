@@ -21,7 +21,17 @@ pub struct DpopKey {
 
 impl DpopKey {
     pub fn new() -> DpopKey {
-        let kp = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("P-256 key");
+        Self::of(EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("P-256 key"))
+    }
+
+    /// The key of a PKCS #8 document (shared with an rcgen certificate, say).
+    pub fn from_pkcs8(pkcs8: &[u8]) -> DpopKey {
+        Self::of(
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8).expect("P-256 key"),
+        )
+    }
+
+    fn of(kp: EcdsaKeyPair) -> DpopKey {
         let p = kp.public_key().as_ref().to_vec();
         let jwk = json!({
             "kty": "EC", "crv": "P-256",

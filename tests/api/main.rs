@@ -3,6 +3,7 @@
 
 mod account;
 mod admin_api;
+mod attestation;
 mod audit;
 mod authlib_client;
 mod authorize;

@@ -133,6 +133,7 @@ contract!(
     clients_are_replaced_and_deleted_with_their_grants,
     a_users_grants_are_revoked_in_bulk,
     the_wal_is_checkpointed_on_demand_and_then_starts_over,
+    attested_keys_count_up_once_and_go_with_their_client,
 );
 
 const NOW: i64 = 1_900_000_000;
@@ -164,6 +165,7 @@ fn client(id: &str) -> Client {
         tls_client_auth: None,
         tls_client_certificate_bound_access_tokens: false,
         require_mfa: false,
+        attestation: None,
     }
 }
 
@@ -1940,4 +1942,63 @@ fn a_change_between_a_batchs_read_and_write_is_decided_again_under_the_lock() {
     let (presented, fam) = s.refresh_token("rt-ca").expect("get").expect("kept");
     assert_eq!(presented.successor_hash.as_deref(), Some("other-1"));
     assert!(fam.revoked_at.is_some(), "reuse revoked the family");
+}
+
+fn attested_keys_count_up_once_and_go_with_their_client(s: &Store) {
+    use latchkey::protocol::attestation::{Mode, Policy};
+    use latchkey::store::AttestedKey;
+    let mut c = client("att");
+    c.attestation = Some(Policy {
+        mode: Mode::Required,
+        apple_app_ids: vec!["ABCDE12345.com.example.app".into()],
+        ..Policy::default()
+    });
+    s.insert_client(&c).expect("insert");
+    assert_eq!(
+        s.client("att").expect("get").expect("exists").attestation,
+        c.attestation,
+        "the policy round-trips"
+    );
+    let key = AttestedKey {
+        client_id: "att".into(),
+        key_id: "kid-1".into(),
+        public_key: "pk".into(),
+        app_id: "ABCDE12345.com.example.app".into(),
+        environment: "production".into(),
+        counter: 0,
+        created_at: NOW,
+        last_used_at: NOW,
+    };
+    assert!(s.insert_attested_key(&key).expect("insert key"));
+    assert!(
+        !s.insert_attested_key(&key).expect("again"),
+        "a retry changes nothing"
+    );
+    assert!(
+        s.advance_attested_counter("att", "kid-1", 1, NOW + 1)
+            .expect("advance")
+    );
+    assert!(
+        !s.advance_attested_counter("att", "kid-1", 1, NOW + 2)
+            .expect("same counter")
+    );
+    assert!(
+        !s.advance_attested_counter("att", "kid-1", 0, NOW + 2)
+            .expect("lower counter")
+    );
+    assert!(
+        !s.advance_attested_counter("other", "kid-1", 5, NOW + 2)
+            .expect("other client")
+    );
+    let got = s
+        .attested_key("att", "kid-1")
+        .expect("read")
+        .expect("exists");
+    assert_eq!((got.counter, got.last_used_at), (1, NOW + 1));
+    assert!(s.attested_key("other", "kid-1").expect("read").is_none());
+    // Editing the client keeps its keys; deleting it removes them.
+    assert!(s.replace_client(&c).expect("replace"));
+    assert!(s.attested_key("att", "kid-1").expect("read").is_some());
+    assert!(s.delete_client("att", NOW + 3).expect("delete"));
+    assert!(s.attested_key("att", "kid-1").expect("read").is_none());
 }

@@ -191,9 +191,12 @@ pub async fn attest(ctx: &Ctx, req: AttestRequest, now: i64) -> OAuthResult<Atte
         att: &att,
         app: &app,
     };
-    let jwt = ctx
-        .keys
-        .sign(ctx.config.access_token_alg, TYP_CLIENT_ATTESTATION, &claims, now)?;
+    let jwt = ctx.keys.sign(
+        ctx.config.access_token_alg,
+        TYP_CLIENT_ATTESTATION,
+        &claims,
+        now,
+    )?;
     tracing::info!(
         client_id = %client.client_id,
         platform = %att.platform,
@@ -239,8 +242,8 @@ async fn apple_attestation(
     let (jwk, jkt) = bound_key(&req.jwk)?;
     let client_data = format!("{}.{jkt}", req.challenge);
     let cdh = sha256(&[client_data.as_bytes()]);
-    let key = apple::verify_attestation(&object, &cdh, &key_id, &apple_policy, now)
-        .map_err(refusal)?;
+    let key =
+        apple::verify_attestation(&object, &cdh, &key_id, &apple_policy, now).map_err(refusal)?;
     use_once(ctx, &object, now).await?;
     let environment = environment_name(key.environment);
     let row = AttestedKey {
@@ -253,7 +256,9 @@ async fn apple_attestation(
         created_at: now,
         last_used_at: now,
     };
-    ctx.store.write(move |s| s.insert_attested_key(&row)).await?;
+    ctx.store
+        .write(move |s| s.insert_attested_key(&row))
+        .await?;
     Ok((jwk, apple_att(environment), key.app_id))
 }
 
@@ -323,10 +328,9 @@ async fn android_attestation(
     let android_policy = policy
         .android(&ctx.attestation)
         .ok_or_else(|| refused("platform_not_allowed"))?;
-    let chain = req
-        .certificate_chain
-        .as_ref()
-        .ok_or_else(|| OAuthError::invalid_request("certificate_chain is required for this type"))?;
+    let chain = req.certificate_chain.as_ref().ok_or_else(|| {
+        OAuthError::invalid_request("certificate_chain is required for this type")
+    })?;
     if chain.is_empty() || chain.len() > MAX_CHAIN {
         return Err(OAuthError::invalid_request(format!(
             "certificate_chain must hold 1 to {MAX_CHAIN} certificates"

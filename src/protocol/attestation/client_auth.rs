@@ -218,12 +218,15 @@ pub fn check_pop(
         ));
     }
     if header.crit.is_some() {
-        return Err(bad("the client attestation PoP has an unsupported crit header"));
+        return Err(bad(
+            "the client attestation PoP has an unsupported crit header",
+        ));
     }
     if header.alg != "ES256" {
         return Err(bad("the client attestation PoP must be signed with ES256"));
     }
-    let point = ec_point(jwk).ok_or_else(|| bad("the client attestation cnf.jwk is not a P-256 key"))?;
+    let point =
+        ec_point(jwk).ok_or_else(|| bad("the client attestation cnf.jwk is not a P-256 key"))?;
     let sig = URL_SAFE_NO_PAD
         .decode(s64)
         .map_err(|_| bad("the client attestation PoP signature is malformed"))?;
@@ -241,13 +244,18 @@ pub fn check_pop(
     }
     match &claims.aud {
         Some(Value::String(a)) if a == issuer => {}
-        _ => return Err(bad("the client attestation PoP audience is not this server")),
+        _ => {
+            return Err(bad(
+                "the client attestation PoP audience is not this server",
+            ));
+        }
     }
     let jti = claims
         .jti
         .filter(|j| !j.is_empty() && j.len() <= MAX_JTI_LEN)
         .ok_or_else(|| bad("the client attestation PoP needs a jti of 1 to 256 characters"))?;
-    let seconds = |n: &serde_json::Number| n.as_i64().or_else(|| n.as_f64().map(|f| f.floor() as i64));
+    let seconds =
+        |n: &serde_json::Number| n.as_i64().or_else(|| n.as_f64().map(|f| f.floor() as i64));
     let iat = claims
         .iat
         .as_ref()
@@ -260,7 +268,12 @@ pub fn check_pop(
     if iat < now.saturating_sub(max_age) {
         return Err(bad("the client attestation PoP is too old"));
     }
-    if claims.exp.as_ref().and_then(seconds).is_some_and(|e| e < now) {
+    if claims
+        .exp
+        .as_ref()
+        .and_then(seconds)
+        .is_some_and(|e| e < now)
+    {
         return Err(bad("the client attestation PoP has expired"));
     }
     let challenge = claims.challenge.ok_or_else(use_challenge)?;
@@ -304,16 +317,28 @@ mod tests {
         assert!(matches!(Presented::from_values([], []), Presented::Absent));
         assert!(matches!(
             Presented::from_values([a], [p]),
-            Presented::Headers { attestation: "jwt", pop: Some("pop") }
+            Presented::Headers {
+                attestation: "jwt",
+                pop: Some("pop")
+            }
         ));
         assert!(matches!(
             Presented::from_values([a], []),
             Presented::Headers { pop: None, .. }
         ));
-        assert!(matches!(Presented::from_values([a, a], [p]), Presented::Invalid));
-        assert!(matches!(Presented::from_values([], [p]), Presented::Invalid));
+        assert!(matches!(
+            Presented::from_values([a, a], [p]),
+            Presented::Invalid
+        ));
+        assert!(matches!(
+            Presented::from_values([], [p]),
+            Presented::Invalid
+        ));
         let bad: &[u8] = &[0xff, 0xfe];
-        assert!(matches!(Presented::from_values([bad], [p]), Presented::Invalid));
+        assert!(matches!(
+            Presented::from_values([bad], [p]),
+            Presented::Invalid
+        ));
     }
 
     #[test]

@@ -161,7 +161,10 @@ impl Policy {
         for (list, what) in [
             (&self.apple_app_ids, "apple_app_ids"),
             (&self.android_packages, "android_packages"),
-            (&self.android_signing_cert_digests, "android_signing_cert_digests"),
+            (
+                &self.android_signing_cert_digests,
+                "android_signing_cert_digests",
+            ),
         ] {
             if list.len() > MAX_ENTRIES {
                 return Err(format!("{what} has more than {MAX_ENTRIES} entries"));
@@ -192,7 +195,9 @@ impl Policy {
                     .into(),
             );
         }
-        if self.mode != Mode::Off && self.apple_app_ids.is_empty() && self.android_packages.is_empty()
+        if self.mode != Mode::Off
+            && self.apple_app_ids.is_empty()
+            && self.android_packages.is_empty()
         {
             return Err(
                 "an attestation policy that is on needs apple_app_ids or android_packages".into(),
@@ -253,7 +258,9 @@ impl Policy {
             || self.android_packages.iter().any(|p| p == app);
         let level_ok = match level {
             "development" | "software" => self.allow_development,
-            "tee" => self.allow_development || self.android_min_security_level != AndroidLevel::Strongbox,
+            "tee" => {
+                self.allow_development || self.android_min_security_level != AndroidLevel::Strongbox
+            }
             _ => true,
         };
         app_ok && level_ok
@@ -275,7 +282,12 @@ mod tests {
     #[test]
     fn app_ids_packages_and_digests_are_checked() {
         assert!(on().checked().is_ok());
-        for bad in ["com.example.app", "abcde12345.com.example", "ABCDE12345.", "ABCDE1234.x.y"] {
+        for bad in [
+            "com.example.app",
+            "abcde12345.com.example",
+            "ABCDE12345.",
+            "ABCDE1234.x.y",
+        ] {
             let p = Policy {
                 apple_app_ids: vec![bad.into()],
                 ..on()
@@ -289,7 +301,9 @@ mod tests {
             ..Policy::default()
         };
         let colons = ["AB"; 32].join(":");
-        let p = android("com.example.app", &colons).checked().expect("valid");
+        let p = android("com.example.app", &colons)
+            .checked()
+            .expect("valid");
         assert_eq!(p.android_signing_cert_digests, vec!["ab".repeat(32)]);
         assert!(android("com.example.app", "abcd").checked().is_err());
         assert!(android("no dots", &"ab".repeat(32)).checked().is_err());
@@ -298,7 +312,10 @@ mod tests {
             android_packages: vec!["com.example.app".into()],
             ..Policy::default()
         };
-        assert!(lone.checked().is_err(), "a package needs its signing digest");
+        assert!(
+            lone.checked().is_err(),
+            "a package needs its signing digest"
+        );
     }
 
     #[test]
