@@ -63,6 +63,8 @@ pub struct ClientMetadata {
     /// A password alone is not enough to sign in to this client (a passkey, or a password and
     /// an authenticator code).
     pub require_mfa: bool,
+    /// App attestation policy (docs/attestation.md); `null` when off.
+    pub attestation: Option<crate::protocol::attestation::Policy>,
     /// RFC 8705 §2.1.2 (`tls_client_auth` clients): the one certificate name registered, as
     /// `tls_client_auth_subject_dn`, `_san_dns`, `_san_uri`, `_san_ip` or `_san_email`.
     pub tls_client_auth_subject_dn: Option<String>,

@@ -330,7 +330,7 @@ async fn client_metadata_errors_are_rfc_7591_errors_with_exact_bodies() {
         (
             json!({"client_name": "a", "token_endpoint_auth_method": "client_secret_jwt"}),
             "invalid_client_metadata",
-            "token_endpoint_auth_method must be none, client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth or self_signed_tls_client_auth",
+            "token_endpoint_auth_method must be none, client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth, self_signed_tls_client_auth or attest_jwt_client_auth",
         ),
         (
             json!({"client_name": "a", "token_endpoint_auth_method": "tls_client_auth"}),

@@ -58,6 +58,7 @@ async fn metadata_advertises_what_is_implemented() {
     assert_eq!(
         methods,
         [
+            "attest_jwt_client_auth",
             "client_secret_basic",
             "client_secret_post",
             "none",

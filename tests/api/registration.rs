@@ -407,7 +407,7 @@ async fn bad_metadata_is_invalid_redirect_uri_or_invalid_client_metadata() {
         (
             json!({"token_endpoint_auth_method": "client_secret_jwt"}),
             "invalid_client_metadata",
-            "token_endpoint_auth_method must be none, client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth or self_signed_tls_client_auth",
+            "token_endpoint_auth_method must be none, client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth, self_signed_tls_client_auth or attest_jwt_client_auth",
         ),
         (
             json!({"token_endpoint_auth_method": "tls_client_auth"}),
