@@ -595,6 +595,33 @@ async fn forged_stale_foreign_and_expired_attestations_are_refused_at_the_token_
         "invalid_client",
         "the client attestation PoP is too old",
     );
+    // A PoP naming another client, one that has expired, one with a crit header.
+    let mut foreign_iss = pop_claims(&id, &app.issuer, Some(&c));
+    foreign_iss["iss"] = json!("someone-else");
+    assert_error(
+        &with(attestation.clone(), pop(&device, &foreign_iss)).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        "the client attestation PoP iss is not the client",
+    );
+    let mut expired_pop = pop_claims(&id, &app.issuer, Some(&c));
+    expired_pop["exp"] = json!(now() - 1);
+    assert_error(
+        &with(attestation.clone(), pop(&device, &expired_pop)).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        "the client attestation PoP has expired",
+    );
+    let crit = device.sign(
+        &json!({"typ": "oauth-client-attestation-pop+jwt", "alg": "ES256", "crit": ["x"]}),
+        &pop_claims(&id, &app.issuer, Some(&c)),
+    );
+    assert_error(
+        &with(attestation.clone(), crit).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        "the client attestation PoP has an unsupported crit header",
+    );
     // Another client's attestation (its own PoP key, its own sub).
     let (other_device, other_key) = device_key();
     let foreign = attest_android(&app, &r, &other.client.client_id, &other_key).await;
@@ -788,6 +815,18 @@ async fn the_attestation_endpoint_refuses_what_it_cannot_trust() {
         StatusCode::OK
     );
     refused(&attest(android(&c1, chain)).await, "statement_replayed");
+    // On Android the bound key is the attested key: another jwk is refused.
+    let (other_device, _) = device_key();
+    let chain = android_chain(&r.android_root, &r.android_ca, &key, &c1, PACKAGE);
+    let mut body = android(&c1, chain);
+    body["jwk"] = other_device.jwk.clone();
+    let resp = attest(body).await;
+    assert_error(
+        &resp,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "jwk differs from the attested key (on Android the attested key is the bound key)",
+    );
     // A forged challenge.
     let chain = android_chain(&r.android_root, &r.android_ca, &key, "Zm9yZ2Vk", PACKAGE);
     let resp = attest(android("Zm9yZ2Vk", chain)).await;
@@ -1112,16 +1151,20 @@ async fn attestation_policies_are_for_administrators_and_public_clients() {
     let body = json!({"client_name": "ios", "token_endpoint_auth_method": "attest_jwt_client_auth",
                       "redirect_uris": [REDIRECT_PORT], "grant_types": ["authorization_code"],
                       "attestation": {"mode": "required", "apple_app_ids": [APP_ID]}});
-    let resp = Resp::read(
-        app.http
-            .post(app.url("/admin/v1/clients"))
-            .bearer_auth(&admin)
-            .json(&body)
-            .send()
+    let create = |b: Value| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            crate::admin_api::call(
+                app,
+                reqwest::Method::POST,
+                "/admin/v1/clients",
+                Some(admin),
+                Some(b),
+            )
             .await
-            .expect("POST"),
-    )
-    .await;
+        }
+    };
+    let resp = create(body.clone()).await;
     assert_eq!(resp.status, StatusCode::CREATED, "{}", resp.text());
     let made = resp.json();
     assert_eq!(made["token_endpoint_auth_method"], "attest_jwt_client_auth");
@@ -1131,16 +1174,7 @@ async fn attestation_policies_are_for_administrators_and_public_clients() {
         .as_object_mut()
         .expect("object")
         .remove("attestation");
-    let resp = Resp::read(
-        app.http
-            .post(app.url("/admin/v1/clients"))
-            .bearer_auth(&admin)
-            .json(&no_policy)
-            .send()
-            .await
-            .expect("POST"),
-    )
-    .await;
+    let resp = create(no_policy).await;
     assert_eq!(
         resp.json()["error"],
         "invalid_client_metadata",
