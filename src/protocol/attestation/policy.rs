@@ -257,7 +257,7 @@ impl Policy {
         let app_ok = self.apple_app_ids.iter().any(|a| a == app)
             || self.android_packages.iter().any(|p| p == app);
         let level_ok = match level {
-            "development" | "software" => self.allow_development,
+            "development" | "software" | "basic" => self.allow_development,
             "tee" => {
                 self.allow_development || self.android_min_security_level != AndroidLevel::Strongbox
             }
@@ -353,5 +353,19 @@ mod tests {
         assert!(p.still_allows("ABCDE12345.com.example.app", "production"));
         assert!(!p.still_allows("ABCDE12345.com.example.app", "development"));
         assert!(!p.still_allows("ZZZZZ12345.com.other", "production"));
+        let strict = Policy {
+            mode: Mode::Required,
+            android_packages: vec!["com.example.app".into()],
+            android_signing_cert_digests: vec!["ab".repeat(32)],
+            android_min_security_level: AndroidLevel::Strongbox,
+            ..Policy::default()
+        };
+        assert!(strict.still_allows("com.example.app", "strongbox"));
+        assert!(
+            !strict.still_allows("com.example.app", "tee"),
+            "raised minimum"
+        );
+        assert!(!strict.still_allows("com.example.app", "software"));
+        assert!(!strict.still_allows("com.example.app", "basic"));
     }
 }
